@@ -1,0 +1,69 @@
+"""Roles are Django groups with permissions: viewer < operator < supervisor < admin.
+
+- viewer: sees the map, the fleet and the live picture; changes nothing.
+- operator (control room): also creates policy zones (closing a road is an exclusion zone) and
+  activates or deactivates them.
+- supervisor: also maintains the mine map and the equipment register.
+- admin: everything, including users, roles and machine credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+VIEWER, OPERATOR, SUPERVISOR, ADMIN = "viewer", "operator", "supervisor", "admin"
+ROLES = (VIEWER, OPERATOR, SUPERVISOR, ADMIN)
+
+DOMAIN_APPS = ("mine", "vehicles")
+OPERATOR_EXTRA = {("mine", "add_policyzone"), ("mine", "activate_policyzone")}
+SUPERVISOR_MODELS = {
+    "mine": (
+        "site",
+        "roadnetwork",
+        "roadnode",
+        "way",
+        "policyzone",
+        "loadingunit",
+        "dumppoint",
+        "area",
+    ),
+    "vehicles": ("equipment",),
+}
+
+
+def role_permissions(all_codenames: set[tuple[str, str]]) -> dict[str, set[tuple[str, str]]]:
+    """(app_label, codename) pairs per role, from the permissions that exist."""
+    domain = {p for p in all_codenames if p[0] in DOMAIN_APPS}
+    viewer = {p for p in domain if p[1].startswith("view_")}
+    operator = viewer | (OPERATOR_EXTRA & all_codenames)
+    supervisor = set(operator)
+    for app, models in SUPERVISOR_MODELS.items():
+        for model in models:
+            supervisor |= {
+                (app, f"{verb}_{model}") for verb in ("add", "change", "delete")
+            } & all_codenames
+    admin = set(all_codenames)
+    return {VIEWER: viewer, OPERATOR: operator, SUPERVISOR: supervisor, ADMIN: admin}
+
+
+def sync_roles(apps: Any) -> None:
+    """Create the role groups and give each exactly its permissions (idempotent)."""
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    by_key = {
+        (p.content_type.app_label, p.codename): p
+        for p in Permission.objects.select_related("content_type")
+    }
+    for role, keys in role_permissions(set(by_key)).items():
+        group, _ = Group.objects.get_or_create(name=role)
+        group.permissions.set([by_key[k] for k in keys])
+
+
+def sync_roles_after_migrate(sender: Any, apps: Any = None, **kwargs: Any) -> None:
+    if sender.label != "accounts" or apps is None:
+        return
+    try:
+        apps.get_model("auth", "Group")
+    except LookupError:
+        return
+    sync_roles(apps)

@@ -1,0 +1,149 @@
+"""REST endpoints of the mine map: thin, the logic is in services and mapfile."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from fleet.accounts.permissions import RolePermission
+from fleet.mine import mapfile, services
+from fleet.mine.models import Area, DumpPoint, LoadingUnit, PolicyZone, RoadNetwork, Site, Way
+from fleet.mine.serializers import (
+    AreaSerializer,
+    DumpPointSerializer,
+    LoadingUnitSerializer,
+    PolicyZoneSerializer,
+    RoadNetworkSerializer,
+    SiteSerializer,
+    WaySerializer,
+)
+
+
+def _refuse(exc: DjangoValidationError) -> serializers.ValidationError:
+    return serializers.ValidationError({"detail": exc.messages})
+
+
+class SiteViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Site.objects.all()
+    serializer_class = SiteSerializer
+    pagination_class = None
+
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        parameters=[
+            OpenApiParameter("revision", int, description="Road-network revision (default: active)")
+        ],
+        summary="The whole site map as one GeoJSON FeatureCollection (docs/map-format.md)",
+    )
+    @action(detail=True, methods=["get"], url_path="map")
+    def map(self, request: Request, pk: str | None = None) -> Response:
+        site = self.get_object()
+        network = None
+        if "revision" in request.query_params:
+            network = get_object_or_404(
+                RoadNetwork, site=site, revision=request.query_params["revision"]
+            )
+        return Response(mapfile.export_site_map(site, network))
+
+
+class RoadNetworkViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = RoadNetwork.objects.select_related("site")
+    serializer_class = RoadNetworkSerializer
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        site = self.request.query_params.get("site")
+        return queryset.filter(site_id=site) if site else queryset
+
+
+class WayViewSet(viewsets.ReadOnlyModelViewSet):
+    """Ways of the active road network, or of ``?revision=`` with ``?site=``."""
+
+    queryset = Way.objects.select_related("network", "start_node", "end_node")
+    serializer_class = WaySerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        params = self.request.query_params
+        if "site" in params:
+            queryset = queryset.filter(network__site_id=params["site"])
+        if "revision" in params:
+            return queryset.filter(network__revision=params["revision"])
+        return queryset.filter(network__status=RoadNetwork.Status.ACTIVE)
+
+
+class ZonePermission(RolePermission):
+    """Requesting a zone's deletion reopens a road: an operator's job, like activating one."""
+
+    perms_map = {**RolePermission.perms_map, "DELETE": ["mine.activate_policyzone"]}
+
+
+class PolicyZoneViewSet(
+    mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet
+):
+    """Policy zones. Never edited in place: create a new zone (with ``replaces``) instead.
+    DELETE requests deletion (Active -> Pending delete)."""
+
+    queryset = PolicyZone.objects.select_related("site")
+    serializer_class = PolicyZoneSerializer
+    pagination_class = None
+    permission_classes = [ZonePermission]
+
+    def get_queryset(self):
+        queryset = super().get_queryset()
+        params = self.request.query_params
+        if "site" in params:
+            queryset = queryset.filter(site_id=params["site"])
+        if "status" in params:
+            return queryset.filter(status=params["status"])
+        return queryset.exclude(status=PolicyZone.Status.DELETED)
+
+    def perform_destroy(self, instance: PolicyZone) -> None:
+        try:
+            services.request_zone_deletion(instance)
+        except DjangoValidationError as exc:
+            raise _refuse(exc) from None
+
+    def destroy(self, request: Request, *args: object, **kwargs: object) -> Response:
+        zone = self.get_object()
+        self.perform_destroy(zone)
+        zone.refresh_from_db()
+        return Response(self.get_serializer(zone).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses=PolicyZoneSerializer, summary="Activate a Pending zone")
+    @action(detail=True, methods=["post"])
+    def activate(self, request: Request, pk: str | None = None) -> Response:
+        if not request.user.has_perm("mine.activate_policyzone"):
+            raise PermissionDenied("activating a zone needs the operator role")
+        zone = self.get_object()
+        try:
+            zone = services.activate_zone(zone)
+        except DjangoValidationError as exc:
+            raise _refuse(exc) from None
+        return Response(self.get_serializer(zone).data)
+
+
+class LoadingUnitViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = LoadingUnit.objects.all()
+    serializer_class = LoadingUnitSerializer
+    pagination_class = None
+
+
+class DumpPointViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = DumpPoint.objects.all()
+    serializer_class = DumpPointSerializer
+    pagination_class = None
+
+
+class AreaViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Area.objects.all()
+    serializer_class = AreaSerializer
+    pagination_class = None

@@ -1,0 +1,250 @@
+"""Haulmind settings: one module, driven by the environment.
+
+Nothing configured gives the embedded default: the PostgreSQL + PostGIS, Redis and project-own
+Mosquitto that ``make demo`` / ``make test`` find or start on loopback. ``DATABASE_URL``,
+``REDIS_URL``, ``MQTT_URL``, ``CELERY_BROKER_URL`` and ``SECRET_KEY`` (each also as ``*_FILE``)
+point it at real services. See docs/operations.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from fleet.conf import env_bool, env_int, env_list, env_required, env_str, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("HAULMIND_VAR_DIR") or BASE_DIR / "var")
+
+ENVIRONMENT = env_str("HAULMIND_ENV", "development")
+if ENVIRONMENT not in {"development", "production"}:
+    raise ImproperlyConfigured(
+        f"HAULMIND_ENV={ENVIRONMENT!r} is not known; expected development or production"
+    )
+PRODUCTION = ENVIRONMENT == "production"
+DEBUG = env_bool("DEBUG", default=not PRODUCTION)
+
+if PRODUCTION:
+    SECRET_KEY = env_required("SECRET_KEY", "a random string of at least 50 characters")
+    if len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured("SECRET_KEY is too short; expected at least 50 characters")
+else:
+    SECRET_KEY = (
+        env_str("SECRET_KEY") or "haulmind-development-only-key-never-use-in-production-0123456789"
+    )
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if PRODUCTION else ["127.0.0.1", "localhost", "[::1]"])
+if PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS is not set; expected a comma-separated list of host names"
+    )
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.gis",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "rest_framework_gis",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "fleet",  # the project package: platform commands (serve), shared templates and static files
+    "fleet.accounts",
+    "fleet.mine",
+    "fleet.vehicles",
+    "fleet.telemetry",
+    "fleet.live",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "fleet.urls"
+ASGI_APPLICATION = "fleet.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "fleet" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: PostgreSQL + PostGIS, the one engine everywhere -----------------------------------
+DATABASE_URL = env_url(
+    "DATABASE_URL",
+    "postgis://postgres@127.0.0.1:5432/haulmind",
+    schemes=("postgis", "postgres", "postgresql"),
+    what="a PostGIS URL such as postgis://user:password@host:5432/dbname",
+)
+if not urlsplit(DATABASE_URL).path.strip("/"):
+    raise ImproperlyConfigured(
+        "DATABASE_URL names no database; expected postgis://host:5432/dbname"
+    )
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+        conn_health_checks=True,
+    )
+}
+# Whatever scheme was given, GeoDjango needs its PostGIS backend.
+DATABASES["default"]["ENGINE"] = "django.contrib.gis.db.backends.postgis"
+DATABASES["default"]["OPTIONS"] = {
+    "connect_timeout": env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+}
+DATABASES["default"]["TEST"] = {
+    "NAME": env_str("DATABASE_TEST_NAME") or f"test_{DATABASES['default']['NAME']}"
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Debian 12 ships GDAL 3.6, which cannot block network access while reading spatial
+# references; map files are parsed from GeoJSON coordinates only and never name remote CRSs.
+SILENCED_SYSTEM_CHECKS = ["gis.W001"]
+
+# --- Redis: latest state, Channels layer, cache ----------------------------------------------------
+REDIS_URL = env_url(
+    "REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss"), what="a Redis URL"
+)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": "haulmind:live"},
+    }
+}
+
+# --- MQTT: the project's own Mosquitto by default (the system one is anonymous) --------------------
+MQTT_URL = env_url(
+    "MQTT_URL",
+    "mqtt://haulmind-fms@127.0.0.1:1884",
+    schemes=("mqtt", "mqtts"),
+    what="an MQTT 5 broker URL such as mqtt://user@host:1883 or mqtts://user@host:8883",
+)
+# The embedded broker's service password is generated by scripts/services.sh into var/.
+_EMBEDDED_MQTT_SECRET = VAR_DIR / "mosquitto" / "fms.secret"
+MQTT_PASSWORD = env_str("MQTT_PASSWORD") or (
+    _EMBEDDED_MQTT_SECRET.read_text().strip() if _EMBEDDED_MQTT_SECRET.is_file() else None
+)
+MQTT_TOPIC_ROOT = env_str("MQTT_TOPIC_ROOT", "iso23725/v1")
+
+# --- Celery: RabbitMQ where it runs (late acks redeliver a dead worker's tasks at once) ------------
+CELERY_BROKER_URL = env_url(
+    "CELERY_BROKER_URL",
+    REDIS_URL,
+    schemes=("amqp", "amqps", "pyamqp", "redis", "rediss"),
+    what="a RabbitMQ (amqp://) or Redis (redis://) URL",
+)
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_EXPIRES = 3600
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE = {
+    "complete-zone-deletions": {"task": "mine.complete_zone_deletions", "schedule": 30.0},
+}
+
+# --- The mine map ---------------------------------------------------------------------------------
+# A zone in Pending Delete becomes Deleted when every truck dropped it, or after this long.
+ZONE_DELETE_TIMEOUT_S = env_int("ZONE_DELETE_TIMEOUT_S", 300, minimum=10)
+
+# --- Auth, roles, REST ------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["fleet.accounts.permissions.RolePermission"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Haulmind API",
+    "DESCRIPTION": "Fleet management for autonomous open-pit mines: the mine map, equipment, "
+    "telemetry and control. Geometry is GeoJSON in WGS84 (EPSG:4326).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Served from this host, never a CDN: control rooms often have no internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# --- Static files ---------------------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = not PRODUCTION
+
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Security (production) ------------------------------------------------------------------------
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

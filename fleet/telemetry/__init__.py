@@ -1,0 +1,1 @@
+"""Telemetry: ISO 23725 wire messages, ingest, history store, latest state."""

@@ -1,0 +1,123 @@
+"""Telemetry history: positions and other truck messages, partitioned by day.
+
+1,000 trucks at 10 Hz is 864 million positions a day, so the history tables are PostgreSQL
+range-partitioned on the envelope Timestamp (``sent_at``): a day is one partition, retention
+drops whole partitions, and the de-duplication key (which must include the partition column) is
+the primary key. The tables are created by SQL in the migrations (Django does not declare
+partitioning); these ORM models only read them.
+"""
+
+from __future__ import annotations
+
+from django.contrib.gis.db import models
+
+
+class Position(models.Model):
+    """One MachinePositionV1 body. Key: (EquipmentId, envelope Timestamp)."""
+
+    pk = models.CompositePrimaryKey("equipment_id", "sent_at")
+    equipment_id = models.UUIDField()
+    sent_at = models.DateTimeField(help_text="Envelope Timestamp: when the truck sent it.")
+    measured_at = models.DateTimeField(null=True, help_text="The body's own Timestamp, if given.")
+    received_at = models.DateTimeField()
+    location = models.PointField(srid=4326)
+    elevation_m = models.FloatField()
+    heading_deg = models.SmallIntegerField()
+    speed_kmh = models.FloatField()
+    horizontal_accuracy_m = models.FloatField(null=True)
+    road_revision = models.IntegerField(null=True, help_text="Active road network when received.")
+    sequence = models.BigIntegerField(null=True)
+    late = models.BooleanField(help_text="Back-filled: stored, never used for live decisions.")
+
+    class Meta:
+        managed = False
+        db_table = "telemetry_position"
+        ordering = ["equipment_id", "sent_at"]
+
+
+class Event(models.Model):
+    """Any other truck message body (health, diagnostics, payload, production state, ...).
+    Key: (EquipmentId, message name, envelope Timestamp)."""
+
+    pk = models.CompositePrimaryKey("equipment_id", "message_name", "sent_at")
+    equipment_id = models.UUIDField()
+    message_name = models.CharField(max_length=64)
+    sent_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    body = models.JSONField()
+    sequence = models.BigIntegerField(null=True)
+    late = models.BooleanField()
+
+    class Meta:
+        managed = False
+        db_table = "telemetry_event"
+        ordering = ["equipment_id", "sent_at"]
+
+
+class PositionMinute(models.Model):
+    """One-minute roll-up of positions, for long time ranges (a week of track is 10,080 rows
+    per truck instead of 6 million)."""
+
+    pk = models.CompositePrimaryKey("equipment_id", "minute")
+    equipment_id = models.UUIDField()
+    minute = models.DateTimeField()
+    samples = models.IntegerField()
+    location = models.PointField(srid=4326, help_text="The last position of the minute.")
+    mean_speed_kmh = models.FloatField()
+    max_speed_kmh = models.FloatField()
+
+    class Meta:
+        managed = False
+        db_table = "telemetry_position_minute"
+        ordering = ["equipment_id", "minute"]
+
+
+class Rejection(models.Model):
+    """A message refused at ingest, kept for an admin to look at. Bounded: the payload is cut to
+    ``PAYLOAD_LIMIT`` bytes and only the newest ``settings.INGEST_QUARANTINE_ROWS`` are kept."""
+
+    PAYLOAD_LIMIT = 4096
+
+    received_at = models.DateTimeField(db_index=True)
+    channel = models.CharField(max_length=8, help_text="mqtt or rest")
+    topic = models.CharField(max_length=300, blank=True)
+    equipment_id = models.UUIDField(null=True, blank=True, help_text="From the topic or credential.")
+    reason = models.CharField(max_length=32, db_index=True)
+    detail = models.CharField(max_length=500)
+    payload = models.BinaryField(max_length=PAYLOAD_LIMIT)
+    payload_bytes = models.IntegerField(help_text="Size of the whole payload as received.")
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
+
+
+class HaulCycle(models.Model):
+    """One haul cycle of a truck, from the start of one loading to the start of the next:
+    the labels for ETA models and the base of production KPIs. Phase times in seconds."""
+
+    equipment = models.ForeignKey("vehicles.Equipment", on_delete=models.CASCADE, related_name="haul_cycles")
+    loading_unit = models.ForeignKey("mine.LoadingUnit", null=True, on_delete=models.SET_NULL, related_name="+")
+    dump_point = models.ForeignKey("mine.DumpPoint", null=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(help_text="Loading began.")
+    ended_at = models.DateTimeField(help_text="The next loading began (or the truck parked).")
+    tonnes = models.FloatField(null=True, help_text="Payload reported after loading.")
+    queue_s = models.FloatField(default=0)
+    spot_s = models.FloatField(default=0)
+    load_s = models.FloatField(default=0)
+    haul_s = models.FloatField(default=0)
+    dump_s = models.FloatField(default=0)
+    return_s = models.FloatField(default=0)
+    road_revision = models.IntegerField(null=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["equipment", "started_at"], name="one_cycle_per_loading")
+        ]
+        indexes = [models.Index(fields=["equipment", "-started_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.equipment} cycle at {self.started_at:%Y-%m-%d %H:%M}"

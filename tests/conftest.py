@@ -1,0 +1,242 @@
+"""Shared fixtures: the roles as named users, and a small site built through the map importer.
+
+Tests run against the real PostGIS, Redis and the project's Mosquitto that ``make test`` starts.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.apps import apps as django_apps
+from django.contrib.auth.models import Group, User
+
+from fleet.accounts.roles import ADMIN, OPERATOR, SUPERVISOR, VIEWER, sync_roles
+from fleet.mine.mapfile import import_site_map
+from fleet.mine.models import Site
+from tests.factories import small_site_map
+
+
+@pytest.fixture(autouse=True)
+def isolated_var_dir(settings, tmp_path):
+    """Files a test makes under VAR_DIR (broker auth, secrets) go to a scratch directory, so a
+    test never rewrites the running demo broker's password file or ACL."""
+    settings.VAR_DIR = tmp_path / "var"
+    return settings.VAR_DIR
+
+
+def _user_with_role(username: str, role: str | None) -> User:
+    user = User.objects.create_user(username=username, password="correct horse battery staple")
+    if role:
+        if not Group.objects.filter(name=role).exists():  # transactional tests flush the roles
+            sync_roles(django_apps)
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def viewer(db) -> User:
+    return _user_with_role("vera-viewer", VIEWER)
+
+
+@pytest.fixture
+def operator(db) -> User:
+    return _user_with_role("omar-operator", OPERATOR)
+
+
+@pytest.fixture
+def supervisor(db) -> User:
+    return _user_with_role("sofia-supervisor", SUPERVISOR)
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    user = _user_with_role("ada-admin", ADMIN)
+    user.is_staff = True
+    user.save()
+    return user
+
+
+@pytest.fixture
+def outsider(db) -> User:
+    """Logged in, but with no role at all."""
+    return _user_with_role("otto-outsider", None)
+
+
+@pytest.fixture
+def site(db) -> Site:
+    return import_site_map(small_site_map()).site
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class Broker:
+    """A project Mosquitto instance of a test's own, configured exactly as the embedded one."""
+
+    def __init__(self, directory, port: int) -> None:
+        from fleet.vehicles.broker import BrokerPaths
+
+        self.paths = BrokerPaths(directory)
+        self.port = port
+        self.process = None
+
+    def start(self) -> None:
+        import subprocess
+
+        from fleet.vehicles.broker import write_broker_files
+
+        write_broker_files(self.paths, port=self.port)
+        self.process = subprocess.Popen(
+            ["mosquitto", "-c", str(self.paths.config)], stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port)
+
+    def sync(self) -> None:
+        """Regenerate auth files from the credential table and make the broker reload them."""
+        from fleet.vehicles.broker import reload_broker, write_broker_files
+
+        write_broker_files(self.paths, port=self.port)
+        assert reload_broker(self.paths)
+
+    @property
+    def service_credentials(self) -> tuple[str, str]:
+        from fleet.vehicles.broker import ensure_service_secret, service_username
+
+        return service_username(), ensure_service_secret(self.paths)
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def mqtt_broker(db, tmp_path):
+    broker = Broker(tmp_path / "mosquitto", free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def test_database_env() -> dict[str, str]:
+    """The environment for a child process (server, worker) that must see the test database."""
+    import os
+
+    from django.conf import settings
+    from django.db import connection
+
+    db = settings.DATABASES["default"]
+    url = f"postgis://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}"
+    if db.get("PASSWORD"):
+        url = url.replace("@", f":{db['PASSWORD']}@", 1)
+    return {**os.environ, "DATABASE_URL": url, "DATABASE_CONN_MAX_AGE": "0"}
+
+
+class ChildProcess:
+    """A real server or worker process of the project, stopped at the end of the test."""
+
+    def __init__(self, argv: list[str], log_path) -> None:
+        import subprocess
+        from pathlib import Path
+
+        self.log_path = log_path
+        self.log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            argv,
+            cwd=Path(__file__).resolve().parent.parent,
+            env=test_database_env(),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except Exception:
+            self.process.kill()
+        self.log.close()
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+
+@pytest.fixture
+def asgi_server(transactional_db, tmp_path):
+    """uvicorn serving fleet.asgi:application against the test database; yields its base URL."""
+    import sys
+
+    port = free_port()
+    server = ChildProcess(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "fleet.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--log-level",
+            "warning",
+        ],
+        tmp_path / "uvicorn.log",
+    )
+    try:
+        wait_for_port(port, timeout=30)
+    except TimeoutError:
+        server.stop()
+        raise AssertionError(server.output()) from None
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, tmp_path):
+    """A real Celery worker on the configured broker, against the test database."""
+    import sys
+
+    worker = ChildProcess(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "fleet",
+            "worker",
+            "--pool=solo",
+            "--loglevel=INFO",
+            "-n",
+            f"test-{tmp_path.name}@%h",
+        ],
+        tmp_path / "celery.log",
+    )
+    yield worker
+    worker.stop()
