@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "fleet.mine",
     "fleet.vehicles",
     "fleet.telemetry",
+    "fleet.control",
+    "fleet.simulator",
     "fleet.live",
 ]
 
@@ -153,6 +155,28 @@ MQTT_PASSWORD = env_str("MQTT_PASSWORD") or (
     _EMBEDDED_MQTT_SECRET.read_text().strip() if _EMBEDDED_MQTT_SECRET.is_file() else None
 )
 MQTT_TOPIC_ROOT = env_str("MQTT_TOPIC_ROOT", "iso23725/v1")
+# Prefix of every Redis key Haulmind writes itself (latest state per truck, scheduler tables), so
+# several deployments, or the tests, can share one Redis.
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "haulmind")
+
+# --- Ingest: time rules, batching, retention (docs/protocol.md, docs/operations.md) ----------------
+# A truck clock this far ahead of ours is wrong, not early: the message is refused.
+INGEST_CLOCK_SKEW_S = env_int("INGEST_CLOCK_SKEW_S", 5, minimum=0, maximum=3600)
+# Older than this on arrival: stored but marked late (a back-filled buffer), never used live.
+INGEST_LATE_AFTER_S = env_int("INGEST_LATE_AFTER_S", 10, minimum=1)
+# Older than this: refused. A truck out of coverage uploads at most this much of its buffer.
+INGEST_BACKFILL_S = env_int("INGEST_BACKFILL_S", 24 * 3600, minimum=60, maximum=7 * 24 * 3600)
+INGEST_RETENTION_DAYS = env_int("INGEST_RETENTION_DAYS", 30, minimum=2)
+INGEST_BATCH_SIZE = env_int("INGEST_BATCH_SIZE", 2000, minimum=1, maximum=50_000)
+INGEST_BATCH_DELAY_MS = env_int("INGEST_BATCH_DELAY_MS", 50, minimum=1, maximum=5000)
+# Messages held in memory between the MQTT thread and the writer; when full the MQTT thread
+# waits, so a slow database slows the broker's delivery instead of growing memory.
+INGEST_QUEUE_LIMIT = env_int("INGEST_QUEUE_LIMIT", 20_000, minimum=100)
+INGEST_RECEIVE_MAXIMUM = env_int("INGEST_RECEIVE_MAXIMUM", 10_000, minimum=10, maximum=65_535)
+INGEST_QUARANTINE_ROWS = env_int("INGEST_QUARANTINE_ROWS", 10_000, minimum=10)
+INGEST_METRICS_PORT = env_int("INGEST_METRICS_PORT", 9108, minimum=0, maximum=65_535)
+# Live positions to the dashboard at most this often per site (coalesced), in ms.
+LIVE_POSITION_INTERVAL_MS = env_int("LIVE_POSITION_INTERVAL_MS", 500, minimum=50)
 
 # --- Celery: RabbitMQ where it runs (late acks redeliver a dead worker's tasks at once) ------------
 CELERY_BROKER_URL = env_url(
@@ -171,6 +195,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BEAT_SCHEDULE = {
     "complete-zone-deletions": {"task": "mine.complete_zone_deletions", "schedule": 30.0},
+    "maintain-history": {"task": "telemetry.maintain_history", "schedule": 3600.0},
+    "roll-up-positions": {"task": "telemetry.roll_up_positions", "schedule": 60.0},
+    "derive-haul-cycles": {"task": "telemetry.derive_haul_cycles", "schedule": 60.0},
 }
 
 # --- The mine map ---------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ Tests run against the real PostGIS, Redis and the project's Mosquitto that ``mak
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, User
@@ -21,6 +23,14 @@ def isolated_var_dir(settings, tmp_path):
     test never rewrites the running demo broker's password file or ACL."""
     settings.VAR_DIR = tmp_path / "var"
     return settings.VAR_DIR
+
+
+@pytest.fixture(autouse=True)
+def isolated_redis_keys(settings):
+    """Latest state and other Haulmind keys of a test live under their own prefix, so tests
+    never see the demo's trucks (or each other's) in the shared Redis."""
+    settings.REDIS_KEY_PREFIX = f"haulmind-test-{uuid.uuid4().hex[:12]}"
+    yield settings.REDIS_KEY_PREFIX
 
 
 def _user_with_role(username: str, role: str | None) -> User:

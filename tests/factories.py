@@ -150,3 +150,52 @@ def small_site_map(*, slug: str = "testpit", zones: list[dict] | None = None) ->
         },
         "features": features,
     }
+
+
+def haul_truck(site, name: str = "HT-001", *, autonomous: bool = True):
+    from fleet.vehicles.models import Equipment
+
+    return Equipment.objects.create(
+        site=site,
+        kind=Equipment.Kind.HAUL_TRUCK,
+        name=name,
+        manufacturer="Haulmind test",
+        model="AT-90",
+        payload_capacity_t=90,
+        autonomous=autonomous,
+    )
+
+
+def position_body(*, lon: float = LON0, lat: float = LAT0, speed: float = 32.5) -> dict:
+    return {
+        "Heading": 90,
+        "Latitude": lat,
+        "Longitude": lon,
+        "Elevation": 2900.0,
+        "LatitudeAccuracy": 0.4,
+        "LongitudeAccuracy": 0.5,
+        "ElevationAccuracy": 0.8,
+        "HeadingAccuracy": 1.5,
+        "Speed": speed,
+    }
+
+
+def truck_message(
+    equipment_id,
+    name: str = "MachinePositionV1",
+    body: dict | None = None,
+    *,
+    at=None,
+    sequence: int | None = None,
+    **position,
+) -> bytes:
+    """One truck -> FMS envelope, encoded (and checked) by the project's own encoder."""
+    from datetime import UTC, datetime
+
+    from fleet.telemetry import wire
+
+    if body is None:
+        body = position_body(**position)
+    return wire.encode(
+        name, body, equipment_id=equipment_id, timestamp=at or datetime.now(UTC), sequence=sequence
+    )

@@ -16,7 +16,8 @@ from django.db import transaction
 from fleet.live.groups import site_group
 
 
-def _send(site_id: uuid.UUID | str, event: str, data: dict[str, Any]) -> None:
+def broadcast_now(site_id: uuid.UUID | str, event: str, data: dict[str, Any]) -> None:
+    """Push at once; for callers outside a transaction (ingest, after its commit)."""
     layer = get_channel_layer()
     if layer is None:
         return
@@ -26,4 +27,4 @@ def _send(site_id: uuid.UUID | str, event: str, data: dict[str, Any]) -> None:
 
 
 def broadcast_on_commit(site_id: uuid.UUID | str, event: str, data: dict[str, Any]) -> None:
-    transaction.on_commit(lambda: _send(site_id, event, data))
+    transaction.on_commit(lambda: broadcast_now(site_id, event, data))

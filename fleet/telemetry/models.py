@@ -37,15 +37,18 @@ class Position(models.Model):
 
 class Event(models.Model):
     """Any other truck message body (health, diagnostics, payload, production state, ...).
-    Key: (EquipmentId, message name, envelope Timestamp)."""
+    Key: (EquipmentId, message name, envelope Timestamp, HeaderId): ISO 23725 has no message
+    id, and the sequence number tells two messages of the same millisecond apart."""
 
-    pk = models.CompositePrimaryKey("equipment_id", "message_name", "sent_at")
+    NO_SEQUENCE = -1  # the truck sent no HeaderId (a key column cannot be NULL)
+
+    pk = models.CompositePrimaryKey("equipment_id", "message_name", "sent_at", "sequence")
     equipment_id = models.UUIDField()
     message_name = models.CharField(max_length=64)
     sent_at = models.DateTimeField()
     received_at = models.DateTimeField()
     body = models.JSONField()
-    sequence = models.BigIntegerField(null=True)
+    sequence = models.BigIntegerField(help_text="HeaderId, or -1 when the truck sent none.")
     late = models.BooleanField()
 
     class Meta:
@@ -81,7 +84,9 @@ class Rejection(models.Model):
     received_at = models.DateTimeField(db_index=True)
     channel = models.CharField(max_length=8, help_text="mqtt or rest")
     topic = models.CharField(max_length=300, blank=True)
-    equipment_id = models.UUIDField(null=True, blank=True, help_text="From the topic or credential.")
+    equipment_id = models.UUIDField(
+        null=True, blank=True, help_text="From the topic or credential."
+    )
     reason = models.CharField(max_length=32, db_index=True)
     detail = models.CharField(max_length=500)
     payload = models.BinaryField(max_length=PAYLOAD_LIMIT)
@@ -98,9 +103,15 @@ class HaulCycle(models.Model):
     """One haul cycle of a truck, from the start of one loading to the start of the next:
     the labels for ETA models and the base of production KPIs. Phase times in seconds."""
 
-    equipment = models.ForeignKey("vehicles.Equipment", on_delete=models.CASCADE, related_name="haul_cycles")
-    loading_unit = models.ForeignKey("mine.LoadingUnit", null=True, on_delete=models.SET_NULL, related_name="+")
-    dump_point = models.ForeignKey("mine.DumpPoint", null=True, on_delete=models.SET_NULL, related_name="+")
+    equipment = models.ForeignKey(
+        "vehicles.Equipment", on_delete=models.CASCADE, related_name="haul_cycles"
+    )
+    loading_unit = models.ForeignKey(
+        "mine.LoadingUnit", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    dump_point = models.ForeignKey(
+        "mine.DumpPoint", null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     started_at = models.DateTimeField(help_text="Loading began.")
     ended_at = models.DateTimeField(help_text="The next loading began (or the truck parked).")
     tonnes = models.FloatField(null=True, help_text="Payload reported after loading.")
@@ -115,7 +126,9 @@ class HaulCycle(models.Model):
     class Meta:
         ordering = ["-started_at"]
         constraints = [
-            models.UniqueConstraint(fields=["equipment", "started_at"], name="one_cycle_per_loading")
+            models.UniqueConstraint(
+                fields=["equipment", "started_at"], name="one_cycle_per_loading"
+            )
         ]
         indexes = [models.Index(fields=["equipment", "-started_at"])]
 

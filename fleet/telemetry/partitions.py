@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
+from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 PARTITIONED_TABLES = ("telemetry_position", "telemetry_event", "telemetry_position_minute")
 
@@ -25,7 +27,7 @@ def ensure_partitions(first_day: date, last_day: date) -> int:
                 if name in existing:
                     continue
                 cursor.execute(
-                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} "  # noqa: S608 - names are ours
+                    f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} "
                     f"FOR VALUES FROM ('{day.isoformat()}') TO ('{(day + timedelta(days=1)).isoformat()}')"
                 )
                 created += 1
@@ -58,3 +60,17 @@ def _partitions() -> dict[str, date]:
         )
         names = [row[0] for row in cursor.fetchall()]
     return {name: datetime.strptime(name[-8:], "%Y%m%d").date() for name in names}  # noqa: DTZ007 - a date
+
+
+def ensure_history_partitions(now: datetime | None = None) -> int:
+    """Partitions for every day a message may be admitted into: the back-fill window behind
+    now, and two days ahead (clock skew, and a day of slack for the periodic task)."""
+    today = (now or timezone.now()).date()
+    backfill_days = -(-settings.INGEST_BACKFILL_S // 86_400)  # ceil
+    return ensure_partitions(today - timedelta(days=backfill_days), today + timedelta(days=2))
+
+
+def drop_expired_partitions(now: datetime | None = None) -> list[str]:
+    """Retention: drop the days older than ``INGEST_RETENTION_DAYS``."""
+    today = (now or timezone.now()).date()
+    return drop_partitions_before(today - timedelta(days=settings.INGEST_RETENTION_DAYS))

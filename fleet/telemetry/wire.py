@@ -80,8 +80,10 @@ __all__ = [
     "TrafficPermissionUpdateV1",
     "WireError",
     "ZoneFeature",
+    "body_json",
     "encode",
     "format_timestamp",
+    "parse_decoded_message",
     "parse_fms_message",
     "parse_message",
     "parse_timestamp",
@@ -195,8 +197,12 @@ def _bad(where: str, problem: str) -> WireError:
 
 def _out_of_range(where: str, value: float, lo: float, hi: float) -> WireError:
     if hi >= _FMAX:
-        return WireError("out_of_range", f"{where} {value!r} is out of range: must be >= {_bound(lo)}")
-    return WireError("out_of_range", f"{where} {value!r} is out of range {_bound(lo)}..{_bound(hi)}")
+        return WireError(
+            "out_of_range", f"{where} {value!r} is out of range: must be >= {_bound(lo)}"
+        )
+    return WireError(
+        "out_of_range", f"{where} {value!r} is out of range {_bound(lo)}..{_bound(hi)}"
+    )
 
 
 def _number_slow(value: Any, where: str) -> int | float:
@@ -857,6 +863,7 @@ class Envelope:
     equipment_id: uuid.UUID | None  # None only in fleet-wide messages
     sequence: int | None  # "HeaderId" extension: per-topic counter, >= 0
     bodies: dict[str, Any]  # message name -> typed body, in wire order
+    command_id: uuid.UUID | None = None  # "CommandId" extension: the outbox command carried
 
     @property
     def name(self) -> str:
@@ -1036,9 +1043,7 @@ def _parse_health(value: Any) -> BasicMachineHealthV2:
         seen: set[str] = set()
         for i, tire in enumerate(tires):
             if tire.position in seen:
-                raise _bad(
-                    f"{_HEALTH}.Tire[{i}].TirePosition", f"{tire.position!r} appears twice"
-                )
+                raise _bad(f"{_HEALTH}.Tire[{i}].TirePosition", f"{tire.position!r} appears twice")
             seen.add(tire.position)
     additional = get("Additional")
     if additional is not None:
@@ -1069,7 +1074,8 @@ def _parse_fault(value: Any, where: str) -> DiagnosticFault:
         for key, item in data.items():
             if not isinstance(item, _SCALARS):
                 raise _bad(
-                    f"{where}.FaultData.{key}", f"must be a string, number or null, got {_kind(item)}"
+                    f"{where}.FaultData.{key}",
+                    f"must be a string, number or null, got {_kind(item)}",
                 )
     return DiagnosticFault(
         _int(body.get("ComponentId", _MISSING), f"{where}.ComponentId", *CODE_RANGE),
@@ -1161,7 +1167,9 @@ _TPA_KEYS, _W_TPA = _fields("TrafficPermissionAcknowledgementV1", "EventId")
 def _parse_permission_ack(value: Any) -> TrafficPermissionAcknowledgementV1:
     body = _object(value, "TrafficPermissionAcknowledgementV1")
     _keys(body, _TPA_KEYS, "TrafficPermissionAcknowledgementV1")
-    return TrafficPermissionAcknowledgementV1(_uuid(body.get("EventId", _MISSING), _W_TPA["EventId"]))
+    return TrafficPermissionAcknowledgementV1(
+        _uuid(body.get("EventId", _MISSING), _W_TPA["EventId"])
+    )
 
 
 _TPL_KEYS, _W_TPL = _fields("TrafficPermissionReleasedV1", "ZoneId", "WayId")
@@ -1305,7 +1313,10 @@ _ZONE_PROPERTY_KEYS = frozenset(
 def _parse_point(value: Any, where: str) -> tuple[float, ...]:
     point = _array(value, where)
     if len(point) not in (2, 3):
-        raise _bad(where, f"must be [longitude, latitude] or [longitude, latitude, elevation], got {len(point)} numbers")
+        raise _bad(
+            where,
+            f"must be [longitude, latitude] or [longitude, latitude, elevation], got {len(point)} numbers",
+        )
     parsed = (
         _float(point[0], f"{where}[0]", *LONGITUDE_RANGE),
         _float(point[1], f"{where}[1]", *LATITUDE_RANGE),
@@ -1319,7 +1330,9 @@ def _parse_zone(value: Any, where: str) -> ZoneFeature:
     feature = _object(value, where)
     _keys(feature, _FEATURE_KEYS, where)
     if feature.get("type") != "Feature":
-        raise _bad(f"{where}.type", f"must be 'Feature', got {_show(feature.get('type', _MISSING))}")
+        raise _bad(
+            f"{where}.type", f"must be 'Feature', got {_show(feature.get('type', _MISSING))}"
+        )
     geometry = _object(feature.get("geometry", _MISSING), f"{where}.geometry")
     _keys(geometry, _GEOMETRY_KEYS, f"{where}.geometry")
     if geometry.get("type") != "Polygon":
@@ -1455,7 +1468,9 @@ def _parse_assignment_request(value: Any, where: str) -> AssignmentRequest:
     equipment = _opt_uuid(body.get("DestinationEquipmentId"), f"{where}.DestinationEquipmentId")
     spot = _opt_int(body.get("DestinationSpotId"), f"{where}.DestinationSpotId", *CODE_RANGE)
     if equipment is not None and spot is not None:
-        raise _bad(where, "has both DestinationEquipmentId and DestinationSpotId; they exclude each other")
+        raise _bad(
+            where, "has both DestinationEquipmentId and DestinationSpotId; they exclude each other"
+        )
     route = body.get("RouteV1")
     if route is not None:
         steps = []
@@ -1521,7 +1536,11 @@ FLEET_WIDE_MESSAGES: Final = frozenset(("MachineAllStopRequestV1",))
 
 # --- the envelope --------------------------------------------------------------------------
 
-_HEADER_KEYS = frozenset(("Protocol", "Version", "Timestamp", "EquipmentId", "HeaderId"))
+# HeaderId and CommandId are Haulmind extensions (docs/protocol.md): a per-topic sequence number
+# and, on FMS -> truck messages from the outbox, the id the truck acknowledges.
+_HEADER_KEYS = frozenset(
+    ("Protocol", "Version", "Timestamp", "EquipmentId", "HeaderId", "CommandId")
+)
 _PROTOCOL_NAMES = {name: name for name in PROTOCOLS}
 
 
@@ -1577,7 +1596,10 @@ def _slow_version(value: Any) -> int:
 
 
 def _parse_envelope(payload: bytes, parsers: dict[str, Callable[[Any], Body]]) -> Envelope:
-    obj = _loads(payload)
+    return _parse_decoded(_loads(payload), parsers)
+
+
+def _parse_decoded(obj: Any, parsers: dict[str, Callable[[Any], Body]]) -> Envelope:
     if type(obj) is not dict:
         raise WireError("not_an_object", f"message must be a JSON object, got {_kind(obj)}")
     get = obj.get
@@ -1609,6 +1631,12 @@ def _parse_envelope(payload: bytes, parsers: dict[str, Callable[[Any], Body]]) -
                 raise WireError("bad_envelope", error.detail) from None
     else:
         sequence = None
+    command_id = get("CommandId", _MISSING)
+    if command_id is not _MISSING:
+        headers += 1
+        command_id = _uuid(command_id, "CommandId", "bad_envelope")
+    else:
+        command_id = None
     if len(obj) == headers:
         raise WireError("no_body", "message has an envelope but no message body")
     bodies: dict[str, Any] = {}
@@ -1619,7 +1647,9 @@ def _parse_envelope(payload: bytes, parsers: dict[str, Callable[[Any], Body]]) -
         if parse is None:
             raise _unknown_message(name, parsers)
         bodies[name] = parse(value)
-    return Envelope(protocol, PROTOCOL_VERSION, timestamp, equipment_id, sequence, bodies)
+    return Envelope(
+        protocol, PROTOCOL_VERSION, timestamp, equipment_id, sequence, bodies, command_id
+    )
 
 
 def _unknown_message(name: str, parsers: dict[str, Any]) -> WireError:
@@ -1632,10 +1662,24 @@ def _unknown_message(name: str, parsers: dict[str, Any]) -> WireError:
 
 def parse_message(payload: bytes) -> Envelope:
     """One truck-to-FMS message, validated into typed bodies. Raises :class:`WireError`."""
-    envelope = _parse_envelope(payload, _TRUCK_PARSERS)
+    return _require_equipment(_parse_envelope(payload, _TRUCK_PARSERS))
+
+
+def parse_decoded_message(obj: Any) -> Envelope:
+    """:func:`parse_message` for an envelope already decoded from JSON (one element of a batch
+    posted over REST), so a batch costs one JSON parse, not one per message."""
+    return _require_equipment(_parse_decoded(obj, _TRUCK_PARSERS))
+
+
+def _require_equipment(envelope: Envelope) -> Envelope:
     if envelope.equipment_id is None:
         raise WireError("bad_equipment_id", "EquipmentId is required in a message from a truck")
     return envelope
+
+
+def body_json(body: Body) -> bytes:
+    """A typed body back in its wire form, as JSON bytes (what the history stores)."""
+    return orjson.dumps(body.to_wire(), default=_json_default)
 
 
 def parse_fms_message(payload: bytes) -> Envelope:
@@ -1669,6 +1713,7 @@ def encode(
     equipment_id: uuid.UUID | str | None,
     timestamp: datetime | None = None,
     sequence: int | None = None,
+    command_id: uuid.UUID | str | None = None,
     extra_bodies: dict[str, Any] | None = None,
     protocol: str = "ISO23725",
     validate: bool = True,
@@ -1688,6 +1733,8 @@ def encode(
         envelope["EquipmentId"] = str(equipment_id)
     if sequence is not None:
         envelope["HeaderId"] = sequence
+    if command_id is not None:
+        envelope["CommandId"] = str(command_id)
     envelope[message_name] = body
     if extra_bodies:
         for name, extra in extra_bodies.items():

@@ -1,6 +1,196 @@
-from django.contrib import admin
+"""The equipment register and machine credentials in the admin console.
 
+Secrets are shown once, on the page that issues them, and never stored: the database keeps only
+hashes (``fleet.vehicles.credentials``). Credentials are never edited; they are revoked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
+
+from fleet.vehicles.broker import sync_broker_auth
+from fleet.vehicles.credentials import IssuedCredentials, issue_credentials, revoke_credentials
 from fleet.vehicles.models import Credential, Equipment
 
-admin.site.register(Equipment)
-admin.site.register(Credential)
+PROVISION_PERMISSION = "vehicles.provision_equipment"
+
+
+def _broker_note() -> str:
+    # The broker reads its password file, generated from the credential table; a running
+    # broker is told to reload it so a revoked password stops working at once.
+    if sync_broker_auth():
+        return "the broker reloaded its password file"
+    return "broker files written; the broker is not running here"
+
+
+class ProvisioningMixin:
+    def has_provision_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PROVISION_PERMISSION)
+
+
+class CredentialInline(admin.TabularInline):
+    model = Credential
+    fields = ("kind", "key_id", "created_at", "revoked_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Equipment)
+class EquipmentAdmin(ProvisioningMixin, admin.ModelAdmin):
+    list_display = (
+        "name",
+        "kind",
+        "site",
+        "status",
+        "autonomous",
+        "payload_capacity_t",
+        "live_credentials",
+        "id",
+    )
+    list_filter = ("site", "kind", "status", "autonomous")
+    search_fields = ("name", "id", "manufacturer", "model")
+    ordering = ("site", "kind", "name")
+    list_select_related = ("site",)
+    readonly_fields = ("id", "created_at")
+    fields = (
+        "id",
+        "site",
+        "kind",
+        "name",
+        "manufacturer",
+        "model",
+        "payload_capacity_t",
+        "autonomous",
+        "status",
+        "created_at",
+    )
+    inlines = (CredentialInline,)
+    actions = ("issue_machine_credentials", "revoke_all_credentials")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Equipment]:
+        live = Q(credentials__revoked_at__isnull=True)
+        return super().get_queryset(request).annotate(n_live=Count("credentials", filter=live))
+
+    @admin.display(description="live credentials", ordering="n_live")
+    def live_credentials(self, equipment: Equipment) -> int:
+        return equipment.n_live  # type: ignore[attr-defined]
+
+    @admin.action(
+        description="Issue credentials (revokes the current ones; secrets shown once)",
+        permissions=["provision"],
+    )
+    def issue_machine_credentials(
+        self, request: HttpRequest, queryset: QuerySet[Equipment]
+    ) -> HttpResponse | None:
+        issued: list[tuple[Equipment, IssuedCredentials]] = []
+        refused: list[str] = []
+        with transaction.atomic():
+            for machine in queryset.select_related("site"):
+                if machine.status == Equipment.Status.RETIRED:
+                    refused.append(f"{machine}: retired")
+                    continue
+                try:
+                    issued.append((machine, issue_credentials(machine)))
+                except ValueError as exc:  # a manned machine
+                    refused.append(str(exc))
+        for reason in refused:
+            self.message_user(request, f"No credentials issued: {reason}", messages.WARNING)
+        if not issued:
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "New machine credentials",
+            "issued": issued,
+            "refused": refused,
+            "broker_note": _broker_note(),
+        }
+        response = TemplateResponse(
+            request, "admin/vehicles/equipment/issued_credentials.html", context
+        )
+        # The page holds secrets: no browser or proxy may keep a copy.
+        add_never_cache_headers(response)
+        response["Cache-Control"] = "no-store, no-cache, must-revalidate, private, max-age=0"
+        return response
+
+    @admin.action(
+        description="Revoke all credentials of the selected machines", permissions=["provision"]
+    )
+    def revoke_all_credentials(self, request: HttpRequest, queryset: QuerySet[Equipment]) -> None:
+        revoked = sum(revoke_credentials(machine) for machine in queryset)
+        self.message_user(request, f"Revoked {revoked} credential(s); {_broker_note()}.")
+
+
+class LiveFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("live", "Live"), ("revoked", "Revoked")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Credential]) -> QuerySet:
+        if self.value() == "live":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+@admin.register(Credential)
+class CredentialAdmin(ProvisioningMixin, admin.ModelAdmin):
+    """Read-only: credentials are issued from the equipment list and only ever revoked. The hash
+    is not shown; it is of no use to a person and one less thing to leak."""
+
+    list_display = ("equipment", "kind", "key_id", "state", "created_at", "revoked_at")
+    list_filter = (LiveFilter, "kind", "equipment__site")
+    search_fields = ("equipment__name", "key_id")
+    ordering = ("equipment", "kind", "-created_at")
+    list_select_related = ("equipment",)
+    fields = ("equipment", "kind", "key_id", "state", "created_at", "revoked_at")
+    readonly_fields = fields
+    actions = ("revoke",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # kept as history: which key a machine used, and when it stopped working
+
+    @admin.display(description="state", boolean=False)
+    def state(self, credential: Credential) -> str:
+        return "revoked" if credential.revoked_at else "live"
+
+    @admin.action(
+        description="Revoke (every live credential of the selected credentials' machines)",
+        permissions=["provision"],
+    )
+    def revoke(self, request: HttpRequest, queryset: QuerySet[Credential]) -> None:
+        # revoke_credentials works per machine: a machine whose MQTT password leaked must not
+        # keep a working REST token either, so both go and it is issued a fresh pair.
+        machines = Equipment.objects.filter(
+            pk__in=queryset.filter(revoked_at__isnull=True).values("equipment_id")
+        )
+        revoked = {machine.name: revoke_credentials(machine) for machine in machines}
+        if not revoked:
+            self.message_user(request, "Nothing to revoke: the selection is already revoked.")
+            return
+        names = ", ".join(f"{name} ({n})" for name, n in sorted(revoked.items()))
+        self.message_user(request, f"Revoked credentials of {names}; {_broker_note()}.")

@@ -28,9 +28,9 @@ CREATE TABLE telemetry_event (
     sent_at timestamptz NOT NULL,
     received_at timestamptz NOT NULL,
     body jsonb NOT NULL,
-    sequence bigint,
+    sequence bigint NOT NULL DEFAULT -1,
     late boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (equipment_id, message_name, sent_at)
+    PRIMARY KEY (equipment_id, message_name, sent_at, sequence)
 ) PARTITION BY RANGE (sent_at);
 
 CREATE TABLE telemetry_position_minute (

@@ -1,0 +1,231 @@
+"""``manage.py ingest``: truck messages from MQTT into the history, at least once in, exactly
+once stored.
+
+- A shared subscription (``$share/ingest/...``): add replicas to scale out.
+- A persistent session (stable client id, clean_start False, a session expiry): Mosquitto drops
+  the in-flight messages of a clean-session shared subscriber that dies (its issue 2662); a
+  persistent one gets them back when it reconnects.
+- ``manual_ack``: the broker's PUBACK is sent only after the batch holding the message is
+  committed. A crash before the commit means redelivery, and the history's key de-duplicates.
+- Back-pressure: the MQTT thread hands messages to the writer through a bounded queue; when the
+  database is slow the queue fills, the MQTT thread waits, unacknowledged messages reach the
+  Receive Maximum and the broker holds the rest. Memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection
+
+from fleet.telemetry import latest, metrics
+from fleet.telemetry.intake import Inbound
+from fleet.telemetry.partitions import ensure_history_partitions
+from fleet.telemetry.services import BatchResult, EquipmentDirectory, LiveFeed, ingest_batch
+from fleet.vehicles.mqtt import broker_address, connect_properties, service_client
+
+log = logging.getLogger(__name__)
+
+SHARE_GROUP = "ingest"
+PARTITION_CHECK_S = 600.0
+
+
+def default_client_id(replica: str | None = None) -> str:
+    """Stable across restarts of the same replica, so its persistent session is found again."""
+    return f"haulmind-ingest-{replica or socket.gethostname()}"[:64]
+
+
+def subscriptions(root: str | None = None) -> list[str]:
+    root = root or settings.MQTT_TOPIC_ROOT
+    return [
+        f"$share/{SHARE_GROUP}/{root}/+/+/up/#",
+        f"$share/{SHARE_GROUP}/{root}/+/+/connection",
+    ]
+
+
+@dataclass
+class IngestOptions:
+    client_id: str = field(default_factory=default_client_id)
+    batch_size: int = field(default_factory=lambda: settings.INGEST_BATCH_SIZE)
+    batch_delay_s: float = field(default_factory=lambda: settings.INGEST_BATCH_DELAY_MS / 1000)
+    queue_limit: int = field(default_factory=lambda: settings.INGEST_QUEUE_LIMIT)
+    receive_maximum: int = field(default_factory=lambda: settings.INGEST_RECEIVE_MAXIMUM)
+    session_expiry_s: int = 24 * 3600
+
+
+class IngestRunner:
+    """One ingest replica. ``run()`` blocks until ``stop()``; safe to stop from a signal."""
+
+    def __init__(
+        self,
+        options: IngestOptions | None = None,
+        *,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> None:
+        self.options = options or IngestOptions()
+        self.on_batch = on_batch
+        self.inbox: queue.Queue[Inbound] = queue.Queue(maxsize=self.options.queue_limit)
+        self.directory = EquipmentDirectory()
+        self.live = LiveFeed()
+        self.connected = threading.Event()
+        self._stopping = threading.Event()
+        self._client = service_client(self.options.client_id, manual_ack=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.on_disconnect = self._on_disconnect
+        self._partitions_checked = float("-inf")
+
+    # --- MQTT thread ---------------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connection refused: %s", reason_code)
+            return
+        # Subscribing again on a resumed session is harmless and covers a first start.
+        client.subscribe([(topic, 1) for topic in subscriptions()])
+        self.connected.set()
+        log.info(
+            "ingest connected as %s (session present: %s)",
+            self.options.client_id,
+            flags.session_present,
+        )
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if not self._stopping.is_set():
+            log.warning("MQTT disconnected (%s); paho reconnects", reason_code)
+
+    def _on_message(self, client, userdata, message) -> None:
+        inbound = Inbound(
+            channel="mqtt",
+            payload=message.payload,
+            received_at=datetime.now(UTC),
+            topic=message.topic,
+            ack=(message.mid, message.qos),
+        )
+        # Blocks when the writer is behind: this is the back-pressure (see the module docstring).
+        while not self._stopping.is_set():
+            try:
+                self.inbox.put(inbound, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    # --- writer (the caller's thread) ----------------------------------------------------
+    def run(self) -> None:
+        address = broker_address()
+        self._ensure_partitions()
+        self._client.connect(
+            address.host,
+            address.port,
+            keepalive=30,
+            clean_start=False,
+            properties=connect_properties(
+                session_expiry_s=self.options.session_expiry_s,
+                receive_maximum=self.options.receive_maximum,
+            ),
+        )
+        self._client.loop_start()
+        try:
+            while not self._stopping.is_set():
+                self._write(self._take_batch())
+                self.live.flush()
+            self._drain()
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _drain(self) -> None:
+        """On a clean stop, commit and acknowledge what is already here."""
+        while True:
+            batch = self._take_batch(wait=False)
+            if not batch:
+                return
+            self._write(batch)
+
+    def _take_batch(self, *, wait: bool = True) -> list[Inbound]:
+        batch: list[Inbound] = []
+        deadline = time.monotonic() + self.options.batch_delay_s
+        while len(batch) < self.options.batch_size:
+            timeout = deadline - time.monotonic()
+            try:
+                if wait and timeout > 0:
+                    batch.append(self.inbox.get(timeout=timeout))
+                else:
+                    batch.append(self.inbox.get_nowait())
+            except queue.Empty:
+                break
+        metrics.QUEUE_DEPTH.set(self.inbox.qsize())
+        return batch
+
+    def _write(self, batch: list[Inbound]) -> None:
+        if not batch:
+            return
+        messages = [item for item in batch if not item.topic.endswith("/connection")]
+        states = [item for item in batch if item.topic.endswith("/connection")]
+        if messages:
+            self._store_until_committed(messages)
+        for item in states:
+            record_connection_state(item)
+        for item in batch:  # in the order received, as MQTT expects PUBACKs
+            mid, qos = item.ack
+            if qos > 0:
+                self._client.ack(mid, qos)
+
+    def _store_until_committed(self, messages: list[Inbound]) -> None:
+        delay = 0.5
+        while True:
+            self._ensure_partitions()
+            try:
+                result = ingest_batch(messages, self.directory)
+            except DatabaseError as error:
+                # An outage: keep the batch (unacknowledged), wait, reconnect, retry. Meanwhile
+                # the queue fills and the broker holds the rest.
+                metrics.STORE_RETRIES.inc()
+                log.warning("database unavailable (%s); retrying in %.1f s", error, delay)
+                connection.close()
+                if self._stopping.wait(delay):
+                    raise
+                delay = min(delay * 2, 10.0)
+                close_old_connections()
+                continue
+            self.live.add(result)
+            if self.on_batch is not None:
+                self.on_batch(result)
+            return
+
+    def _ensure_partitions(self) -> None:
+        if time.monotonic() - self._partitions_checked > PARTITION_CHECK_S:
+            try:
+                ensure_history_partitions()
+                self._partitions_checked = time.monotonic()
+            except DatabaseError:
+                connection.close()
+
+
+def record_connection_state(item: Inbound) -> None:
+    """A truck's retained connection state (or its last will): kept in the latest state."""
+    parts = item.topic.split("/")
+    equipment_id = parts[-2] if len(parts) >= 2 else ""
+    try:
+        state = orjson.loads(item.payload) if item.payload else {"ConnectionState": "Offline"}
+        if not isinstance(state, dict):
+            raise ValueError("not an object")
+        latest.record_connection(
+            equipment_id, {**state, "receivedAt": item.received_at.isoformat()}
+        )
+    except (ValueError, orjson.JSONDecodeError):
+        log.warning("ignored a malformed connection state on %s", item.topic[:200])
+    except Exception:
+        log.exception("could not record the connection state")

@@ -1,0 +1,132 @@
+"""Latest state per truck in Redis: one hash per truck, a field per message name.
+
+Ingest replicas share the work through a shared subscription, so two replicas may write the
+same truck out of order; a small Lua script keeps, per field, only the newest envelope
+Timestamp. Late (back-filled) messages never reach this: they do not describe the present.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from functools import cache
+from typing import Any
+
+import orjson
+import redis
+from django.conf import settings
+
+from fleet.telemetry import wire
+from fleet.telemetry.intake import Admitted
+
+# ARGV: triples (field, timestamp in ms, value). Sets each field only when newer than stored.
+_SET_IF_NEWER = """
+for i = 1, #ARGV, 3 do
+  local field = ARGV[i]
+  local stamp = tonumber(ARGV[i + 1])
+  local stored = redis.call('HGET', KEYS[1], field .. '@')
+  if (not stored) or tonumber(stored) < stamp then
+    redis.call('HSET', KEYS[1], field, ARGV[i + 2], field .. '@', ARGV[i + 1])
+  end
+end
+return 1
+"""
+
+POSITION_FIELD = "position"
+SEEN_FIELD = "seen"
+CONNECTION_FIELD = "connection"
+
+
+@cache
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+
+
+def redis_client() -> redis.Redis:
+    return _client(settings.REDIS_URL)
+
+
+def truck_key(equipment_id: uuid.UUID | str) -> str:
+    return f"{settings.REDIS_KEY_PREFIX}:truck:{equipment_id}"
+
+
+def _millis(moment: Any) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def position_summary(item: Admitted) -> dict[str, Any] | None:
+    """The position part of the live picture: what the map draws."""
+    position = item.envelope.position
+    if position is None:
+        return None
+    return {
+        "equipmentId": str(item.envelope.equipment_id),
+        "lon": position.longitude,
+        "lat": position.latitude,
+        "elevation": position.elevation,
+        "heading": position.heading,
+        "speedKmh": position.speed,
+        "at": wire.format_timestamp(item.envelope.timestamp),
+        "roadRevision": item.truck.road_revision,
+    }
+
+
+def _fields(item: Admitted) -> list[Any]:
+    stamp = _millis(item.envelope.timestamp)
+    args: list[Any] = [SEEN_FIELD, _millis(item.inbound.received_at), stamp]
+    summary = position_summary(item)
+    if summary is not None:
+        args += [POSITION_FIELD, stamp, orjson.dumps(summary)]
+    for name, body in item.envelope.bodies.items():
+        if name != wire.POSITION:
+            args += [name, stamp, wire.body_json(body)]
+    return args
+
+
+def record_latest(items: Iterable[Admitted]) -> None:
+    """Update the latest state of every truck in ``items`` (late ones skipped)."""
+    client = redis_client()
+    script = client.register_script(_SET_IF_NEWER)
+    with client.pipeline(transaction=False) as pipe:
+        for item in items:
+            if not item.late:
+                script(
+                    keys=[truck_key(item.envelope.equipment_id)], args=_fields(item), client=pipe
+                )
+        pipe.execute()
+
+
+def record_connection(equipment_id: uuid.UUID | str, state: dict[str, Any]) -> None:
+    stamp = int(time.time() * 1000)
+    redis_client().register_script(_SET_IF_NEWER)(
+        keys=[truck_key(equipment_id)], args=[CONNECTION_FIELD, stamp, orjson.dumps(state)]
+    )
+
+
+def read_latest(equipment_ids: Iterable[uuid.UUID | str]) -> dict[str, dict[str, Any]]:
+    """EquipmentId -> {field: decoded value, ``seenAgeS``: seconds since the newest message}."""
+    ids = [str(equipment_id) for equipment_id in equipment_ids]
+    client = redis_client()
+    with client.pipeline(transaction=False) as pipe:
+        for equipment_id in ids:
+            pipe.hgetall(truck_key(equipment_id))
+        raw_states = pipe.execute()
+    now_ms = time.time() * 1000
+    return {
+        equipment_id: _decode(raw, now_ms)
+        for equipment_id, raw in zip(ids, raw_states, strict=True)
+    }
+
+
+def _decode(raw: dict[bytes, bytes], now_ms: float) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    for key, value in raw.items():
+        field = key.decode()
+        if field.endswith("@"):
+            continue
+        if field == SEEN_FIELD:
+            state["seenAgeS"] = round(max(0.0, now_ms - float(value)) / 1000, 3)
+        else:
+            state[field] = orjson.loads(value)
+    return state

@@ -1,0 +1,268 @@
+"""The one store path for truck messages, whatever channel brought them (MQTT ingest or the
+REST fallback): admit each message, write the batch in one transaction, quarantine what was
+refused, then (after the commit) update the latest state and the live picture."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError, DataError, IntegrityError, transaction
+
+from fleet.live.broadcast import broadcast_now
+from fleet.mine.models import RoadNetwork
+from fleet.telemetry import latest, metrics
+from fleet.telemetry.intake import Admitted, Inbound, Refused, TimeRules, TruckRef, admit
+from fleet.telemetry.models import Rejection
+from fleet.telemetry.partitions import ensure_history_partitions
+from fleet.telemetry.store import StoreCounts, store_admitted
+from fleet.vehicles.models import Equipment
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    admitted: list[Admitted] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    counts: StoreCounts = field(default_factory=StoreCounts)
+
+    @property
+    def stored(self) -> int:
+        return self.counts.positions + self.counts.events
+
+
+def load_directory() -> dict[uuid.UUID, TruckRef]:
+    """Every machine that may speak ISO 23725 to us, with its site's active road revision."""
+    revisions = dict(
+        RoadNetwork.objects.filter(status=RoadNetwork.Status.ACTIVE).values_list(
+            "site_id", "revision"
+        )
+    )
+    machines = Equipment.objects.filter(autonomous=True).exclude(status=Equipment.Status.RETIRED)
+    return {
+        row["id"]: TruckRef(
+            equipment_id=row["id"],
+            site_id=row["site_id"],
+            site_slug=row["site__slug"],
+            road_revision=revisions.get(row["site_id"]),
+        )
+        for row in machines.values("id", "site_id", "site__slug")
+    }
+
+
+class EquipmentDirectory:
+    """The directory, cached and refreshed now and then; an unknown EquipmentId triggers an
+    early refresh (at most every ``miss_refresh_s``) so a truck provisioned a moment ago is
+    accepted without restarting ingest."""
+
+    def __init__(self, refresh_s: float = 30.0, miss_refresh_s: float = 5.0) -> None:
+        self.refresh_s = refresh_s
+        self.miss_refresh_s = miss_refresh_s
+        self._trucks: dict[uuid.UUID, TruckRef] = {}
+        self._loaded_at = float("-inf")
+
+    def current(self, wanted: set[uuid.UUID] | None = None) -> dict[uuid.UUID, TruckRef]:
+        age = time.monotonic() - self._loaded_at
+        missing = bool(wanted and not wanted <= self._trucks.keys())
+        if age > self.refresh_s or (missing and age > self.miss_refresh_s):
+            self._trucks = load_directory()
+            self._loaded_at = time.monotonic()
+        return self._trucks
+
+
+def _claimed_ids(inbound: list[Inbound]) -> set[uuid.UUID]:
+    """The EquipmentIds a batch claims to come from (topic or credential), for the cache."""
+    wanted: set[uuid.UUID] = set()
+    for item in inbound:
+        if item.sender is not None:
+            wanted.add(item.sender)
+        elif item.topic:
+            parts = item.topic.split("/")
+            with contextlib.suppress(ValueError, IndexError):
+                wanted.add(uuid.UUID(parts[-3]))
+    return wanted
+
+
+def ingest_batch(
+    inbound: list[Inbound],
+    directory: EquipmentDirectory,
+    rules: TimeRules | None = None,
+    on_committed: Callable[[BatchResult], None] | None = None,
+) -> BatchResult:
+    """Admit, store and quarantine one batch in one transaction. Database outages raise
+    (the caller retries the same batch, unacknowledged); bad messages never do."""
+    started = time.perf_counter()
+    rules = rules or TimeRules.from_settings()
+    trucks = directory.current(_claimed_ids(inbound))
+    result = BatchResult()
+    for item in inbound:
+        outcome = admit(item, trucks, rules)
+        if isinstance(outcome, Admitted):
+            result.admitted.append(outcome)
+        else:
+            result.refused.append(outcome)
+    with transaction.atomic():
+        result.counts = _store_isolating_poison(result)
+        quarantine(result.refused)
+    _count(inbound, result, started)
+    after_commit(result)
+    if on_committed is not None:
+        on_committed(result)
+    return result
+
+
+def _store_isolating_poison(result: BatchResult) -> StoreCounts:
+    """Store the batch; if the database refuses its data (not an outage), store message by
+    message so one bad row is quarantined and the rest are kept."""
+    try:
+        return _store_batch(result.admitted)
+    except (DataError, IntegrityError):
+        log.warning("batch refused by the database; storing message by message")
+    total = StoreCounts()
+    kept: list[Admitted] = []
+    for item in result.admitted:
+        try:
+            counts = _store_batch([item])
+        except (DataError, IntegrityError) as error:
+            detail = str(error).splitlines()[0][:400]
+            result.refused.append(
+                Refused(item.inbound, "store_failed", detail, item.envelope.equipment_id)
+            )
+            continue
+        kept.append(item)
+        total.positions += counts.positions
+        total.events += counts.events
+        total.duplicates += counts.duplicates
+    result.admitted = kept
+    return total
+
+
+def _store_batch(items: list[Admitted]) -> StoreCounts:
+    try:
+        with transaction.atomic():
+            return store_admitted(items)
+    except IntegrityError as error:
+        if "no partition of relation" not in str(error):
+            raise
+    # The periodic task has not made this day's partition yet (a fresh database): make it.
+    ensure_history_partitions()
+    with transaction.atomic():
+        return store_admitted(items)
+
+
+def quarantine(refused: list[Refused]) -> None:
+    """Keep refused messages for an admin to browse, bounded in size and count."""
+    if not refused:
+        return
+    Rejection.objects.bulk_create(
+        Rejection(
+            received_at=item.inbound.received_at,
+            channel=item.inbound.channel,
+            topic=item.inbound.topic[:300],
+            equipment_id=item.equipment_id,
+            reason=item.reason,
+            detail=item.detail[:500],
+            payload=bytes(item.inbound.payload[: Rejection.PAYLOAD_LIMIT]),
+            payload_bytes=len(item.inbound.payload),
+        )
+        for item in refused
+    )
+    newest = Rejection.objects.order_by("-id").values_list("id", flat=True).first()
+    if newest is not None:
+        Rejection.objects.filter(id__lte=newest - settings.INGEST_QUARANTINE_ROWS).delete()
+
+
+def _count(inbound: list[Inbound], result: BatchResult, started: float) -> None:
+    for channel, number in Counter(item.channel for item in inbound).items():
+        metrics.RECEIVED.labels(channel).inc(number)
+    for (channel, reason), number in Counter(
+        (item.inbound.channel, item.reason) for item in result.refused
+    ).items():
+        metrics.REJECTED.labels(channel, reason).inc(number)
+    metrics.STORED.labels("position").inc(result.counts.positions)
+    metrics.STORED.labels("event").inc(result.counts.events)
+    metrics.DUPLICATES.inc(result.counts.duplicates)
+    committed = datetime.now(UTC)
+    for item in result.admitted:
+        if item.late:
+            metrics.LATE.inc()
+        else:
+            metrics.LAG.observe(max(0.0, (committed - item.envelope.timestamp).total_seconds()))
+    metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+    metrics.BATCH_SIZE.observe(len(inbound))
+
+
+def after_commit(result: BatchResult) -> None:
+    """Latest state: best effort. Redis down must not lose or block the history."""
+    try:
+        latest.record_latest(result.admitted)
+    except Exception:
+        log.exception("could not update the latest state in Redis")
+
+
+class LiveFeed:
+    """Coalesces live positions per site: at most one ``positions`` event per site per
+    interval, holding each truck's newest position, however many messages arrived."""
+
+    def __init__(self, interval_s: float | None = None) -> None:
+        self.interval_s = (
+            settings.LIVE_POSITION_INTERVAL_MS / 1000 if interval_s is None else interval_s
+        )
+        self._pending: dict[uuid.UUID, dict[str, dict[str, Any]]] = {}
+        self._states: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        self._flushed_at = 0.0
+
+    def add(self, result: BatchResult) -> None:
+        for item in result.admitted:
+            if item.late:
+                continue
+            site = item.truck.site_id
+            summary = latest.position_summary(item)
+            if summary is not None:
+                self._pending.setdefault(site, {})[summary["equipmentId"]] = summary
+            state = item.envelope.bodies.get("HaulTruckProductionStateV2")
+            if state is not None:
+                self._states.setdefault(site, []).append(
+                    {"equipmentId": str(item.envelope.equipment_id), **state.to_wire()}
+                )
+
+    def flush(self, *, force: bool = False) -> int:
+        """Send what is pending if the interval has passed; returns events sent."""
+        now = time.monotonic()
+        if not force and now - self._flushed_at < self.interval_s:
+            return 0
+        self._flushed_at = now
+        sent = 0
+        pending, states = self._pending, self._states
+        self._pending, self._states = {}, {}
+        try:
+            for site, trucks in pending.items():
+                broadcast_now(site, "positions", {"trucks": list(trucks.values())})
+                sent += 1
+            for site, changes in states.items():
+                broadcast_now(site, "productionStates", {"changes": _jsonable(changes)})
+                sent += 1
+        except Exception:
+            log.exception("live broadcast failed")
+        return sent
+
+
+def _jsonable(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {key: str(value) if isinstance(value, uuid.UUID) else value for key, value in c.items()}
+        for c in changes
+    ]
+
+
+def is_outage(error: BaseException) -> bool:
+    """A database error worth retrying (connection lost, server restarting)."""
+    return isinstance(error, DatabaseError) and not isinstance(error, DataError | IntegrityError)

@@ -1,0 +1,136 @@
+"""Batch writes into the partitioned history: COPY into a staging table, then
+``INSERT ... ON CONFLICT DO NOTHING`` into the history, so a redelivered message is never stored
+twice (COPY alone cannot skip conflicts). Called inside the caller's transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+
+from fleet.telemetry import wire
+from fleet.telemetry.intake import Admitted
+from fleet.telemetry.models import Event
+
+# Session-local staging tables, emptied at every commit. UNLOGGED/TEMP: no WAL for rows that
+# live a few milliseconds.
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS staging_position (
+    equipment_id uuid, sent_at timestamptz, measured_at timestamptz, received_at timestamptz,
+    lon double precision, lat double precision, elevation_m real, heading_deg smallint,
+    speed_kmh real, horizontal_accuracy_m real, road_revision integer, sequence bigint,
+    late boolean
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS staging_event (
+    equipment_id uuid, message_name varchar(64), sent_at timestamptz, received_at timestamptz,
+    body jsonb, sequence bigint, late boolean
+) ON COMMIT DELETE ROWS;
+"""
+
+_INSERT_POSITIONS = """
+INSERT INTO telemetry_position (equipment_id, sent_at, measured_at, received_at, location,
+    elevation_m, heading_deg, speed_kmh, horizontal_accuracy_m, road_revision, sequence, late)
+SELECT equipment_id, sent_at, measured_at, received_at,
+    ST_SetSRID(ST_MakePoint(lon, lat), 4326), elevation_m, heading_deg, speed_kmh,
+    horizontal_accuracy_m, road_revision, sequence, late
+FROM staging_position
+ON CONFLICT DO NOTHING
+"""
+
+_INSERT_EVENTS = """
+INSERT INTO telemetry_event (equipment_id, message_name, sent_at, received_at, body, sequence,
+    late)
+SELECT equipment_id, message_name, sent_at, received_at, body, sequence, late
+FROM staging_event
+ON CONFLICT DO NOTHING
+"""
+
+_POSITION_COLUMNS = (
+    "equipment_id, sent_at, measured_at, received_at, lon, lat, elevation_m, heading_deg, "
+    "speed_kmh, horizontal_accuracy_m, road_revision, sequence, late"
+)
+_EVENT_COLUMNS = "equipment_id, message_name, sent_at, received_at, body, sequence, late"
+
+
+@dataclass(slots=True)
+class StoreCounts:
+    positions: int = 0  # new position rows
+    events: int = 0  # new event rows
+    duplicates: int = 0  # rows that were already stored (redeliveries)
+
+
+def position_row(item: Admitted, position: wire.MachinePositionV1) -> tuple:
+    envelope = item.envelope
+    accuracy = max(position.latitude_accuracy, position.longitude_accuracy)
+    return (
+        envelope.equipment_id,
+        envelope.timestamp,
+        position.timestamp,
+        item.inbound.received_at,
+        position.longitude,
+        position.latitude,
+        position.elevation,
+        position.heading,
+        position.speed,
+        accuracy,
+        item.truck.road_revision,
+        envelope.sequence,
+        item.late,
+    )
+
+
+def event_rows(item: Admitted) -> list[tuple]:
+    envelope = item.envelope
+    sequence = Event.NO_SEQUENCE if envelope.sequence is None else envelope.sequence
+    received_at: datetime = item.inbound.received_at
+    return [
+        (
+            envelope.equipment_id,
+            name,
+            envelope.timestamp,
+            received_at,
+            wire.body_json(body).decode(),
+            sequence,
+            item.late,
+        )
+        for name, body in envelope.bodies.items()
+        if name != wire.POSITION
+    ]
+
+
+def store_admitted(items: list[Admitted]) -> StoreCounts:
+    """Write the history rows of ``items``. Must run inside a transaction (atomic)."""
+    positions = [
+        position_row(item, item.envelope.position)
+        for item in items
+        if item.envelope.position is not None
+    ]
+    events = [row for item in items for row in event_rows(item)]
+    counts = StoreCounts()
+    # The psycopg 3 cursor itself (COPY is not in the DB-API), with Django's error wrapping so
+    # callers see IntegrityError / OperationalError as from any other query.
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        cursor.execute(_STAGING)
+        raw = cursor.cursor
+        if positions:
+            counts.positions = _copy_and_insert(
+                raw, "staging_position", _POSITION_COLUMNS, positions, _INSERT_POSITIONS
+            )
+        if events:
+            counts.events = _copy_and_insert(
+                raw, "staging_event", _EVENT_COLUMNS, events, _INSERT_EVENTS
+            )
+    counts.duplicates = len(positions) + len(events) - counts.positions - counts.events
+    return counts
+
+
+def _copy_and_insert(raw, staging: str, columns: str, rows: list[tuple], insert: str) -> int:
+    with raw.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+    raw.execute(insert)
+    inserted = raw.rowcount
+    # ON COMMIT DELETE ROWS empties staging at commit; a savepoint retry needs it empty now.
+    raw.execute(f"TRUNCATE {staging}")
+    return inserted
