@@ -1,0 +1,184 @@
+"""Ingest through the real broker: per-truck credentials, the shared subscription, acks after
+commit, and a replica killed with SIGKILL losing nothing and storing nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from fleet.telemetry.ingest import IngestOptions, IngestRunner
+from fleet.telemetry.models import Position, Rejection
+from fleet.vehicles.credentials import issue_credentials
+from tests.conftest import ChildProcess
+from tests.factories import haul_truck, truck_message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def link(mqtt_broker, site, settings):
+    """A provisioned truck and the settings that point the FMS at the test's own broker."""
+    truck = haul_truck(site)
+    secrets = issue_credentials(truck)
+    mqtt_broker.sync()
+    user, password = mqtt_broker.service_credentials
+    settings.MQTT_URL = f"mqtt://{user}@127.0.0.1:{mqtt_broker.port}"
+    settings.MQTT_PASSWORD = password
+    return truck, secrets, mqtt_broker
+
+
+def truck_client(secrets, port: int) -> paho.Client:
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"truck-{secrets.mqtt_username}",
+        protocol=paho.MQTTv5,
+    )
+    client.username_pw_set(secrets.mqtt_username, secrets.mqtt_password)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    return client
+
+
+def up(site, truck, name="MachinePositionV1") -> str:
+    return f"iso23725/v1/{site.slug}/{truck.id}/up/{name}"
+
+
+def publish_all(
+    client: paho.Client, topic: str, payloads: list[bytes], *, pace_s: float = 0
+) -> None:
+    infos = []
+    for payload in payloads:
+        infos.append(client.publish(topic, payload, qos=1))
+        if pace_s:
+            time.sleep(pace_s)
+    for info in infos:
+        info.wait_for_publish(timeout=30)
+
+
+def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def positions(count: int, truck) -> list[bytes]:
+    start = datetime.now(UTC) - timedelta(seconds=5)
+    return [
+        truck_message(truck.id, at=start + timedelta(milliseconds=i), sequence=i)
+        for i in range(count)
+    ]
+
+
+def test_ingest_stores_what_a_truck_publishes_and_quarantines_the_malformed(link, site):
+    truck, secrets, broker = link
+    runner = IngestRunner(IngestOptions(client_id="ingest-test", batch_delay_s=0.02))
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    assert runner.connected.wait(10)
+    client = truck_client(secrets, broker.port)
+    try:
+        good = positions(200, truck)
+        publish_all(
+            client, up(site, truck), [*good[:100], b'{"Protocol": "ISO23725",', *good[100:]]
+        )
+        wait_until(
+            lambda: Position.objects.filter(equipment_id=truck.id).count() == 200, what="200 rows"
+        )
+        wait_until(lambda: Rejection.objects.count() == 1, what="the rejection")
+    finally:
+        client.loop_stop()
+        runner.stop()
+        thread.join(10)
+    assert Rejection.objects.get().reason == "invalid_json"
+
+
+def test_a_truck_cannot_publish_on_another_trucks_topic(link, site):
+    truck, secrets, broker = link
+    other = haul_truck(site, "HT-002")
+    issue_credentials(other)
+    broker.sync()
+    runner = IngestRunner(IngestOptions(client_id="ingest-acl-test", batch_delay_s=0.02))
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    assert runner.connected.wait(10)
+    client = truck_client(secrets, broker.port)
+    try:
+        # The broker's ACL drops it: it never reaches ingest, so nothing is stored for HT-002.
+        publish_all(client, up(site, other), [truck_message(other.id)])
+        publish_all(client, up(site, truck), [truck_message(truck.id)])
+        wait_until(lambda: Position.objects.filter(equipment_id=truck.id).exists(), what="own row")
+        time.sleep(0.5)
+    finally:
+        client.loop_stop()
+        runner.stop()
+        thread.join(10)
+    assert not Position.objects.filter(equipment_id=other.id).exists()
+
+
+def test_a_replica_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
+    link, site, tmp_path, settings
+):
+    truck, secrets, broker = link
+    env = {
+        "MQTT_URL": settings.MQTT_URL,
+        "MQTT_PASSWORD": settings.MQTT_PASSWORD,
+        "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
+        "INGEST_METRICS_PORT": "0",
+        "INGEST_BATCH_SIZE": "50",
+    }
+    argv = [sys.executable, "manage.py", "ingest", "--replica", "kill-test", "--metrics-port", "0"]
+
+    def start(log_name: str) -> ChildProcess:
+        previous = {key: os.environ.get(key) for key in env}
+        os.environ.update(env)
+        try:
+            return ChildProcess(argv, tmp_path / log_name)
+        finally:
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+    sent = positions(3000, truck)
+    replica = start("ingest-1.log")
+    stored = Position.objects.filter(equipment_id=truck.id)
+    client = truck_client(secrets, broker.port)
+    try:
+        wait_until(
+            lambda: "ingest kill-test" in replica.output() or "ingest haulmind" in replica.output(),
+            60,
+            "ingest start",
+        )
+        publisher = threading.Thread(
+            target=publish_all, args=(client, up(site, truck), sent), kwargs={"pace_s": 0.0005}
+        )
+        publisher.start()
+        wait_until(lambda: stored.count() >= 500, 60, "a first part stored")
+        replica.process.send_signal(signal.SIGKILL)
+        replica.process.wait(10)
+        killed_at = stored.count()
+        publisher.join(60)
+        replica = start("ingest-2.log")
+        wait_until(
+            lambda: stored.count() == len(sent),
+            90,
+            f"all {len(sent)} rows ({stored.count()} so far)",
+        )
+    finally:
+        client.loop_stop()
+        replica.stop()
+    assert 0 < killed_at < len(sent)
+    assert stored.count() == len(sent)
+    assert sorted(stored.values_list("sequence", flat=True)) == list(range(len(sent)))
