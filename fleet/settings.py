@@ -175,6 +175,11 @@ INGEST_QUEUE_LIMIT = env_int("INGEST_QUEUE_LIMIT", 20_000, minimum=100)
 INGEST_RECEIVE_MAXIMUM = env_int("INGEST_RECEIVE_MAXIMUM", 10_000, minimum=10, maximum=65_535)
 INGEST_QUARANTINE_ROWS = env_int("INGEST_QUARANTINE_ROWS", 10_000, minimum=10)
 INGEST_METRICS_PORT = env_int("INGEST_METRICS_PORT", 9108, minimum=0, maximum=65_535)
+# The outbox: a command unanswered after COMMAND_TTL_S expires; attempts are retried after
+# COMMAND_RETRY_S, doubling up to COMMAND_RETRY_MAX_S.
+COMMAND_TTL_S = env_int("COMMAND_TTL_S", 300, minimum=5)
+COMMAND_RETRY_S = env_int("COMMAND_RETRY_S", 2, minimum=1)
+COMMAND_RETRY_MAX_S = env_int("COMMAND_RETRY_MAX_S", 30, minimum=1)
 # Live positions to the dashboard at most this often per site (coalesced), in ms.
 LIVE_POSITION_INTERVAL_MS = env_int("LIVE_POSITION_INTERVAL_MS", 500, minimum=50)
 
@@ -198,6 +203,7 @@ CELERY_BEAT_SCHEDULE = {
     "maintain-history": {"task": "telemetry.maintain_history", "schedule": 3600.0},
     "roll-up-positions": {"task": "telemetry.roll_up_positions", "schedule": 60.0},
     "derive-haul-cycles": {"task": "telemetry.derive_haul_cycles", "schedule": 60.0},
+    "expire-commands": {"task": "control.expire_commands", "schedule": 5.0},
 }
 
 # --- The mine map ---------------------------------------------------------------------------------

@@ -3,7 +3,9 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from fleet.control import views as control_views
 from fleet.mine import views as mine_views
+from fleet.telemetry import views as telemetry_views
 from fleet.vehicles import views as vehicle_views
 
 router = DefaultRouter()
@@ -18,6 +20,29 @@ router.register("equipment", vehicle_views.EquipmentViewSet)
 
 api_v1 = [
     path("vehicle/me/", vehicle_views.VehicleSelfView.as_view(), name="vehicle-me"),
+    path(
+        "vehicle/messages/", telemetry_views.VehicleMessagesView.as_view(), name="vehicle-messages"
+    ),
+    path("vehicle/commands/", control_views.VehicleCommandsView.as_view(), name="vehicle-commands"),
+    path(
+        "vehicle/commands/<uuid:command_id>/ack/",
+        control_views.VehicleCommandAckView.as_view(),
+        name="vehicle-command-ack",
+    ),
+    path("trucks/", telemetry_views.TruckListView.as_view(), name="truck-list"),
+    path("trucks/in-area/", telemetry_views.TrucksInAreaView.as_view(), name="trucks-in-area"),
+    path("trucks/<uuid:pk>/track/", telemetry_views.TruckTrackView.as_view(), name="truck-track"),
+    path(
+        "trucks/<uuid:pk>/positions/",
+        telemetry_views.TruckPositionsView.as_view(),
+        name="truck-positions",
+    ),
+    path(
+        "trucks/<uuid:pk>/events/", telemetry_views.TruckEventsView.as_view(), name="truck-events"
+    ),
+    path("trucks/<uuid:pk>/stop/", control_views.StopTruckView.as_view(), name="truck-stop"),
+    path("trucks/<uuid:pk>/resume/", control_views.ResumeTruckView.as_view(), name="truck-resume"),
+    path("commands/", control_views.CommandListView.as_view(), name="command-list"),
     path("", include(router.urls)),
 ]
 

@@ -14,8 +14,13 @@ from typing import Any
 VIEWER, OPERATOR, SUPERVISOR, ADMIN = "viewer", "operator", "supervisor", "admin"
 ROLES = (VIEWER, OPERATOR, SUPERVISOR, ADMIN)
 
-DOMAIN_APPS = ("mine", "vehicles")
-OPERATOR_EXTRA = {("mine", "add_policyzone"), ("mine", "activate_policyzone")}
+DOMAIN_APPS = ("mine", "vehicles", "telemetry", "control")
+# Operators run the shift: draw zones, activate them, stop and resume trucks (a command).
+OPERATOR_EXTRA = {
+    ("mine", "add_policyzone"),
+    ("mine", "activate_policyzone"),
+    ("control", "add_command"),
+}
 SUPERVISOR_MODELS = {
     "mine": (
         "site",

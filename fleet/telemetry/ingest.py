@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
+import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 
@@ -215,17 +216,28 @@ class IngestRunner:
 
 
 def record_connection_state(item: Inbound) -> None:
-    """A truck's retained connection state (or its last will): kept in the latest state."""
+    """A truck's retained connection state (or its last will): kept in the latest state, and
+    told to control (a truck coming Online is re-synchronised). The broker's ACL lets only the
+    truck itself (and its will) write this topic."""
     parts = item.topic.split("/")
     equipment_id = parts[-2] if len(parts) >= 2 else ""
     try:
         state = orjson.loads(item.payload) if item.payload else {"ConnectionState": "Offline"}
-        if not isinstance(state, dict):
-            raise ValueError("not an object")
+    except orjson.JSONDecodeError:
+        state = None
+    if not isinstance(state, dict):
+        log.warning("ignored a malformed connection state on %s", item.topic[:200])
+        return
+    try:
         latest.record_connection(
             equipment_id, {**state, "receivedAt": item.received_at.isoformat()}
         )
-    except (ValueError, orjson.JSONDecodeError):
-        log.warning("ignored a malformed connection state on %s", item.topic[:200])
-    except Exception:
-        log.exception("could not record the connection state")
+    except redis.RedisError:
+        log.exception("could not record the connection state in Redis")
+    try:
+        connection_changed.send(sender=None, equipment_id=equipment_id, state=state)
+    except DatabaseError:
+        # Not retried: the truck re-announces itself on its next connect, and its stale
+        # desired state shows on the dashboard meanwhile.
+        log.exception("could not reconcile %s after its connection changed", equipment_id)
+        connection.close()

@@ -23,6 +23,7 @@ from fleet.telemetry import latest, metrics
 from fleet.telemetry.intake import Admitted, Inbound, Refused, TimeRules, TruckRef, admit
 from fleet.telemetry.models import Rejection
 from fleet.telemetry.partitions import ensure_history_partitions
+from fleet.telemetry.signals import messages_admitted
 from fleet.telemetry.store import StoreCounts, store_admitted
 from fleet.vehicles.models import Equipment
 
@@ -40,14 +41,17 @@ class BatchResult:
         return self.counts.positions + self.counts.events
 
 
-def load_directory() -> dict[uuid.UUID, TruckRef]:
-    """Every machine that may speak ISO 23725 to us, with its site's active road revision."""
+def load_directory(ids: set[uuid.UUID] | None = None) -> dict[uuid.UUID, TruckRef]:
+    """Machines that may speak ISO 23725 to us (all, or ``ids``), with their site's active
+    road revision."""
     revisions = dict(
         RoadNetwork.objects.filter(status=RoadNetwork.Status.ACTIVE).values_list(
             "site_id", "revision"
         )
     )
     machines = Equipment.objects.filter(autonomous=True).exclude(status=Equipment.Status.RETIRED)
+    if ids is not None:
+        machines = machines.filter(id__in=ids)
     return {
         row["id"]: TruckRef(
             equipment_id=row["id"],
@@ -60,22 +64,32 @@ def load_directory() -> dict[uuid.UUID, TruckRef]:
 
 
 class EquipmentDirectory:
-    """The directory, cached and refreshed now and then; an unknown EquipmentId triggers an
-    early refresh (at most every ``miss_refresh_s``) so a truck provisioned a moment ago is
-    accepted without restarting ingest."""
+    """The directory, cached and reloaded every ``refresh_s`` (retirements, new road
+    revisions). An EquipmentId not in the cache is looked up at once, so a truck provisioned a
+    moment ago is accepted; one that is not found is not looked up again for ``miss_s``, so a
+    stream from an unknown sender costs no query per message."""
 
-    def __init__(self, refresh_s: float = 30.0, miss_refresh_s: float = 5.0) -> None:
+    def __init__(self, refresh_s: float = 30.0, miss_s: float = 5.0) -> None:
         self.refresh_s = refresh_s
-        self.miss_refresh_s = miss_refresh_s
+        self.miss_s = miss_s
         self._trucks: dict[uuid.UUID, TruckRef] = {}
+        self._unknown: dict[uuid.UUID, float] = {}
         self._loaded_at = float("-inf")
 
     def current(self, wanted: set[uuid.UUID] | None = None) -> dict[uuid.UUID, TruckRef]:
-        age = time.monotonic() - self._loaded_at
-        missing = bool(wanted and not wanted <= self._trucks.keys())
-        if age > self.refresh_s or (missing and age > self.miss_refresh_s):
-            self._trucks = load_directory()
-            self._loaded_at = time.monotonic()
+        now = time.monotonic()
+        if now - self._loaded_at > self.refresh_s:
+            self._trucks, self._unknown = load_directory(), {}
+            self._loaded_at = now
+        missing = {
+            equipment_id
+            for equipment_id in (wanted or set()) - self._trucks.keys()
+            if now - self._unknown.get(equipment_id, float("-inf")) > self.miss_s
+        }
+        if missing:
+            found = load_directory(missing)
+            self._trucks.update(found)
+            self._unknown.update(dict.fromkeys(missing - found.keys(), now))
         return self._trucks
 
 
@@ -113,6 +127,7 @@ def ingest_batch(
     with transaction.atomic():
         result.counts = _store_isolating_poison(result)
         quarantine(result.refused)
+        _tell_listeners(result)
     _count(inbound, result, started)
     after_commit(result)
     if on_committed is not None:
@@ -144,6 +159,18 @@ def _store_isolating_poison(result: BatchResult) -> StoreCounts:
         total.duplicates += counts.duplicates
     result.admitted = kept
     return total
+
+
+def _tell_listeners(result: BatchResult) -> None:
+    """Control applies command answers in the same transaction as the history, so an answer
+    is never stored without its effect; a failing listener rolls back only its savepoint."""
+    if not result.admitted:
+        return
+    try:
+        with transaction.atomic():
+            messages_admitted.send(sender=None, admitted=result.admitted)
+    except Exception:
+        log.exception("a listener of messages_admitted failed; the batch is stored")
 
 
 def _store_batch(items: list[Admitted]) -> StoreCounts:

@@ -33,3 +33,11 @@ def fleet_down_filter(site_slug: str) -> str:
 
 def connection_topic(site_slug: str, equipment_id: str) -> str:
     return f"{_root()}/{site_slug}/{equipment_id}/connection"
+
+
+def down_topic(site_slug: str, equipment_id: str, message_name: str) -> str:
+    return f"{_root()}/{site_slug}/{equipment_id}/down/{message_name}"
+
+
+def up_topic(site_slug: str, equipment_id: str, message_name: str) -> str:
+    return f"{_root()}/{site_slug}/{equipment_id}/up/{message_name}"

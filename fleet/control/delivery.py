@@ -1,0 +1,113 @@
+"""``manage.py deliver_commands``: the outbox's delivery process. Publishes due commands on
+each truck's down-topic (QoS 1, the broker's PUBACK confirms the hand-over), retries with
+back-off until the truck answers or the command expires. Woken at once by NOTIFY when a
+command is issued; replicas share the work through ``FOR UPDATE SKIP LOCKED``."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+
+from django.db import DatabaseError, connection, transaction
+
+from fleet.control import services
+from fleet.control.models import Command
+from fleet.vehicles import topics
+from fleet.vehicles.mqtt import broker_address, service_client
+
+log = logging.getLogger(__name__)
+
+PUBACK_TIMEOUT_S = 5.0
+EXPIRE_EVERY_S = 2.0
+IDLE_WAIT_S = 1.0
+
+
+class OutboxDelivery:
+    def __init__(self, client_id: str | None = None) -> None:
+        self.client_id = client_id or f"haulmind-outbox-{socket.gethostname()}"[:64]
+        self.connected = threading.Event()
+        self._stopping = threading.Event()
+        self._client = service_client(self.client_id)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = lambda *args: self.connected.clear()
+        self._expired_at = 0.0
+        self.delivered = 0
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT connection refused: %s", reason_code)
+        else:
+            self.connected.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        address = broker_address()
+        self._client.connect(address.host, address.port, keepalive=30)
+        self._client.loop_start()
+        try:
+            self._listen()
+            while not self._stopping.is_set():
+                try:
+                    sent = self.deliver_due() if self.connected.is_set() else 0
+                    self._expire_now_and_then()
+                except DatabaseError:
+                    log.exception("database unavailable; retrying")
+                    connection.close()
+                    self._stopping.wait(2.0)
+                    self._listen()
+                    continue
+                if not sent:
+                    self._wait_for_notify()
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def deliver_due(self) -> int:
+        """One round: publish every due command, mark those the broker took. Returns count."""
+        with transaction.atomic():
+            due = services.due_commands()
+            pending = [(command, self._publish(command)) for command in due]
+            deadline = time.monotonic() + PUBACK_TIMEOUT_S
+            sent = 0
+            for command, info in pending:
+                remaining = max(0.0, deadline - time.monotonic())
+                try:
+                    info.wait_for_publish(timeout=remaining)
+                except (RuntimeError, ValueError):
+                    continue
+                if info.is_published():
+                    services.mark_sent(command, actor="mqtt")
+                    sent += 1
+        self.delivered += sent
+        return sent
+
+    def _publish(self, command: Command):
+        equipment = command.equipment
+        topic = topics.down_topic(equipment.site.slug, str(equipment.id), command.message_name)
+        return self._client.publish(topic, services.envelope_of(command), qos=1)
+
+    def _expire_now_and_then(self) -> None:
+        if time.monotonic() - self._expired_at > EXPIRE_EVERY_S:
+            services.expire_commands()
+            self._expired_at = time.monotonic()
+
+    def _listen(self) -> None:
+        try:
+            connection.ensure_connection()
+            connection.connection.execute(f"LISTEN {services.NOTIFY_CHANNEL}")
+        except DatabaseError:
+            connection.close()
+
+    def _wait_for_notify(self) -> None:
+        """Sleep until a command is issued (NOTIFY) or the next retry may be due."""
+        try:
+            for _ in connection.connection.notifies(timeout=IDLE_WAIT_S, stop_after=1):
+                pass
+        except Exception:
+            connection.close()
+            self._stopping.wait(0.5)
+            self._listen()

@@ -1,0 +1,25 @@
+"""``manage.py deliver_commands``: the outbox's delivery process (fleet/control/delivery.py)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from django.core.management.base import BaseCommand
+
+from fleet.control.delivery import OutboxDelivery
+from fleet.preflight import check_database
+
+
+class Command(BaseCommand):
+    help = "Deliver outbox commands to the trucks over MQTT, retrying until answered or expired."
+
+    def handle(self, *args, **options) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        check_database()
+        delivery = OutboxDelivery()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: delivery.stop())
+        self.stdout.write(f"outbox delivery {delivery.client_id} running")
+        delivery.run()
+        self.stdout.write(f"outbox delivery stopped after {delivery.delivered} deliveries")
