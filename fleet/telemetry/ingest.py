@@ -32,6 +32,7 @@ from fleet.telemetry import latest, metrics
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.partitions import ensure_history_partitions
 from fleet.telemetry.services import BatchResult, EquipmentDirectory, LiveFeed, ingest_batch
+from fleet.telemetry.signals import connection_changed
 from fleet.vehicles.mqtt import broker_address, connect_properties, service_client
 
 log = logging.getLogger(__name__)

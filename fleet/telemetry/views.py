@@ -51,7 +51,7 @@ def _messages(body: bytes) -> list[Any]:
     except orjson.JSONDecodeError as error:
         raise ParseError(f"the body is not JSON: {error}") from None
     if isinstance(decoded, dict):  # {"messages": [...]} or one bare envelope
-        decoded = decoded["messages"] if "messages" in decoded else [decoded]
+        decoded = decoded.get("messages", [decoded])
     if not isinstance(decoded, list) or not decoded:
         raise ParseError("expected a non-empty JSON array of ISO 23725 envelopes")
     if len(decoded) > MAX_BATCH:
