@@ -65,7 +65,9 @@ def sync_roles(apps: Any) -> None:
 
 
 def sync_roles_after_migrate(sender: Any, apps: Any = None, **kwargs: Any) -> None:
-    if sender.label != "accounts" or apps is None:
+    # Each domain app's permissions exist only after its own post_migrate (create_permissions),
+    # so re-sync after every app that brings role permissions (idempotent and cheap).
+    if (sender.label != "accounts" and sender.label not in DOMAIN_APPS) or apps is None:
         return
     try:
         apps.get_model("auth", "Group")
