@@ -11,7 +11,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +25,7 @@ from fleet.telemetry.models import Rejection
 from fleet.telemetry.partitions import ensure_history_partitions
 from fleet.telemetry.signals import messages_admitted
 from fleet.telemetry.store import StoreCounts, store_admitted
+from fleet.telemetry.tasks import roll_up_positions
 from fleet.vehicles.models import Equipment
 
 log = logging.getLogger(__name__)
@@ -229,11 +230,23 @@ def _count(inbound: list[Inbound], result: BatchResult, started: float) -> None:
 
 
 def after_commit(result: BatchResult) -> None:
-    """Latest state: best effort. Redis down must not lose or block the history."""
+    """Latest state, and roll-ups of back-filled minutes: best effort. Redis or the Celery
+    broker being down must not lose or block the history, which is already committed."""
     try:
         latest.record_latest(result.admitted)
     except Exception:
         log.exception("could not update the latest state in Redis")
+    late = [
+        item.envelope.timestamp for item in result.admitted if item.late and item.envelope.position
+    ]
+    if late:
+        try:
+            roll_up_positions.apply_async(
+                args=[min(late).isoformat(), (max(late) + timedelta(minutes=1)).isoformat()],
+                ignore_result=True,
+            )
+        except Exception:  # the range is rolled up again by the next back-fill touching it
+            log.exception("could not queue the roll-up of back-filled positions")
 
 
 class LiveFeed:

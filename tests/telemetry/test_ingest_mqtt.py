@@ -73,7 +73,7 @@ def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> Non
 
 
 def positions(count: int, truck) -> list[bytes]:
-    start = datetime.now(UTC) - timedelta(seconds=5)
+    start = datetime.now(UTC) - timedelta(seconds=60)
     return [
         truck_message(truck.id, at=start + timedelta(milliseconds=i), sequence=i)
         for i in range(count)
