@@ -3,7 +3,8 @@
 The geometry is designed in local metres (east and north of the pit centre) and carried to WGS84
 through the site's own UTM zone, so the lengths and grades the importer computes (also in UTM)
 are exactly the ones designed here. Everything is deterministic, ids included (uuid5 of stable
-names): running the generator again gives the same document, and importing it changes nothing.
+names, and for zones of their content too): running the generator again gives the same
+document, and importing it changes nothing.
 
 The pit: a rim crest at 3,900 m, six 15 m benches down to a floor at 3,810 m, a two-lane main
 ramp spiralling clockwise down the east and south walls at 9 %, a one-lane switchback on the
@@ -13,21 +14,25 @@ a waste dump, a park-up and a workshop.
 
 from __future__ import annotations
 
+import copy
+import functools
+import itertools
 import json
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from django.contrib.gis.geos import GEOSGeometry, LineString, MultiPoint, Point
+from django.contrib.gis.geos import GEOSGeometry, LineString, Point
 from django.contrib.gis.geos import Polygon as GeosPolygon
 from django.db import transaction
 
+from fleet.mine import services
 from fleet.mine.mapfile import import_site_map
-from fleet.mine.models import Site
+from fleet.mine.models import PolicyZone, Site
 from fleet.vehicles.models import Equipment
 
 XY = tuple[float, float]
@@ -120,9 +125,7 @@ def wall_path(theta0: float, theta1: float, inset0: float, inset1: float) -> lis
     """A road along the wall from angle ``theta0`` to ``theta1``, its inset changing evenly."""
     steps = max(2, math.ceil(abs(theta1 - theta0) / 2.0))
     return [
-        wall_point(
-            theta0 + (theta1 - theta0) * i / steps, inset0 + (inset1 - inset0) * i / steps
-        )
+        wall_point(theta0 + (theta1 - theta0) * i / steps, inset0 + (inset1 - inset0) * i / steps)
         for i in range(steps + 1)
     ]
 
@@ -132,11 +135,11 @@ def _distance(a: XY, b: XY) -> float:
 
 
 def path_length(points: Sequence[XY]) -> float:
-    return sum(_distance(a, b) for a, b in zip(points, points[1:], strict=False))
+    return sum(_distance(a, b) for a, b in itertools.pairwise(points))
 
 
 def _point_along(points: Sequence[XY], run: float) -> XY:
-    for a, b in zip(points, points[1:], strict=False):
+    for a, b in itertools.pairwise(points):
         step = _distance(a, b)
         if run <= step and step > 0:
             f = run / step
@@ -198,8 +201,8 @@ def hairpin(end_of_leg: XY, start_of_leg: XY, heading: XY) -> list[XY]:
 def _buffer(points: Sequence[XY], half_width: float) -> list[XY]:
     """A road or area outline as one simple ring (local metres)."""
     geometry = LineString(list(points)) if len(points) > 1 else Point(*points[0])
-    ring = geometry.buffer_with_style(half_width, quadsegs=4).exterior_ring.coords
-    return [(x, y) for x, y in ring]
+    outline = cast(GeosPolygon, geometry.buffer_with_style(half_width, quadsegs=4))
+    return [(x, y) for x, y in outline.exterior_ring.coords]
 
 
 def rectangle(centre: XY, width: float, height: float, angle_deg: float = 0.0) -> list[XY]:
@@ -236,7 +239,12 @@ class ZoneSpec:
 
     @property
     def zone_id(self) -> uuid.UUID:
-        return demo_id("zone", self.name)
+        # Zones are never edited in place, so a zone whose design changes must be a new zone:
+        # the id covers the content, and the same design always gets the same id.
+        content = json.dumps(
+            [self.policies, [(round(x, 2), round(y, 2)) for x, y in self.ring]], sort_keys=True
+        )
+        return demo_id("zone", f"{self.name}/{content}")
 
 
 @dataclass
@@ -255,11 +263,21 @@ class Layout:
         self.nodes[node_id] = (xy[0], xy[1], z)
         return node_id
 
-    def way(self, way_id: int, name: str, start: int, end: int, path: Sequence[XY], **kw) -> None:
+    def way(
+        self,
+        way_id: int,
+        name: str,
+        start: int,
+        end: int,
+        path: Sequence[XY],
+        *,
+        one_lane: bool = False,
+        speed_kmh: float | None = None,
+    ) -> None:
         # Snap the ends onto the nodes so the graph is exact; elevations run node to node.
         (x0, y0, z0), (x1, y1, z1) = self.nodes[start], self.nodes[end]
-        xy = [(x0, y0), *path[1:-1], (x1, y1)]
-        self.ways.append(WaySpec(way_id, name, start, end, with_elevations(xy, z0, z1), **kw))
+        points = with_elevations([(x0, y0), *path[1:-1], (x1, y1)], z0, z1)
+        self.ways.append(WaySpec(way_id, name, start, end, points, one_lane, speed_kmh))
 
     def zone(self, name: str, policies: dict, ring: list[XY]) -> None:
         self.zones.append(ZoneSpec(name, policies, ring))
@@ -269,17 +287,10 @@ class Layout:
         return [(x, y) for x, y, _ in way.points]
 
 
-# Node ids: 1-9 the rim, 10-16 the main ramp (10 = portal, 10 + k = bench level k), 20+ the pit.
-PORTAL, RIM_JUNCTION, NORTH_JUNCTION, CRUSHER, DUMP_TOE, DUMP_TIP, PARK, WORKSHOP = (
-    10,
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-)
+# Node ids: 1-7 on the surface, 10-16 down the main ramp (10 + bench level, 10 = the portal),
+# 20-21 the ends of the switchback, 31-34 the ends of the loading units' roads.
+RIM_JUNCTION, NORTH_JUNCTION, CRUSHER, DUMP_TOE, DUMP_TIP, PARK, WORKSHOP = range(1, 8)
+PORTAL = 10
 FLOOR_WEST, BENCH4_WEST = 20, 21
 SHOVEL_END = {spec.name: 30 + i for i, spec in enumerate(SHOVELS, start=1)}
 
@@ -314,18 +325,23 @@ def _main_ramp(layout: Layout) -> None:
             ramp_node(level),
             ramp_node(level + 1),
             path,
-            speed_kmh=30.0,
         )
+
+
+# The west switchback climbs from the floor (by the west wall's toe) to bench level 4; its legs
+# run clockwise from here, then it turns back.
+SWITCHBACK_THETA = -150.0
+SWITCHBACK_FLOOR_INSET = crest_inset(BENCHES - 1) + 16.0
+SWITCHBACK_TOP_INSET = crest_inset(3) + 12.0
 
 
 def _switchback_path(leg_deg: float) -> list[XY]:
     """West-wall switchback from the floor up to bench level 4, legs ``leg_deg`` long."""
-    start_theta, floor_in, top_in = -150.0, crest_inset(BENCHES - 1) + 16.0, crest_inset(3) + 12
-    turn_theta = start_theta - leg_deg
-    mid_out = (floor_in + top_in) / 2 + 15.0
-    mid_in = mid_out - 30.0  # legs 30 m apart: a hairpin of 15 m radius for a 90 t truck
-    leg1 = wall_path(start_theta, turn_theta, floor_in, mid_out)
-    leg2 = wall_path(turn_theta, start_theta, mid_in, top_in)
+    turn = SWITCHBACK_THETA - leg_deg
+    outer = (SWITCHBACK_FLOOR_INSET + SWITCHBACK_TOP_INSET) / 2 + 15.0
+    inner = outer - 30.0  # legs 30 m apart: a hairpin of 15 m radius for a 90 t truck
+    leg1 = wall_path(SWITCHBACK_THETA, turn, SWITCHBACK_FLOOR_INSET, outer)
+    leg2 = wall_path(turn, SWITCHBACK_THETA, inner, SWITCHBACK_TOP_INSET)
     heading = (leg1[-1][0] - leg1[-2][0], leg1[-1][1] - leg1[-2][1])
     return [*leg1, *hairpin(leg1[-1], leg2[0], heading)[1:-1], *leg2]
 
@@ -342,18 +358,24 @@ def _switchback_leg_for_grade(rise_m: float, grade: float) -> float:
     return (low + high) / 2
 
 
+def wall_route(waypoints: Sequence[tuple[float, float]]) -> list[XY]:
+    """A road along the wall through (angle, inset) waypoints."""
+    out: list[XY] = []
+    for (t0, in0), (t1, in1) in itertools.pairwise(waypoints):
+        out += wall_path(t0, t1, in0, in1)[1 if out else 0 :]
+    return out
+
+
 def _pit_roads(layout: Layout) -> None:
-    """Bench roads, the switchback and the spurs to the loading units."""
-    floor, bench4 = level_z(BENCHES), level_z(4)
-    leg = _switchback_leg_for_grade(bench4 - floor, SWITCHBACK_GRADE)
-    switchback = _switchback_path(leg)
-    layout.node(FLOOR_WEST, switchback[0], floor)
-    layout.node(BENCH4_WEST, switchback[-1], bench4)
-    theta = layout.ramp_theta
-    # Bench 3840 road: from the ramp west along level 4, outside the lower ramp.
-    layout.way(
-        301, "Bench 3840 road", ramp_node(4), BENCH4_WEST, wall_path(theta[4], -150, ramp_inset(60), 104)
-    )
+    """The floor road, the west switchback and the roads to the loading units."""
+    theta, floor_z, top_z = layout.ramp_theta, level_z(BENCHES), level_z(4)
+    bottom = ramp_inset(RIM_Z - FLOOR_Z)
+    switchback = _switchback_path(_switchback_leg_for_grade(top_z - floor_z, SWITCHBACK_GRADE))
+    layout.node(FLOOR_WEST, switchback[0], floor_z)
+    layout.node(BENCH4_WEST, switchback[-1], top_z)
+    floor_west = wall_route([(theta[6], bottom), (SWITCHBACK_THETA, SWITCHBACK_FLOOR_INSET)])
+    layout.way(301, "Pit floor west", ramp_node(6), FLOOR_WEST, floor_west)
+    # A tight hairpin on one lane: mapped slower than the site's default.
     layout.way(
         302,
         "West switchback 3810-3840",
@@ -361,59 +383,76 @@ def _pit_roads(layout: Layout) -> None:
         BENCH4_WEST,
         switchback,
         one_lane=True,
-        speed_kmh=15.0,
+        speed_kmh=20.0,
     )
-    floor_in = ramp_inset(RIM_Z - FLOOR_Z)
-    layout.way(
-        303, "Pit floor west", ramp_node(6), FLOOR_WEST, wall_path(theta[6], -150, floor_in, 172)
-    )
-    spurs = (
-        # shovel, from node, theta at the node, theta at the face, inset at node, at face, level
-        ("SH-01", ramp_node(2), theta[2], 140.0, 52.0, 44.0, 2, False),
-        ("SH-02", ramp_node(3), theta[3], -72.0, 82.0, 74.0, 3, True),
-        ("SH-03", BENCH4_WEST, -150.0, -198.0, 104.0, 100.0, 4, False),
-        ("SH-04", ramp_node(6), theta[6] + 360.0, 365.0, 172.0, 185.0, BENCHES, False),
-    )
-    for index, (name, start, t0, t1, in0, in1, level, one_lane) in enumerate(spurs, start=1):
-        end = layout.node(SHOVEL_END[name], wall_point(t1, in1), level_z(level))
-        spec = next(s for s in SHOVELS if s.name == name)
-        label = f"{name} access" if one_lane else f"Bench {level_z(level):.0f} road to {name}"
-        if level == BENCHES:
-            label = f"Pit floor road to {name}"
-        layout.way(310 + index, label, start, end, wall_path(t0, t1, in0, in1), one_lane=one_lane)
-        # The loading unit stands at the face, ~20 m beyond the end of its road.
-        face = wall_point(t1 + (8.0 if t1 > t0 else -8.0), in1 - 6.0)
-        layout.units.append((spec, (face[0], face[1], level_z(level))))
+    routes = {
+        # shovel: the node its road starts from, (wall angle, inset) waypoints, one lane or two
+        "SH-01": (ramp_node(2), [(theta[2], ramp_inset(30)), (118.0, 44.0)], False),
+        "SH-02": (ramp_node(3), [(theta[3], ramp_inset(45)), (-72.0, 74.0)], True),
+        "SH-03": (BENCH4_WEST, [(SWITCHBACK_THETA, SWITCHBACK_TOP_INSET), (-114.0, 100.0)], False),
+        # Across the floor, clear of the foot of the ramp, to the east end of the floor.
+        "SH-04": (
+            ramp_node(6),
+            [(theta[6], bottom), (theta[6] + 40.0, 205.0), (5.0, 185.0)],
+            False,
+        ),
+    }
+    for index, spec in enumerate(SHOVELS, start=1):
+        start, waypoints, one_lane = routes[spec.name]
+        z = layout.nodes[start][2]
+        (t_end, in_end), (t_before, _) = waypoints[-1], waypoints[-2]
+        end = layout.node(SHOVEL_END[spec.name], wall_point(t_end, in_end), z)
+        where = "pit floor" if z == floor_z else f"bench {z:.0f}"
+        name = f"{spec.name} access, {where}" + (" (one lane)" if one_lane else "")
+        layout.way(310 + index, name, start, end, wall_route(waypoints), one_lane=one_lane)
+        # The loading unit stands at the face, ~20 m on from the end of its road.
+        ahead = 3.0 if t_end > t_before else -3.0
+        face = wall_point(t_end + ahead, in_end - 10.0)
+        layout.units.append((spec, (face[0], face[1], z)))
+
+
+# Surface plan (local metres): the plant east of the pit, the dump west, park and workshop north.
+NORTH_JUNCTION_XY = (-150.0, 640.0)
+CRUSHER_XY = (640.0, 420.0)
+DUMP_TOE_XY = (-640.0, 90.0)
+PARK_GATE_XY = (-300.0, 700.0)
+WORKSHOP_GATE_XY = (60.0, 720.0)
 
 
 def _rim(layout: Layout) -> None:
     """Rim haul roads: the portal to the crusher, the waste dump, the park and the workshop."""
     portal = layout.nodes[PORTAL]
-    scale = 1 + 110 / math.hypot(portal[0], portal[1])
-    junction = layout.node(RIM_JUNCTION, (portal[0] * scale, portal[1] * scale), RIM_Z)
-    north = layout.node(NORTH_JUNCTION, (-150.0, 640.0), RIM_Z + 1.0)
-    crusher = layout.node(CRUSHER, (760.0, 430.0), RIM_Z + 6.0)
-    dump_toe = layout.node(DUMP_TOE, (-780.0, 120.0), RIM_Z + 2.0)
+    scale = 1 + 110 / math.hypot(portal[0], portal[1])  # 110 m out from the portal
+    jxy = (portal[0] * scale, portal[1] * scale)
+    junction = layout.node(RIM_JUNCTION, jxy, RIM_Z)
+    north = layout.node(NORTH_JUNCTION, NORTH_JUNCTION_XY, RIM_Z + 1.0)
+    crusher = layout.node(CRUSHER, CRUSHER_XY, RIM_Z + 6.0)
+    dump_toe = layout.node(DUMP_TOE, DUMP_TOE_XY, RIM_Z + 2.0)
     # The dump has grown 30 m above the plain; its ramp climbs at the ramp grade.
-    heading = math.radians(200.0)
-    run = 30.0 / RAMP_GRADE
-    tip = (-780.0 + run * math.cos(heading), 120.0 + run * math.sin(heading))
+    heading, run = math.radians(200.0), 30.0 / RAMP_GRADE
+    tip = (DUMP_TOE_XY[0] + run * math.cos(heading), DUMP_TOE_XY[1] + run * math.sin(heading))
     dump_tip = layout.node(DUMP_TIP, tip, RIM_Z + 32.0)
-    park = layout.node(PARK, (-300.0, 700.0), RIM_Z + 2.0)
-    workshop = layout.node(WORKSHOP, (60.0, 720.0), RIM_Z + 3.0)
-    jxy, nxy = layout.nodes[junction][:2], layout.nodes[north][:2]
+    park = layout.node(PARK, PARK_GATE_XY, RIM_Z + 2.0)
+    workshop = layout.node(WORKSHOP, WORKSHOP_GATE_XY, RIM_Z + 3.0)
     layout.way(101, "Pit portal", junction, PORTAL, [jxy, portal[:2]])
+    layout.way(102, "Crusher haul road", junction, crusher, bezier(jxy, (250, 540), CRUSHER_XY))
     layout.way(
-        102, "Crusher haul road", junction, crusher, bezier(jxy, (330.0, 560.0), (760.0, 430.0))
+        103, "Waste dump haul road", junction, dump_toe, bezier(jxy, (-520, 420), DUMP_TOE_XY)
     )
+    layout.way(104, "Waste dump ramp", dump_toe, dump_tip, [DUMP_TOE_XY, tip])
+    layout.way(105, "North access", junction, north, bezier(jxy, (-150, 500), NORTH_JUNCTION_XY))
+    layout.way(106, "Park entry", north, park, [NORTH_JUNCTION_XY, PARK_GATE_XY], speed_kmh=20.0)
     layout.way(
-        103, "Waste dump haul road", junction, dump_toe, bezier(jxy, (-600.0, 470.0), (-780.0, 120.0))
+        107,
+        "Workshop entry",
+        north,
+        workshop,
+        [NORTH_JUNCTION_XY, WORKSHOP_GATE_XY],
+        speed_kmh=20.0,
     )
-    layout.way(104, "Waste dump ramp", dump_toe, dump_tip, [(-780.0, 120.0), tip])
-    layout.way(105, "North access", junction, north, bezier(jxy, (-150.0, 500.0), nxy))
-    layout.way(106, "Park entry", north, park, [nxy, (-300.0, 700.0)], speed_kmh=20.0)
-    layout.way(107, "Workshop entry", north, workshop, [nxy, (60.0, 720.0)], speed_kmh=20.0)
-    layout.dumps.append(("Primary crusher", "crusher", 6000.0, (790.0, 445.0, RIM_Z + 6.0)))
+    # Trucks tip into the crusher pocket a truck length past the end of the road.
+    pocket = (CRUSHER_XY[0] + 30.0, CRUSHER_XY[1] + 15.0, RIM_Z + 6.0)
+    layout.dumps.append(("Primary crusher", "crusher", 6000.0, pocket))
     layout.dumps.append(("West waste dump", "waste_dump", 12000.0, (*tip, RIM_Z + 32.0)))
     # 100 trucks of ~10 m x 7 m in bays of 14 m x 11 m, plus driving lanes: about 3 ha.
     layout.areas.append(("Truck park", "park", rectangle((-330.0, 790.0), 240.0, 140.0, 8.0)))
@@ -441,7 +480,7 @@ def _zones(layout: Layout) -> None:
             {"controlledAccess": {"ownerId": str(demo_id("equipment", spec.name))}},
             _buffer([(x, y)], 45.0),
         )
-    crusher = layout.dumps[0][3]
+    crusher = next(xyz for _, kind, _, xyz in layout.dumps if kind == "crusher")
     layout.zone(
         "Crusher approach 20 km/h",
         {"speedLimit": {"type": "absolute", "value": 5.6}},
@@ -450,9 +489,9 @@ def _zones(layout: Layout) -> None:
     layout.zone(
         "Truck park 10 km/h",
         {"speedLimit": {"type": "absolute", "value": 2.8}},
-        layout.areas[0][2],
+        next(ring for _, kind, ring in layout.areas if kind == "park"),
     )
-    tip = layout.dumps[1][3]
+    tip = next(xyz for _, kind, _, xyz in layout.dumps if kind == "waste_dump")
     layout.zone("West waste dump tip head", {"roughRoad": {}}, _buffer([tip[:2]], 60.0))
 
 
@@ -477,6 +516,544 @@ def bench_rings() -> list[tuple[float, list[XY]]]:
     """Crest and toe of every bench face (local metres), for drawing contours."""
     rings = []
     for level in range(BENCHES):
-        for inset, z in ((crest_inset(level), level_z(level)), (crest_inset(level) + FACE_RUN_M, level_z(level + 1))):
+        for inset, z in (
+            (crest_inset(level), level_z(level)),
+            (crest_inset(level) + FACE_RUN_M, level_z(level + 1)),
+        ):
             rings.append((z, [wall_point(t, inset) for t in range(0, 361, 3)]))
     return rings
+
+
+# --- local metres <-> WGS84 ----------------------------------------------------------------------
+
+
+class LocalFrame:
+    """East/north metres from a centre, through a UTM zone: a metre here is a metre to the
+    importer, which measures in the same zone."""
+
+    def __init__(self, lon: float, lat: float, utm_srid: int) -> None:
+        centre = cast(Point, Point(lon, lat, srid=4326).transform(utm_srid, clone=True))
+        self.east0, self.north0, self.srid = centre.x, centre.y, utm_srid
+
+    def to_lonlat(self, points: Sequence[XY]) -> list[XY]:
+        utm = _line([(self.east0 + x, self.north0 + y) for x, y in points], self.srid)
+        utm.transform(4326)
+        # 1e-7 degree is about a centimetre: finer digits are noise in a map file.
+        return [(round(x, 7), round(y, 7)) for x, y in utm.coords[: len(points)]]
+
+    def to_local(self, points: Sequence[Sequence[float]]) -> list[XY]:
+        wgs84 = _line([(p[0], p[1]) for p in points], 4326)
+        wgs84.transform(self.srid)
+        return [(x - self.east0, y - self.north0) for x, y in wgs84.coords[: len(points)]]
+
+
+def _line(coords: list[XY], srid: int) -> LineString:
+    # One GEOS geometry per batch of points is far faster than a Point each; a LineString
+    # needs two, so a lone point travels twice.
+    return LineString(coords if len(coords) > 1 else coords * 2, srid=srid)
+
+
+def demo_frame() -> LocalFrame:
+    return LocalFrame(CENTRE_LON, CENTRE_LAT, UTM_SRID)
+
+
+# --- the map document ----------------------------------------------------------------------------
+
+
+def _point_feature(frame: LocalFrame, xyz: XYZ, properties: dict) -> dict:
+    (lon, lat) = frame.to_lonlat([xyz[:2]])[0]
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [lon, lat, xyz[2]]},
+        "properties": properties,
+    }
+
+
+def _polygon(frame: LocalFrame, ring: Sequence[XY]) -> dict:
+    return {"type": "Polygon", "coordinates": [[list(p) for p in frame.to_lonlat(ring)]]}
+
+
+def _way_feature(frame: LocalFrame, way: WaySpec) -> dict:
+    lonlat = frame.to_lonlat([p[:2] for p in way.points])
+    return {
+        "type": "Feature",
+        "geometry": {
+            "type": "LineString",
+            "coordinates": [[x, y, p[2]] for (x, y), p in zip(lonlat, way.points, strict=True)],
+        },
+        "properties": {
+            "featureType": "way",
+            "wayId": way.way_id,
+            "name": way.name,
+            "startNode": way.start,
+            "endNode": way.end,
+            "operatingSpeedKmh": way.speed_kmh,
+            "oneLane": way.one_lane,
+        },
+    }
+
+
+def _boundary_ring() -> list[XY]:
+    # The lease: the pit, the dump, the plant and the park with room to spare.
+    return rectangle((-200.0, 150.0), 3000.0, 2200.0)
+
+
+def to_map_document(layout: Layout, frame: LocalFrame) -> dict:
+    """The layout as one map file (docs/map-format.md)."""
+    features: list[dict] = [
+        {
+            "type": "Feature",
+            "geometry": _polygon(frame, _boundary_ring()),
+            "properties": {"featureType": "siteBoundary", "name": SITE_NAME},
+        }
+    ]
+    features += [
+        _point_feature(frame, xyz, {"featureType": "roadNode", "nodeId": node_id})
+        for node_id, xyz in sorted(layout.nodes.items())
+    ]
+    features += [_way_feature(frame, way) for way in layout.ways]
+    features += [
+        _point_feature(
+            frame,
+            xyz,
+            {
+                "featureType": "loadingUnit",
+                "name": spec.name,
+                "loadingRateTph": spec.loading_rate_tph,
+                "material": spec.material,
+                "equipmentId": str(demo_id("equipment", spec.name)),
+            },
+        )
+        for spec, xyz in layout.units
+    ]
+    features += [
+        _point_feature(
+            frame,
+            xyz,
+            {"featureType": "dumpPoint", "name": name, "kind": kind, "capacityTph": capacity},
+        )
+        for name, kind, capacity, xyz in layout.dumps
+    ]
+    features += [
+        {
+            "type": "Feature",
+            "geometry": _polygon(frame, ring),
+            "properties": {"featureType": "area", "name": name, "kind": kind},
+        }
+        for name, kind, ring in layout.areas
+    ]
+    features += [
+        {
+            "type": "Feature",
+            "id": str(zone.zone_id),
+            "featureType": "policyZone",
+            "status": "active",
+            "geometry": _polygon(frame, zone.ring),
+            "properties": {"name": zone.name, "policies": zone.policies},
+        }
+        for zone in layout.zones
+    ]
+    return {
+        "type": "FeatureCollection",
+        "haulmind": {
+            "format": 1,
+            "site": {
+                "name": SITE_NAME,
+                "slug": SITE_SLUG,
+                "utmSrid": UTM_SRID,
+                "defaultSpeedKmh": DEFAULT_SPEED_KMH,
+            },
+            "roadNetwork": {"note": "demo mine, generated by create_demo_mine"},
+        },
+        "features": features,
+    }
+
+
+def build_demo_map() -> dict:
+    """The demo's map file. A fresh copy each call: callers may change theirs."""
+    return copy.deepcopy(_demo_map())
+
+
+@functools.cache
+def _demo_map() -> dict:
+    return to_map_document(build_layout(), demo_frame())
+
+
+def bench_contours() -> list[tuple[float, list[XY]]]:
+    """The bench rings in WGS84, to draw over a map of the site."""
+    frame = demo_frame()
+    return [(z, frame.to_lonlat(ring)) for z, ring in bench_rings()]
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoMineSummary:
+    site: str
+    slug: str
+    revision: int
+    new_revision: bool
+    ways: int
+    zones: int
+    zones_created: int
+    loading_units: int
+    trucks_active: int
+    trucks_added: int
+    trucks_retired: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.site} ({self.slug}): roads r{self.revision} "
+            f"({'new' if self.new_revision else 'unchanged'}), {self.ways} ways; "
+            f"{self.zones} zones ({self.zones_created} new); {self.loading_units} loading units; "
+            f"{self.trucks_active} trucks active ({self.trucks_added} added, "
+            f"{self.trucks_retired} retired)"
+        )
+
+
+def _ensure_site(document: dict) -> Site:
+    """The site must exist before its loading units' Equipment rows can; the importer then
+    updates it from the same document."""
+    meta = document["haulmind"]["site"]
+    site = Site.objects.filter(slug=meta["slug"]).first()
+    if site is not None:
+        return site
+    boundary = next(
+        f for f in document["features"] if f["properties"].get("featureType") == "siteBoundary"
+    )
+    return Site.objects.create(
+        slug=meta["slug"],
+        name=meta["name"],
+        utm_srid=meta["utmSrid"],
+        default_speed_kmh=meta["defaultSpeedKmh"],
+        boundary=cast(GeosPolygon, GEOSGeometry(json.dumps(boundary["geometry"]), srid=4326)),
+    )
+
+
+def _ensure_loading_units(site: Site) -> None:
+    for spec in SHOVELS:
+        Equipment.objects.update_or_create(
+            id=demo_id("equipment", spec.name),
+            defaults={
+                "site": site,
+                "kind": Equipment.Kind.LOADING_UNIT,
+                "name": spec.name,
+                "manufacturer": spec.manufacturer,
+                "model": spec.model,
+                # Shovels are crewed; only trucks run the AHS and speak ISO 23725.
+                "autonomous": False,
+            },
+        )
+
+
+def _delete_superseded_zones(site: Site, document: dict) -> int:
+    """A demo zone whose design changed came in under a new id; the zone of the same name
+    from the old design goes the ISO 23725 way (Pending Delete, then Deleted)."""
+    zones = [f for f in document["features"] if f.get("featureType") == "policyZone"]
+    stale = site.zones.filter(
+        name__in=[f["properties"]["name"] for f in zones],
+        status__in=[PolicyZone.Status.PENDING, PolicyZone.Status.ACTIVE],
+    ).exclude(id__in=[f["id"] for f in zones])
+    for zone in stale:
+        services.request_zone_deletion(zone)
+    return len(stale)
+
+
+def sync_trucks(site: Site, count: int) -> tuple[int, int]:
+    """HT-001..HT-``count`` active; higher fleet numbers retired (never deleted: history and
+    haul cycles refer to them). Returns (added, retired)."""
+    existing = {
+        e.name: e for e in Equipment.objects.filter(site=site, kind=Equipment.Kind.HAUL_TRUCK)
+    }
+    wanted = [f"HT-{n:03d}" for n in range(1, count + 1)]
+    missing = [
+        Equipment(
+            id=demo_id("equipment", name),
+            site=site,
+            kind=Equipment.Kind.HAUL_TRUCK,
+            name=name,
+            manufacturer=HAUL_TRUCK_MANUFACTURER,
+            model=HAUL_TRUCK_MODEL,
+            payload_capacity_t=HAUL_TRUCK_PAYLOAD_T,
+            autonomous=True,
+        )
+        for name in wanted
+        if name not in existing
+    ]
+    Equipment.objects.bulk_create(missing)
+    revived = [
+        e.pk for n, e in existing.items() if n in wanted and e.status == Equipment.Status.RETIRED
+    ]
+    surplus = [
+        e.pk
+        for n, e in existing.items()
+        if (m := TRUCK_NAME.match(n))
+        and int(m.group(1)) > count
+        and e.status != Equipment.Status.RETIRED
+    ]
+    Equipment.objects.filter(pk__in=revived).update(status=Equipment.Status.ACTIVE)
+    Equipment.objects.filter(pk__in=surplus).update(status=Equipment.Status.RETIRED)
+    return len(missing) + len(revived), len(surplus)
+
+
+@transaction.atomic
+def create_demo_mine(trucks: int = 100) -> DemoMineSummary:
+    """Build or refresh Cerro Rojo with ``trucks`` active haul trucks. Idempotent: the same
+    document imports without a new revision or new zones."""
+    if trucks < 0:
+        raise ValueError("the number of trucks cannot be negative")
+    document = build_demo_map()
+    site = _ensure_site(document)
+    _ensure_loading_units(site)
+    report = import_site_map(document)
+    _delete_superseded_zones(site, document)
+    added, retired = sync_trucks(site, trucks)
+    network = report.network
+    if network is None:  # the document always has roads; this guards against editing it wrong
+        raise RuntimeError("the demo map imported without a road network")
+    return DemoMineSummary(
+        site=site.name,
+        slug=site.slug,
+        revision=network.revision,
+        new_revision=report.created_network,
+        ways=network.ways.count(),
+        zones=report.zones_created + report.zones_unchanged,
+        zones_created=report.zones_created,
+        loading_units=site.loading_units.count(),
+        trucks_active=Equipment.objects.filter(
+            site=site, kind=Equipment.Kind.HAUL_TRUCK, status=Equipment.Status.ACTIVE
+        ).count(),
+        trucks_added=added,
+        trucks_retired=retired,
+    )
+
+
+# --- the picture ---------------------------------------------------------------------------------
+
+ZONE_STYLES = {
+    "speedLimit": ("#e67e22", "speed limit"),
+    "controlledAccess": ("#1f6fd1", "controlled access"),
+    "trafficPermission": ("#d62728", "traffic permission"),
+    "exclusion": ("#000000", "exclusion"),
+    "lowTraction": ("#8c564b", "low traction"),
+    "roughRoad": ("#8c564b", "rough road"),
+}
+
+
+def _zone_kind(policies: dict) -> str:
+    # The policy that says most about who may be inside names the outline's colour.
+    for kind in ("exclusion", "trafficPermission", "controlledAccess", "speedLimit"):
+        if kind in policies:
+            return kind
+    return next(iter(policies))
+
+
+def plot_site_map(
+    collection: dict,
+    path: Path,
+    *,
+    contours: Sequence[tuple[float, Sequence[XY]]] = (),
+    centre: tuple[float, float] | None = None,
+) -> Path:
+    """A PNG of a map file: ways coloured by grade (one-lane dashed), zones outlined by policy,
+    destinations labelled; ``contours`` (elevation, WGS84 ring) are drawn underneath. Axes are
+    metres from ``centre`` (lon, lat; default the site boundary's centroid)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on servers; must precede pyplot
+    from matplotlib import pyplot as plt
+
+    meta = collection["haulmind"]["site"]
+    by_type = _features_by_type(collection)
+    boundary = by_type["siteBoundary"][0]["geometry"]["coordinates"][0]
+    if centre is None:
+        centroid = GeosPolygon(boundary).centroid
+        centre = (centroid.x, centroid.y)
+    frame = LocalFrame(*centre, meta["utmSrid"])
+    fig, ax = plt.subplots(figsize=(14, 9.5), dpi=120)
+    ax.set_facecolor("#efe6d8")  # Atacama dust
+    _draw_contours(ax, frame, contours)
+    _draw_areas(ax, frame, by_type.get("area", []))
+    _draw_ways(ax, fig, frame, by_type.get("way", []))
+    _draw_zones(ax, frame, by_type.get("policyZone", []))
+    _draw_destinations(ax, frame, by_type)
+    _frame_axes(ax, frame, by_type, meta, collection)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _features_by_type(collection: dict) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for feature in collection["features"]:
+        kind = feature.get("featureType") or feature["properties"].get("featureType")
+        out.setdefault(kind, []).append(feature)
+    return out
+
+
+def _draw_contours(ax: Any, frame: LocalFrame, contours: Sequence) -> None:
+    from matplotlib import cm, colors
+
+    if not contours:
+        return
+    zs = [z for z, _ in contours]
+    depth = colors.Normalize(-0.4 * (max(zs) - min(zs)), 2.2 * (max(zs) - min(zs)))
+    rings = [(z, frame.to_local(ring)) for z, ring in contours]
+    # Paint from the rim inwards (high and wide first) so each deeper ring covers the one above.
+    for z, local in sorted(rings, key=lambda r: (-r[0], _ring_area(r[1]))):
+        ax.fill(*zip(*local, strict=True), color=cm.YlOrBr(depth(max(zs) - z)), lw=0)
+        ax.plot(*zip(*local, strict=True), color="#7a5c3e", lw=0.5)
+    for z, local in [*rings[::4], rings[-1]]:
+        x, y = local[len(local) * 140 // 360]  # on the north-west wall, clear of the roads
+        ax.annotate(f"{z:.0f}", (x, y), fontsize=6, color="#4a3220", ha="center", va="center")
+
+
+def _ring_area(ring: Sequence[XY]) -> float:
+    return -abs(GeosPolygon(list(ring)).area)  # larger rings first
+
+
+def _draw_areas(ax: Any, frame: LocalFrame, areas: list[dict]) -> None:
+    fills = {"park": "#b8d8a8", "workshop": "#c9c9d6", "fuel": "#f2d28b"}
+    for area in areas:
+        ring = frame.to_local(area["geometry"]["coordinates"][0])
+        kind = area["properties"]["kind"]
+        ax.fill(*zip(*ring, strict=True), color=fills.get(kind, "#ddd"), ec="#555", lw=0.8)
+        cx = sum(p[0] for p in ring[:-1]) / (len(ring) - 1)
+        cy = sum(p[1] for p in ring[:-1]) / (len(ring) - 1)
+        ax.annotate(area["properties"]["name"], (cx, cy), ha="center", va="center", fontsize=8)
+
+
+def _grade(way: dict, local: list[XY]) -> float:
+    props = way["properties"]
+    if props.get("gradePct") is not None:
+        return float(props["gradePct"])
+    zs = [c[2] for c in way["geometry"]["coordinates"]]
+    length = path_length(local)
+    return (zs[-1] - zs[0]) / length * 100 if length else 0.0
+
+
+def _draw_ways(ax: Any, fig: Any, frame: LocalFrame, ways: list[dict]) -> None:
+    from matplotlib import cm, colors
+
+    norm = colors.Normalize(0, 12)
+    for way in ways:
+        local = frame.to_local(way["geometry"]["coordinates"])
+        props = way["properties"]
+        one_lane = bool(props.get("oneLane"))
+        # The road itself at its real width, then its centre line coloured by grade.
+        width = ONE_LANE_WIDTH_M if one_lane else TWO_LANE_WIDTH_M
+        road = _buffer(_dedupe(local), width / 2)
+        ax.fill(*zip(*road, strict=True), color="#9c9284", ec="#6b6256", lw=0.4, zorder=3)
+        xs, ys = zip(*local, strict=True)
+        ax.plot(
+            xs,
+            ys,
+            color=cm.viridis(norm(abs(_grade(way, local)))),
+            lw=1.4,
+            ls=(0, (3, 2)) if one_lane else "-",
+            zorder=4,
+        )
+        mx, my = local[len(local) // 2]
+        ax.annotate(str(props["wayId"]), (mx, my), fontsize=6, color="#111", zorder=6)
+    mappable = cm.ScalarMappable(norm=norm, cmap=cm.viridis)
+    # Inside the axes, lower left: a colour bar beside the map would crowd the labels.
+    bar = fig.colorbar(
+        mappable, cax=ax.inset_axes((0.03, 0.07, 0.25, 0.022)), orientation="horizontal"
+    )
+    bar.set_label("|grade| of way (%)", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+
+
+def _draw_zones(ax: Any, frame: LocalFrame, zones: list[dict]) -> None:
+    from matplotlib.lines import Line2D
+
+    seen: dict[str, Any] = {}
+    for zone in zones:
+        kind = _zone_kind(zone["properties"]["policies"])
+        colour, label = ZONE_STYLES.get(kind, ("#444", kind))
+        ring = frame.to_local(zone["geometry"]["coordinates"][0])
+        ax.plot(*zip(*ring, strict=True), color=colour, lw=1.3, ls="--", zorder=5)
+        seen[kind] = Line2D([], [], color=colour, ls="--", label=f"zone: {label}")
+    handles = [
+        *seen.values(),
+        Line2D([], [], color="#9c9284", lw=5, label=f"two-lane way ({TWO_LANE_WIDTH_M:.0f} m)"),
+        Line2D([], [], color="#555", lw=1.4, ls=(0, (3, 2)), label="one-lane way (dashed)"),
+    ]
+    ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+
+
+def _label(ax: Any, xy: XY, text: str, away_from: XY) -> None:
+    """A label pushed away from ``away_from`` (the pit centre), so labels fan out."""
+    dx, dy = xy[0] - away_from[0], xy[1] - away_from[1]
+    norm = math.hypot(dx, dy) or 1.0
+    ax.annotate(
+        text,
+        xy,
+        (22 * dx / norm, 22 * dy / norm),
+        textcoords="offset points",
+        ha="left" if dx >= 0 else "right",
+        va="center",
+        fontsize=7.5,
+        weight="bold",
+        zorder=8,
+        bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+    )
+
+
+def _draw_destinations(ax: Any, frame: LocalFrame, by_type: dict[str, list[dict]]) -> None:
+    units = by_type.get("loadingUnit", [])
+    points = [frame.to_local([u["geometry"]["coordinates"]])[0] for u in units]
+    centre = (
+        (sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points))
+        if points
+        else (0.0, 0.0)
+    )
+    for unit, (x, y) in zip(units, points, strict=True):
+        props, z = unit["properties"], unit["geometry"]["coordinates"][2]
+        colour = "#c0392b" if props["material"] == "ore" else "#7f8c8d"
+        ax.plot(x, y, marker="^", ms=11, color=colour, mec="black", zorder=7)
+        rate = f"{props['loadingRateTph']:.0f} t/h"
+        _label(ax, (x, y), f"{props['name']} {props['material']}, {z:.0f} m, {rate}", centre)
+    for dump in by_type.get("dumpPoint", []):
+        (x, y), props = frame.to_local([dump["geometry"]["coordinates"]])[0], dump["properties"]
+        marker = "s" if props["kind"] == "crusher" else "D"
+        ax.plot(x, y, marker=marker, ms=10, color="#f1c40f", mec="black", zorder=7)
+        _label(ax, (x, y), props["name"], centre)
+    degree = _node_degrees(by_type.get("way", []))
+    for node in by_type.get("roadNode", []):
+        (x, y) = frame.to_local([node["geometry"]["coordinates"]])[0]
+        big = degree.get(node["properties"]["nodeId"], 0) >= 3
+        ax.plot(x, y, "o", ms=5 if big else 3, color="white" if big else "#333", mec="k", zorder=6)
+
+
+def _node_degrees(ways: list[dict]) -> dict[int, int]:
+    degree: dict[int, int] = {}
+    for way in ways:
+        for end in (way["properties"]["startNode"], way["properties"]["endNode"]):
+            degree[end] = degree.get(end, 0) + 1
+    return degree
+
+
+def _frame_axes(ax: Any, frame: LocalFrame, by_type: dict, meta: dict, collection: dict) -> None:
+    points = [
+        xy
+        for way in by_type.get("way", [])
+        for xy in frame.to_local(way["geometry"]["coordinates"])
+    ]
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    margin = 250.0
+    ax.set_xlim(min(xs) - margin, max(xs) + margin)
+    ax.set_ylim(min(ys) - margin, max(ys) + margin)
+    ax.set_aspect("equal")
+    ax.set_xlabel(f"metres east (UTM, EPSG:{meta['utmSrid']})")
+    ax.set_ylabel("metres north")
+    ax.grid(color="white", lw=0.4, alpha=0.6)
+    network = collection["haulmind"].get("roadNetwork") or {}
+    revision = f" - roads r{network['revision']}" if network.get("revision") else ""
+    ax.set_title(
+        f"{meta['name']}{revision}: {len(by_type.get('way', []))} ways, "
+        f"{len(by_type.get('policyZone', []))} zones, "
+        f"{len(by_type.get('loadingUnit', []))} loading units"
+    )
