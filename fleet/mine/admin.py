@@ -12,6 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth.models import User
 from django.contrib.gis.admin import GISModelAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q, QuerySet
@@ -41,6 +42,8 @@ admin.site.site_header = "Haulmind control"
 admin.site.site_title = "Haulmind control"
 admin.site.index_title = "Mine map and fleet"
 
+EMPTY = admin.site.empty_value_display
+
 # Placeholder the site map's JavaScript swaps for a zone's id to link to its admin page.
 ZONE_URL_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"
 
@@ -52,7 +55,7 @@ def _fmt_m2(area_m2: float) -> str:
 class MapAdmin(GISModelAdmin):
     """Geometry fields edited on the offline map, with the site drawn around them for context."""
 
-    gis_widget = OfflineMapWidget
+    gis_widget = OfflineMapWidget  # type: ignore[assignment]  # the stubs want an instance
 
     def context_sites(self, request: HttpRequest, obj: Any | None) -> list[Site]:
         """The sites drawn under the edited geometry: the object's own, else the one named in the
@@ -72,13 +75,18 @@ class MapAdmin(GISModelAdmin):
     def site_of(self, obj: Any) -> Site | None:
         return getattr(obj, "site", None)
 
-    def get_form(self, request: HttpRequest, obj: Any | None = None, **kwargs: Any):
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(
+        self, request: HttpRequest, obj: Any | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
         # get_form builds fresh fields per request, so setting the context here is request-local.
-        context = site_context_map(self.context_sites(request, obj))
-        for field in form.base_fields.values():
-            if isinstance(field.widget, OfflineMapWidget):
-                field.widget.context_map = context
+        maps = [
+            f.widget for f in form.base_fields.values() if isinstance(f.widget, OfflineMapWidget)
+        ]
+        if maps:
+            context = site_context_map(self.context_sites(request, obj))
+            for widget in maps:
+                widget.context_map = context
         return form
 
 
@@ -116,7 +124,7 @@ class SiteAdmin(MapAdmin):
     @admin.display(description="active roads")
     def active_revision(self, site: Site) -> str:
         network = site.active_network
-        return f"r{network.revision}" if network else "—"
+        return f"r{network.revision}" if network else EMPTY
 
     @admin.display(description="active zones", ordering="n_active_zones")
     def active_zones(self, site: Site) -> int:
@@ -131,7 +139,7 @@ class SiteAdmin(MapAdmin):
     @admin.display(description="area")
     def area_display(self, site: Site) -> str:
         if not site.boundary or not site.utm_srid:
-            return "—"
+            return EMPTY
         return f"{site.to_metric(site.boundary).area / 1e6:,.2f} km²"
 
     def get_urls(self) -> list[URLPattern]:
@@ -160,6 +168,7 @@ class SiteAdmin(MapAdmin):
             "opts": self.opts,
             "original": site,
             "title": f"{site.name}: site map",
+            "is_nav_sidebar_enabled": False,  # the map needs the width
             "media": self.map_media,
             "map_data": map_data,
             "network": network,
@@ -285,11 +294,17 @@ POLICY_HELP = (
 )
 
 
+class PoliciesField(forms.JSONField):
+    def prepare_value(self, value: Any) -> Any:
+        # An empty add form shows an empty box, not the JSON literal "null".
+        return "" if value is None else super().prepare_value(value)
+
+
 class ZoneCreationForm(forms.ModelForm):
     """The only way to make a zone in the admin. Geometry and policies are checked by the
     model's clean (zone_geometry_errors, validate_policies), so each reason shows on its field."""
 
-    policies = forms.JSONField(
+    policies = PoliciesField(
         widget=forms.Textarea(attrs={"rows": 5, "cols": 70, "spellcheck": "false"}),
         help_text=POLICY_HELP,
     )
@@ -301,7 +316,7 @@ class ZoneCreationForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         replaces = self.fields.get("replaces")
-        if replaces is None:  # the read-only view of an existing zone has no form fields
+        if not isinstance(replaces, forms.ModelChoiceField):  # the read-only view has no fields
             return
         live = (PolicyZone.Status.PENDING, PolicyZone.Status.ACTIVE)
         replaces.queryset = PolicyZone.objects.filter(status__in=live)
@@ -311,7 +326,7 @@ class ZoneCreationForm(forms.ModelForm):
         )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or self.cleaned_data
         replaces, site = cleaned.get("replaces"), cleaned.get("site")
         if replaces is not None and site is not None and replaces.site_id != site.pk:
             self.add_error("replaces", "a zone can only replace a zone of the same site")
@@ -391,7 +406,7 @@ class PolicyZoneAdmin(MapAdmin):
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         """``?replaces=<zone id>`` starts a replacement prefilled from the zone it replaces."""
-        initial = super().get_changeform_initial_data(request)
+        initial: dict[str, Any] = {**super().get_changeform_initial_data(request)}
         old = self._zone_to_replace(request)
         if old is not None:
             initial.update(
@@ -404,8 +419,11 @@ class PolicyZoneAdmin(MapAdmin):
         return initial
 
     def _zone_to_replace(self, request: HttpRequest) -> PolicyZone | None:
+        wanted = request.GET.get("replaces")
+        if not wanted:
+            return None
         try:
-            return PolicyZone.objects.filter(pk=request.GET.get("replaces")).first()
+            return PolicyZone.objects.filter(pk=wanted).first()
         except ValidationError:  # not a UUID
             return None
 
@@ -424,7 +442,7 @@ class PolicyZoneAdmin(MapAdmin):
             name=obj.name,
             geometry=obj.geometry,
             policies=obj.policies,
-            created_by=request.user,
+            created_by=request.user if isinstance(request.user, User) else None,
             replaces=obj.replaces,
         )
         obj.refresh_from_db(from_queryset=PolicyZone.objects.filter(pk=zone.pk))
@@ -446,7 +464,7 @@ class PolicyZoneAdmin(MapAdmin):
 
     @admin.display(description="policies")
     def policy_summary(self, zone: PolicyZone) -> str:
-        return ", ".join(sorted(zone.policies)) if isinstance(zone.policies, dict) else "—"
+        return ", ".join(sorted(zone.policies)) if isinstance(zone.policies, dict) else EMPTY
 
     @admin.display(description="policies")
     def policies_display(self, zone: PolicyZone) -> str:
@@ -464,7 +482,7 @@ class PolicyZoneAdmin(MapAdmin):
     def replaced_by_link(self, zone: PolicyZone) -> str:
         successor = PolicyZone.objects.filter(replaces=zone).first()
         if successor is None:
-            return "—"
+            return EMPTY
         url = reverse("admin:mine_policyzone_change", args=[successor.pk])
         return format_html('<a href="{}">{}</a>', url, successor)
 
@@ -544,5 +562,5 @@ class AreaAdmin(MapAdmin):
     @admin.display(description="area")
     def area_display(self, area: Area) -> str:
         if area.geometry is None or area.site_id is None:
-            return "—"
+            return EMPTY
         return _fmt_m2(area.site.to_metric(area.geometry).area)

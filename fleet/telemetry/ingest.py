@@ -46,11 +46,11 @@ def default_client_id(replica: str | None = None) -> str:
     return f"haulmind-ingest-{replica or socket.gethostname()}"[:64]
 
 
-def subscriptions(root: str | None = None) -> list[str]:
+def subscriptions(root: str | None = None, group: str = SHARE_GROUP) -> list[str]:
     root = root or settings.MQTT_TOPIC_ROOT
     return [
-        f"$share/{SHARE_GROUP}/{root}/+/+/up/#",
-        f"$share/{SHARE_GROUP}/{root}/+/+/connection",
+        f"$share/{group}/{root}/+/+/up/#",
+        f"$share/{group}/{root}/+/+/connection",
     ]
 
 
@@ -62,6 +62,7 @@ class IngestOptions:
     queue_limit: int = field(default_factory=lambda: settings.INGEST_QUEUE_LIMIT)
     receive_maximum: int = field(default_factory=lambda: settings.INGEST_RECEIVE_MAXIMUM)
     session_expiry_s: int = 24 * 3600
+    share_group: str = SHARE_GROUP
 
 
 class IngestRunner:
@@ -92,7 +93,7 @@ class IngestRunner:
             log.error("MQTT connection refused: %s", reason_code)
             return
         # Subscribing again on a resumed session is harmless and covers a first start.
-        client.subscribe([(topic, 1) for topic in subscriptions()])
+        client.subscribe([(topic, 1) for topic in subscriptions(group=self.options.share_group)])
         self.connected.set()
         log.info(
             "ingest connected as %s (session present: %s)",

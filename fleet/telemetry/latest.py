@@ -72,28 +72,45 @@ def position_summary(item: Admitted) -> dict[str, Any] | None:
     }
 
 
-def _fields(item: Admitted) -> list[Any]:
-    stamp = _millis(item.envelope.timestamp)
-    args: list[Any] = [SEEN_FIELD, _millis(item.inbound.received_at), stamp]
-    summary = position_summary(item)
-    if summary is not None:
-        args += [POSITION_FIELD, stamp, orjson.dumps(summary)]
-    for name, body in item.envelope.bodies.items():
-        if name != wire.POSITION:
-            args += [name, stamp, wire.body_json(body)]
+def _newest_per_truck(items: Iterable[Admitted]) -> dict[str, dict[str, tuple[int, Admitted]]]:
+    """A batch holds many messages per truck; only the newest of each message name goes to
+    Redis, so a batch costs one script call per truck, not one per message."""
+    newest: dict[str, dict[str, tuple[int, Admitted]]] = {}
+    for item in items:
+        if item.late:
+            continue
+        stamp = _millis(item.envelope.timestamp)
+        kept = newest.setdefault(str(item.envelope.equipment_id), {})
+        for name in (SEEN_FIELD, *item.envelope.bodies):
+            previous = kept.get(name)
+            if previous is None or previous[0] < stamp:
+                kept[name] = (stamp, item)
+    return newest
+
+
+def _script_args(fields: dict[str, tuple[int, Admitted]]) -> list[Any]:
+    args: list[Any] = []
+    for name, (stamp, item) in fields.items():
+        if name == SEEN_FIELD:
+            value: Any = _millis(item.inbound.received_at)
+        elif name == wire.POSITION:
+            name, value = POSITION_FIELD, orjson.dumps(position_summary(item))
+        else:
+            value = wire.body_json(item.envelope.bodies[name])
+        args += [name, stamp, value]
     return args
 
 
 def record_latest(items: Iterable[Admitted]) -> None:
     """Update the latest state of every truck in ``items`` (late ones skipped)."""
+    trucks = _newest_per_truck(items)
+    if not trucks:
+        return
     client = redis_client()
     script = client.register_script(_SET_IF_NEWER)
     with client.pipeline(transaction=False) as pipe:
-        for item in items:
-            if not item.late:
-                script(
-                    keys=[truck_key(item.envelope.equipment_id)], args=_fields(item), client=pipe
-                )
+        for equipment_id, fields in trucks.items():
+            script(keys=[truck_key(equipment_id)], args=_script_args(fields), client=pipe)
         pipe.execute()
 
 

@@ -19,7 +19,7 @@ LATE = Counter("haulmind_ingest_late_total", "Messages stored but marked late (b
 LAG = Histogram(
     "haulmind_ingest_lag_seconds",
     "From the envelope Timestamp to the commit of the batch holding it (not late messages).",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
 BATCH_SECONDS = Histogram(
     "haulmind_ingest_batch_seconds",

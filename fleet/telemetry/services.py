@@ -96,14 +96,11 @@ class EquipmentDirectory:
 
 def _claimed_ids(inbound: list[Inbound]) -> set[uuid.UUID]:
     """The EquipmentIds a batch claims to come from (topic or credential), for the cache."""
-    wanted: set[uuid.UUID] = set()
-    for item in inbound:
-        if item.sender is not None:
-            wanted.add(item.sender)
-        elif item.topic:
-            parts = item.topic.split("/")
-            with contextlib.suppress(ValueError, IndexError):
-                wanted.add(uuid.UUID(parts[-3]))
+    wanted = {item.sender for item in inbound if item.sender is not None}
+    levels = {item.topic.rsplit("/", 3)[0].rsplit("/", 1)[-1] for item in inbound if item.topic}
+    for level in levels:
+        with contextlib.suppress(ValueError):
+            wanted.add(uuid.UUID(level))
     return wanted
 
 

@@ -37,6 +37,20 @@
         return feature.get('featureType') === 'way' ? roadStyle(feature, resolution) : boundaryStyle;
     }
 
+    // The geometry being edited, in a colour the grey context never uses.
+    const EDIT = '#1565c0';
+    const editedStyle = [
+        new ol.style.Style({
+            stroke: new ol.style.Stroke({color: EDIT, width: 3}),
+            fill: new ol.style.Fill({color: 'rgba(21, 101, 192, 0.18)'}),
+            image: new ol.style.Circle({
+                radius: 6,
+                fill: new ol.style.Fill({color: EDIT}),
+                stroke: new ol.style.Stroke({color: '#fff', width: 2})
+            })
+        })
+    ];
+
     function contextLayer(scriptId) {
         const node = document.getElementById(scriptId);
         const collection = node ? JSON.parse(node.textContent) : {type: 'FeatureCollection', features: []};
@@ -51,21 +65,31 @@
         });
     }
 
+    // The roads, where zones are drawn; the lease boundary only when there are no roads yet.
+    function contextExtent(source) {
+        const roads = ol.extent.createEmpty();
+        source.getFeatures().filter((f) => f.get('featureType') === 'way').forEach((f) => {
+            ol.extent.extend(roads, f.getGeometry().getExtent());
+        });
+        return ol.extent.isEmpty(roads) ? source.getExtent() : roads;
+    }
+
     class OfflineMapWidget extends MapWidget {
         constructor(options) {
             const context = contextLayer(options.context_id);
             super(Object.assign({}, options, {base_layer: context}));
             this.contextLayer = context;
-            const source = context.getSource();
             const hasValue = Boolean(document.getElementById(options.id).value);
-            if (!hasValue && source.getFeatures().length) {
+            const extent = contextExtent(context.getSource());
+            if (!hasValue && !ol.extent.isEmpty(extent)) {
                 // Nothing drawn yet: show the site instead of Django's default (0, 0).
-                this.map.getView().fit(source.getExtent(), {padding: [20, 20, 20, 20]});
+                this.map.getView().fit(extent, {padding: [30, 30, 30, 30]});
             }
             if (options.disabled) {
                 this.map.removeInteraction(this.interactions.draw);
                 this.map.removeInteraction(this.interactions.modify);
             }
+            this.featureOverlay.setStyle(editedStyle);
             this.map.addControl(new ol.control.ScaleLine());
         }
     }

@@ -24,6 +24,8 @@
         lowTraction: 'Low traction / rough road',
         roughRoad: 'Low traction / rough road'
     };
+    // Label text on the pale map needs more contrast than the amber stroke has.
+    const POLICY_TEXT = Object.assign({}, POLICY_COLOURS, {speedLimit: '#9a5b00'});
     const STATUS_DASH = {active: undefined, pending: [10, 6], pending_delete: [2, 6]};
     const STATUS_LABELS = {active: 'Active', pending: 'Pending', pending_delete: 'Pending delete'};
     const ROAD = '#37474f';
@@ -88,19 +90,35 @@
         });
     }
 
+    // Zone names sit just above the zone, so they do not fight the road labels inside it.
+    function topCentre(feature) {
+        const extent = feature.getGeometry().getExtent();
+        return new ol.geom.Point([(extent[0] + extent[2]) / 2, extent[3]]);
+    }
+
     function zoneStyle(feature, resolution) {
-        const colour = POLICY_COLOURS[dominantPolicy(feature.get('policies'))];
+        const policy = dominantPolicy(feature.get('policies'));
+        const colour = POLICY_COLOURS[policy];
         const status = feature.get('status');
         const active = status === 'active';
-        return new ol.style.Style({
+        const styles = [new ol.style.Style({
             stroke: new ol.style.Stroke({
                 color: colour, width: active ? 2.5 : 2, lineDash: STATUS_DASH[status]
             }),
-            fill: new ol.style.Fill({color: rgba(colour, active ? 0.25 : 0.1)}),
-            text: resolution < ZONE_LABEL_RES ? label(feature.get('name'), {
-                fill: new ol.style.Fill({color: colour}), font: '700 12px system-ui, sans-serif'
-            }) : undefined
-        });
+            fill: new ol.style.Fill({color: rgba(colour, active ? 0.25 : 0.1)})
+        })];
+        if (resolution < ZONE_LABEL_RES) {
+            styles.push(new ol.style.Style({
+                geometry: topCentre,
+                text: label(feature.get('name'), {
+                    fill: new ol.style.Fill({color: POLICY_TEXT[policy]}),
+                    font: '700 12px system-ui, sans-serif',
+                    textBaseline: 'bottom',
+                    offsetY: -3
+                })
+            }));
+        }
+        return styles;
     }
 
     function wayStyle(feature, resolution) {
@@ -212,13 +230,16 @@
 
     // --- tooltip ----------------------------------------------------------------------------
 
+    let siteDefaultKmh = null;  // set from the map file's haulmind.site on load
+
     function describe(feature) {
         const p = feature.getProperties();
         switch (p.featureType) {
         case 'way':
             return [`Way ${p.wayId}${p.name ? ' — ' + p.name : ''}`,
                 `${Math.round(p.lengthM)} m, grade ${p.gradePct} %`,
-                `${p.operatingSpeedKmh || 'site default'} km/h${p.oneLane ? ', one lane' : ''}`,
+                (p.operatingSpeedKmh ? `${p.operatingSpeedKmh} km/h` : `${siteDefaultKmh} km/h (site default)`) +
+                    (p.oneLane ? ', one lane' : ''),
                 `nodes ${p.startNode} → ${p.endNode}`];
         case 'roadNode':
             return [`Road node ${p.nodeId}`, `elevation ${feature.getGeometry().getCoordinates()[2] ?? '?'} m`];
@@ -365,6 +386,7 @@
     function init() {
         const target = document.getElementById('site-map');
         const data = JSON.parse(document.getElementById('site-map-data').textContent);
+        siteDefaultKmh = data.haulmind.site.defaultSpeedKmh;
         const features = readFeatures(data);
         const layers = buildLayers(features);
         const map = new ol.Map({
@@ -373,11 +395,21 @@
             view: new ol.View({maxZoom: 22}),
             controls: ol.control.defaults.defaults().extend([new ol.control.ScaleLine()])
         });
-        const extentOf = (name) => layers.find((l) => l.get('name') === name).getSource().getExtent();
-        const boundary = extentOf('boundary');
-        const extent = ol.extent.isEmpty(boundary) ? extentOf('ways') : boundary;
+        // Fit the working mine (roads, zones, destinations), not the whole lease: a boundary
+        // drawn generously around the pit would leave the roads too small to read.
+        const content = ol.extent.createEmpty();
+        layers.filter((l) => l.get('name') !== 'boundary').forEach((l) => {
+            ol.extent.extend(content, l.getSource().getExtent());
+        });
+        const boundary = layers.find((l) => l.get('name') === 'boundary').getSource().getExtent();
+        const extent = ol.extent.isEmpty(content) ? boundary : content;
         if (!ol.extent.isEmpty(extent)) {
-            map.getView().fit(extent, {padding: [30, 30, 30, 30]});
+            map.getView().fit(extent, {padding: [50, 50, 50, 50]});
+        }
+        if (!ol.extent.isEmpty(boundary)) {
+            map.addControl(new ol.control.ZoomToExtent({
+                extent: boundary, label: '\u2922', tipLabel: 'Show the whole site boundary'
+            }));
         }
         bindTooltip(map, document.getElementById('site-map-tooltip'));
         fillLegend(document.getElementById('site-map-legend'));

@@ -23,6 +23,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--batch-size", type=int, default=settings.INGEST_BATCH_SIZE)
         parser.add_argument(
+            "--share-group",
+            default="ingest",
+            help="Shared-subscription group; replicas of one deployment use the same one.",
+        )
+        parser.add_argument(
+            "--session-expiry",
+            type=int,
+            default=24 * 3600,
+            help="Seconds the broker keeps this replica's session (and its backlog) offline.",
+        )
+        parser.add_argument(
             "--metrics-port",
             type=int,
             default=settings.INGEST_METRICS_PORT,
@@ -34,7 +45,10 @@ class Command(BaseCommand):
         check_database()
         runner = IngestRunner(
             IngestOptions(
-                client_id=default_client_id(options["replica"]), batch_size=options["batch_size"]
+                client_id=default_client_id(options["replica"]),
+                batch_size=options["batch_size"],
+                share_group=options["share_group"],
+                session_expiry_s=options["session_expiry"],
             )
         )
         for signum in (signal.SIGINT, signal.SIGTERM):

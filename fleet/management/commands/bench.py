@@ -1,0 +1,52 @@
+"""``manage.py bench NAME [options] --json``: one benchmark against the real services; prints
+one JSON object as its last line (docs/benchmarks.md records the figures and the commands)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+from datetime import UTC, datetime
+
+from django.core.management.base import BaseCommand, CommandError
+
+# name -> module with ``add_arguments(parser)`` and ``run(options, log) -> dict``
+BENCHMARKS = {
+    "ingest": "fleet.telemetry.bench",
+}
+
+
+class Command(BaseCommand):
+    help = "Run one benchmark against the configured services; --json prints the figures."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("name", choices=sorted(BENCHMARKS))
+        parser.add_argument("--json", action="store_true", help="Print one JSON object last.")
+        parser.add_argument("--trucks", type=int, default=100)
+        parser.add_argument("--seconds", type=float, default=20.0)
+        parser.add_argument("--publishers", type=int, default=2, help="Publisher processes.")
+        parser.add_argument("--rate", type=float, default=0.0, help="Offered msgs/s (0: flat out).")
+
+    def handle(self, *args, **options) -> None:
+        module = importlib.import_module(BENCHMARKS[options["name"]])
+        try:
+            figures = module.run(options, log=lambda text: self.stderr.write(text))
+        except RuntimeError as error:
+            raise CommandError(str(error)) from None
+        figures = {
+            "benchmark": options["name"],
+            "machine": f"{platform.node()} ({platform.machine()}, {_cpus()} CPUs)",
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            **figures,
+        }
+        if options["json"]:
+            self.stdout.write(json.dumps(figures))
+        else:
+            for key, value in figures.items():
+                self.stdout.write(f"{key:>24}: {value}")
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

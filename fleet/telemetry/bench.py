@@ -1,0 +1,342 @@
+"""``manage.py bench ingest``: sustained messages/s stored through the real broker, PostGIS and
+Redis, against the broker alone as the baseline in the same run.
+
+Two phases with the same publishers (one MQTT identity per truck, QoS 1, position messages):
+1. baseline: a subscriber that only counts and acknowledges (what the broker and this machine
+   deliver at all);
+2. ingest: a real ``manage.py ingest`` replica storing into the history.
+Each phase publishes for ``--seconds``; the rate is messages over the time from the first
+publish to the last one counted (baseline) or committed (ingest).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from fleet.mine.mapfile import import_site_map
+from fleet.mine.models import Site
+from fleet.telemetry import loadgen
+from fleet.telemetry.models import Position
+from fleet.vehicles import topics
+from fleet.vehicles.broker import sync_broker_auth
+from fleet.vehicles.credentials import issue_credentials
+from fleet.vehicles.models import Equipment
+from fleet.vehicles.mqtt import broker_address, connect_properties, service_client
+
+BENCH_SLUG = "bench-pit"
+LON0, LAT0 = -68.95, -22.35
+Log = Callable[[str], None]
+
+
+def add_arguments(parser: Any) -> None:  # the shared options live in the bench command
+    return None
+
+
+# --- set-up ------------------------------------------------------------------------------------
+
+
+def _bench_map() -> dict:
+    d = 0.004
+    ring = [
+        [LON0 - d, LAT0 - d],
+        [LON0 + d, LAT0 - d],
+        [LON0 + d, LAT0 + d],
+        [LON0 - d, LAT0 + d],
+        [LON0 - d, LAT0 - d],
+    ]
+    node = lambda i, x: {  # noqa: E731 - a two-line table
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [x, LAT0, 3000.0]},
+        "properties": {"featureType": "roadNode", "nodeId": i},
+    }
+    return {
+        "type": "FeatureCollection",
+        "haulmind": {
+            "format": 1,
+            "site": {"name": "Benchmark pit", "slug": BENCH_SLUG, "utmSrid": 32719},
+        },
+        "features": [
+            {
+                "type": "Feature",
+                "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"featureType": "siteBoundary"},
+            },
+            node(1, LON0 - d / 2),
+            node(2, LON0 + d / 2),
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "LineString",
+                    "coordinates": [[LON0 - d / 2, LAT0, 3000.0], [LON0 + d / 2, LAT0, 3000.0]],
+                },
+                "properties": {
+                    "featureType": "way",
+                    "wayId": 1,
+                    "startNode": 1,
+                    "endNode": 2,
+                    "oneLane": False,
+                },
+            },
+        ],
+    }
+
+
+def _provision(trucks: int) -> tuple[Site, list[tuple[str, str, str]]]:
+    """The benchmark's own site and trucks, with fresh MQTT credentials (secrets in memory)."""
+    import_site_map(_bench_map())
+    site = Site.objects.get(slug=BENCH_SLUG)
+    identities = []
+    for number in range(1, trucks + 1):
+        truck, _ = Equipment.objects.update_or_create(
+            site=site,
+            name=f"BT-{number:04d}",
+            defaults={
+                "id": uuid.uuid5(uuid.NAMESPACE_URL, f"haulmind:bench:{number}"),
+                "kind": Equipment.Kind.HAUL_TRUCK,
+                "payload_capacity_t": 90,
+                "autonomous": True,
+                "status": Equipment.Status.ACTIVE,
+            },
+        )
+        secrets = issue_credentials(truck)
+        identities.append(
+            (
+                str(truck.id),
+                secrets.mqtt_password,
+                topics.up_topic(site.slug, str(truck.id), "MachinePositionV1"),
+            )
+        )
+    if not sync_broker_auth():
+        raise RuntimeError(
+            "could not reload the project's Mosquitto with the benchmark's credentials: "
+            "run `make services` (the bench needs the embedded broker, or load the ACL yourself)"
+        )
+    time.sleep(0.5)  # the broker re-reads its password file on SIGHUP
+    return site, identities
+
+
+def _run_publishers(identities, processes: int, seconds: float, rate: float) -> tuple[int, float]:
+    address = broker_address()
+    context = multiprocessing.get_context("spawn")
+    sent = context.Value("q", 0)
+    start_at = time.time() + 3.0  # every client connected before the clock starts
+    workers = [
+        context.Process(
+            target=loadgen.publish_positions,
+            args=(
+                identities[i::processes],
+                address.host,
+                address.port,
+                seconds,
+                rate / processes if rate else 0.0,
+                sent,
+                start_at,
+            ),
+        )
+        for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(seconds + 120)
+    if not sent.value:
+        raise RuntimeError(
+            "the publishers delivered nothing to the broker (see their errors above)"
+        )
+    return int(sent.value), start_at
+
+
+# --- phase 1: the broker alone ---------------------------------------------------------------
+
+
+def _baseline(site: Site, identities, options: dict, log: Log) -> dict:
+    counted = [0, 0.0]
+    lock = threading.Lock()
+
+    def on_message(client, userdata, message) -> None:
+        client.ack(message.mid, message.qos)
+        with lock:
+            counted[0] += 1
+            counted[1] = time.time()
+
+    client = service_client(f"bench-baseline-{os.getpid()}", manual_ack=True)
+    client.on_message = on_message
+    address = broker_address()
+    client.connect(
+        address.host,
+        address.port,
+        clean_start=True,
+        properties=connect_properties(receive_maximum=settings.INGEST_RECEIVE_MAXIMUM),
+    )
+    client.subscribe(f"$share/bench-baseline/{settings.MQTT_TOPIC_ROOT}/{site.slug}/+/up/#", qos=1)
+    client.loop_start()
+    time.sleep(0.5)
+    log("baseline: publishing to a subscriber that only counts")
+    sent, started = _run_publishers(
+        identities, options["publishers"], options["seconds"], options["rate"]
+    )
+    _wait_stable(lambda: counted[0], sent)
+    client.disconnect()
+    client.loop_stop()
+    return {
+        "sent": sent,
+        "received": counted[0],
+        "per_s": counted[0] / max(1e-6, counted[1] - started),
+    }
+
+
+# --- phase 2: ingest ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _metric(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _p99_from_histogram(text: str, name: str) -> float | None:
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append(
+                (float("inf") if bound == "+Inf" else float(bound), float(line.rsplit(" ", 1)[1]))
+            )
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    target = 0.99 * buckets[-1][1]
+    return next(bound for bound, count in sorted(buckets) if count >= target)
+
+
+def _wait_stable(
+    count: Callable[[], int], expected: int, quiet_s: float = 3.0, limit_s: float = 120.0
+) -> None:
+    deadline = time.monotonic() + limit_s
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now = count()
+        if now >= expected:
+            return
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > quiet_s:
+            return
+        time.sleep(0.1)
+
+
+def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
+    truck_ids = [uuid.UUID(username) for username, _, _ in identities]
+    Position.objects.filter(equipment_id__in=truck_ids).delete()
+    metrics_port = _free_port()
+    log_path = Path(settings.VAR_DIR) / "bench-ingest.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    replica = subprocess.Popen(  # noqa: S603 - our own command
+        [
+            sys.executable,
+            "manage.py",
+            "ingest",
+            "--replica",
+            f"bench-{os.getpid()}",
+            "--share-group",
+            f"bench{os.getpid()}",
+            "--session-expiry",
+            "60",
+            "--metrics-port",
+            str(metrics_port),
+        ],
+        cwd=settings.BASE_DIR,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_for_metrics(metrics_port, replica)
+        log("ingest: publishing to a real ingest replica")
+        stored = Position.objects.filter(equipment_id__in=truck_ids)
+        done_at = [0.0]
+
+        def count() -> int:
+            value = stored.count()
+            if value != getattr(count, "last", None):
+                count.last, done_at[0] = value, time.time()
+            return value
+
+        sent, started = _run_publishers(
+            identities, options["publishers"], options["seconds"], options["rate"]
+        )
+        _wait_stable(count, sent, quiet_s=5.0)
+        total = stored.count()
+        metrics = (
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+            .read()
+            .decode()
+        )
+    finally:
+        replica.terminate()
+        replica.wait(30)
+    lag = _p99_from_histogram(metrics, "haulmind_ingest_lag_seconds")
+    return {
+        "sent": sent,
+        "stored": total,
+        "per_s": total / max(1e-6, done_at[0] - started),
+        "duplicates": int(_metric(metrics, "haulmind_ingest_duplicates_total")),
+        "rejected": int(_metric(metrics, "haulmind_ingest_rejected_total")),
+        # A histogram bound, so "at most"; beyond the last finite bucket the lag is unbounded.
+        "p99_lag_ms": None if lag is None or lag == float("inf") else round(lag * 1000),
+    }
+
+
+def _wait_for_metrics(port: int, replica: subprocess.Popen, limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if replica.poll() is not None:
+            raise RuntimeError("the ingest replica exited at start; see var/bench-ingest.log")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1)
+            time.sleep(1.0)  # connected and subscribed by now
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the ingest replica did not start within a minute")
+
+
+def run(options: dict, log: Log) -> dict:
+    site, identities = _provision(options["trucks"])
+    connection.close()  # the spawned publishers and the replica open their own
+    baseline = _baseline(site, identities, options, log)
+    ingest = _ingest(site, identities, options, log)
+    return {
+        "trucks": options["trucks"],
+        "seconds": options["seconds"],
+        "publishers": options["publishers"],
+        "sent": ingest["sent"],
+        "stored": ingest["stored"],
+        "lost": ingest["sent"] - ingest["stored"],
+        "duplicates": ingest["duplicates"],
+        "rejected": ingest["rejected"],
+        "stored_per_s": round(ingest["per_s"]),
+        "broker_only_per_s": round(baseline["per_s"]),
+        "ratio_to_broker": round(ingest["per_s"] / max(1e-6, baseline["per_s"]), 3),
+        "p99_ingest_lag_ms": ingest["p99_lag_ms"],
+    }

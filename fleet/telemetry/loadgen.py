@@ -1,0 +1,94 @@
+"""A load generator that imports nothing from Django, so ``spawn``-ed publisher processes start
+fast and need no settings: the benchmarks run it in several processes at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from fleet.telemetry import wire
+
+LON0, LAT0 = -68.95, -22.35
+
+
+def publish_positions(
+    identities: list[tuple[str, str, str]],
+    host: str,
+    port: int,
+    seconds: float,
+    rate: float,
+    sent: Any,
+    start_at: float,
+) -> None:
+    """One publisher process: a client per truck, QoS 1 positions for ``seconds`` from the
+    wall-clock ``start_at``, flat out or at ``rate`` msgs/s; adds the broker-acked count to
+    ``sent`` (a shared multiprocessing value)."""
+    acked = [0]
+    lock = threading.Lock()
+
+    def on_publish(client, userdata, mid, reason_code, properties) -> None:
+        with lock:
+            acked[0] += 1
+
+    clients = []
+    for username, password, topic in identities:
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"bench-{username}", protocol=paho.MQTTv5
+        )
+        client.username_pw_set(username, password)
+        client.max_inflight_messages_set(200)
+        client.max_queued_messages_set(400)
+        client.on_publish = on_publish
+        client.connect(host, port)
+        client.loop_start()
+        clients.append((client, uuid.UUID(username), topic))
+    body = {
+        "Heading": 90,
+        "Latitude": LAT0,
+        "Longitude": LON0,
+        "Elevation": 3000.0,
+        "LatitudeAccuracy": 0.4,
+        "LongitudeAccuracy": 0.4,
+        "ElevationAccuracy": 0.8,
+        "HeadingAccuracy": 1.0,
+        "Speed": 35.0,
+    }
+    while time.time() < start_at:
+        time.sleep(0.01)
+    deadline = time.monotonic() + seconds
+    interval = len(clients) / rate if rate else 0.0
+    sequence = 0
+    last_ms = 0
+    while time.monotonic() < deadline:
+        round_started = time.monotonic()
+        now_ms = max(int(time.time() * 1000), last_ms + 1)  # unique Timestamp per truck
+        last_ms = now_ms
+        at = datetime.fromtimestamp(now_ms / 1000, UTC)
+        for client, equipment_id, topic in clients:
+            payload = wire.encode(
+                "MachinePositionV1",
+                body,
+                equipment_id=equipment_id,
+                timestamp=at,
+                sequence=sequence,
+                validate=False,
+            )
+            while client.publish(topic, payload, qos=1).rc == paho.MQTT_ERR_QUEUE_SIZE:
+                time.sleep(0.001)
+        sequence += 1
+        if interval:
+            time.sleep(max(0.0, interval - (time.monotonic() - round_started)))
+    drain_until = time.monotonic() + 30
+    while time.monotonic() < drain_until and any(c._out_messages for c, _, _ in clients):
+        time.sleep(0.05)
+    with lock:
+        sent.value += acked[0]
+    for client, _, _ in clients:
+        client.disconnect()
+        client.loop_stop()
