@@ -182,3 +182,52 @@ def test_a_replica_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     assert 0 < killed_at < len(sent)
     assert stored.count() == len(sent)
     assert sorted(stored.values_list("sequence", flat=True)) == list(range(len(sent)))
+
+
+def test_a_slow_database_holds_messages_at_the_broker_not_in_memory(link, site):
+    """While the history table is locked, the replica's queue never grows past its limit
+    (the broker keeps the rest); when the lock goes, everything is stored."""
+    import psycopg
+    from django.db import connection
+
+    truck, secrets, broker = link
+    runner = IngestRunner(
+        IngestOptions(
+            client_id="ingest-slow-db",
+            batch_size=20,
+            batch_delay_s=0.02,
+            queue_limit=50,
+            receive_maximum=20,
+        )
+    )
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    assert runner.connected.wait(10)
+    params = connection.get_connection_params()
+    blocker = psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"})
+    client = truck_client(secrets, broker.port)
+    deepest = 0
+    try:
+        blocker.execute("LOCK TABLE telemetry_position IN EXCLUSIVE MODE")
+        publisher = threading.Thread(
+            target=publish_all, args=(client, up(site, truck), positions(500, truck))
+        )
+        publisher.start()
+        for _ in range(30):  # 3 s of a database that does not answer
+            deepest = max(deepest, runner.inbox.qsize())
+            time.sleep(0.1)
+        publisher.join(30)  # the broker took all 500 from the truck meanwhile
+        stored_while_locked = Position.objects.filter(equipment_id=truck.id).count()
+        blocker.rollback()  # the lock goes
+        wait_until(
+            lambda: Position.objects.filter(equipment_id=truck.id).count() == 500,
+            60,
+            "all 500 rows",
+        )
+    finally:
+        blocker.close()
+        client.loop_stop()
+        runner.stop()
+        thread.join(10)
+    assert stored_while_locked == 0
+    assert deepest <= 50  # held in memory: at most the queue, the rest waits at the broker
