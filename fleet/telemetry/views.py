@@ -9,11 +9,13 @@ from typing import Any
 
 import orjson
 from django.contrib.gis.geos import GEOSException, GEOSGeometry
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import BaseParser
@@ -303,3 +305,14 @@ class TruckEventsView(_TruckView):
             for event in page
         ]
         return _page(request, rows, cursor)
+
+
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics of this web process (the REST fallback's counters), for a scraper on
+    the same host or a staff user; ingest replicas serve their own on INGEST_METRICS_PORT."""
+    if request.META.get("REMOTE_ADDR") not in LOOPBACK and not request.user.is_staff:
+        return HttpResponse("metrics are served to loopback and staff only\n", status=403)
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

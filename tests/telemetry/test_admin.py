@@ -37,3 +37,12 @@ def test_an_admin_follows_a_commands_audit_trail(client, admin_user, site):
     assert page.status_code == 200
     assert "person on the haul road" in page.text
     assert client.get("/admin/control/command/add/").status_code == 403
+
+
+def test_prometheus_metrics_are_served_to_loopback_with_the_rejection_counter(client):
+    response = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
+    refused = client.get("/metrics", REMOTE_ADDR="10.1.2.3")
+
+    assert response.status_code == 200
+    assert b"haulmind_ingest_rejected_total" in response.content
+    assert refused.status_code == 403
