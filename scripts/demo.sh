@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The platform on this machine: the demo mine, a Celery worker, the ASGI server on :8000.
+# The platform on this machine: the demo mine, trucks driving (simulator), ingest, the outbox's
+# delivery, a Celery worker with beat, the ASGI server on :8000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
@@ -16,7 +17,16 @@ trap cleanup EXIT INT TERM
 
 celery -A fleet worker --beat --loglevel=INFO --concurrency=1 -n "demo@%h" > var/log/celery.log 2>&1 &
 pids+=($!)
+python manage.py ingest --replica demo > var/log/ingest.log 2>&1 &
+pids+=($!)
+python manage.py deliver_commands > var/log/outbox.log 2>&1 &
+pids+=($!)
+# The demo's trucks enter one-lane sections by themselves when no FMS answers their traffic
+# permission request (the FMS's traffic-permission service comes with the control issue).
+python manage.py simulate --site cerro-rojo --trucks "${DEMO_TRUCKS:-100}" --hz "${DEMO_HZ:-2}" \
+    --seed 7 --self-grant --labels var/log/fault-labels.jsonl > var/log/simulator.log 2>&1 &
+pids+=($!)
 
 printf '\n\033[1mHaulmind is up: http://127.0.0.1:8000/admin/  (API docs: /api/docs/)\033[0m\n'
-printf 'Logs: var/log/. Stop with Ctrl-C.\n\n'
+printf 'Trucks: %s driving at Cerro Rojo. Logs: var/log/. Stop with Ctrl-C.\n\n' "${DEMO_TRUCKS:-100}"
 python manage.py serve --host 127.0.0.1 --port 8000
