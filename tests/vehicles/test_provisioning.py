@@ -20,7 +20,9 @@ def fleet_of_three(site):
     return trucks
 
 
-def test_it_provisions_every_autonomous_machine_of_a_site(fleet_of_three, tmp_path, isolated_var_dir):
+def test_it_provisions_every_autonomous_machine_of_a_site(
+    fleet_of_three, tmp_path, isolated_var_dir
+):
     out = tmp_path / "secrets.json"
     call_command("provision_equipment", "--site", "testpit", "--out", str(out))
     secrets = json.loads(out.read_text())
