@@ -198,6 +198,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_EXPIRES = 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
+# Beat's own bookkeeping (last run of each periodic task) lives under var/, not in the checkout.
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "complete-zone-deletions": {"task": "mine.complete_zone_deletions", "schedule": 30.0},
     "maintain-history": {"task": "telemetry.maintain_history", "schedule": 3600.0},
