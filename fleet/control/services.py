@@ -375,10 +375,11 @@ ANSWER_MESSAGES = frozenset(
 
 
 def record_answers(envelopes: Iterable[wire.Envelope]) -> int:
-    """Apply the answers found in a batch of truck messages."""
+    """Apply the answers found in a batch of truck messages, and what they report of the
+    truck's own state; a truck that says it is out of sync is re-synchronised."""
     applied = 0
     for envelope in envelopes:
-        if ANSWER_MESSAGES.isdisjoint(envelope.bodies):
+        if ANSWER_MESSAGES.isdisjoint(envelope.bodies) and "OutOfSyncV1" not in envelope.bodies:
             continue
         equipment_id = envelope.equipment_id
         if equipment_id is None:
@@ -386,4 +387,31 @@ def record_answers(envelopes: Iterable[wire.Envelope]) -> int:
         for answer in _answers(envelope):
             if record_answer(equipment_id, **answer) is not None:
                 applied += 1
+        _record_reported_state(equipment_id, envelope)
     return applied
+
+
+def _record_reported_state(equipment_id: uuid.UUID, envelope: wire.Envelope) -> None:
+    """The last reported state beside the desired one: all-stop mode and the zones the truck
+    says it holds. Only messages newer than what is recorded count."""
+    equipment = Equipment.objects.filter(pk=equipment_id).first()
+    if equipment is None:
+        return
+    state = _state(equipment)
+    if state.reported_at is not None and envelope.timestamp < state.reported_at:
+        return
+    zones = set(state.reported_zone_ids)
+    for body in envelope.bodies.values():
+        if isinstance(body, wire.MachineAllStopV1):
+            state.reported_all_stop = body.mode
+        elif isinstance(body, wire.SyncActiveZonesResponseV1) and body.accepted:
+            zones = set(body.zone_ids)
+        elif isinstance(body, wire.ActivateZoneResponseV1) and body.accepted:
+            zones.add(body.zone_id)
+        elif isinstance(body, wire.DeactivateZoneResponseV1) and body.accepted:
+            zones.discard(body.zone_id)
+    state.reported_zone_ids = sorted(zones)
+    state.reported_at = envelope.timestamp
+    state.save(update_fields=["reported_all_stop", "reported_zone_ids", "reported_at"])
+    if "OutOfSyncV1" in envelope.bodies:
+        resync_truck(equipment, reason="truck reported it is out of sync")

@@ -285,3 +285,31 @@ def test_delivery_publishes_retries_and_closes_on_the_trucks_answer(mqtt_broker,
     assert command.status == Status.ACKNOWLEDGED
     assert command.attempts >= 2
     assert trail(command) == ["issued", "sent", "acknowledged"]
+
+
+def test_the_reported_state_follows_the_trucks_answers(site, truck):
+    (sync,) = services.resync_truck(truck, reason="truck connected")
+    zone_ids = sorted(feature["id"] for feature in sync.body["Zones"])
+    answer(
+        site,
+        truck,
+        "SyncActiveZonesResponseV1",
+        {
+            "RequestId": sync.body["RequestId"],
+            "Status": "Activated",
+            "Zones": [{"ZoneId": z} for z in zone_ids],
+        },
+    )
+    answer(site, truck, "MachineAllStopV1", {"ModeAllStop": "Off"})
+
+    state = truck.control
+    state.refresh_from_db()
+    assert sorted(map(str, state.reported_zone_ids)) == zone_ids
+    assert state.reported_all_stop == "Off"
+
+
+def test_a_truck_out_of_sync_is_resynchronised(site, truck):
+    answer(site, truck, "OutOfSyncV1", {"Reason": "zone store lost after a reboot"})
+
+    (sync,) = Command.objects.filter(equipment=truck, message_name="SyncActiveZonesRequestV1")
+    assert sync.reason == "truck reported it is out of sync"
