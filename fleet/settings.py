@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "fleet.telemetry",
     "fleet.control",
     "fleet.simulator",
+    "fleet.learning",
     "fleet.live",
 ]
 
