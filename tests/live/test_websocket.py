@@ -66,3 +66,35 @@ def test_the_live_feed_is_closed_to_those_without_a_role(asgi_server, site, requ
         assert closed.value.rcvd.code == code
 
     asyncio.run(scenario())
+
+
+def test_a_viewer_sees_a_truck_move_live_when_it_reports(asgi_server, site, viewer):
+    """A position posted by a truck reaches the control room's websocket, coalesced."""
+    import orjson
+    from rest_framework.test import APIClient
+
+    from fleet.vehicles.credentials import issue_credentials
+    from tests.factories import haul_truck, truck_message
+
+    truck = haul_truck(site)
+    token = issue_credentials(truck).api_token
+    cookie = session_cookie(viewer)
+
+    def report() -> None:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Truck {token}")
+        message = orjson.loads(truck_message(truck.id, lon=LON0 + 0.0021, speed=41.0))
+        assert client.post("/api/v1/vehicle/messages/", [message], format="json").status_code == 200
+
+    async def scenario():
+        async with await connect(ws_url(asgi_server, site), cookie) as socket:
+            await asyncio.wait_for(socket.recv(), 10)  # hello
+            await asyncio.to_thread(report)
+            event = json.loads(await asyncio.wait_for(socket.recv(), 10))
+            assert event["event"] == "positions"
+            (moved,) = event["data"]["trucks"]
+            assert moved["equipmentId"] == str(truck.id)
+            assert moved["lon"] == pytest.approx(LON0 + 0.0021)
+            assert moved["speedKmh"] == 41.0
+
+    asyncio.run(scenario())
