@@ -9,7 +9,6 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -97,7 +96,8 @@ class EquipmentDirectory:
 def _claimed_ids(inbound: list[Inbound]) -> set[uuid.UUID]:
     """The EquipmentIds a batch claims to come from (topic or credential), for the cache."""
     wanted = {item.sender for item in inbound if item.sender is not None}
-    levels = {item.topic.rsplit("/", 3)[0].rsplit("/", 1)[-1] for item in inbound if item.topic}
+    # ".../{site}/{EquipmentId}/up/{MessageName}": the EquipmentId is third from the end.
+    levels = {parts[-3] for item in inbound if len(parts := item.topic.split("/")) >= 3}
     for level in levels:
         with contextlib.suppress(ValueError):
             wanted.add(uuid.UUID(level))
@@ -108,7 +108,6 @@ def ingest_batch(
     inbound: list[Inbound],
     directory: EquipmentDirectory,
     rules: TimeRules | None = None,
-    on_committed: Callable[[BatchResult], None] | None = None,
 ) -> BatchResult:
     """Admit, store and quarantine one batch in one transaction. Database outages raise
     (the caller retries the same batch, unacknowledged); bad messages never do."""
@@ -128,8 +127,6 @@ def ingest_batch(
         _tell_listeners(result)
     _count(inbound, result, started)
     after_commit(result)
-    if on_committed is not None:
-        on_committed(result)
     return result
 
 

@@ -191,3 +191,13 @@ def test_a_huge_payload_is_kept_only_in_part(site, truck):
     assert rejection.reason == "too_large"
     assert rejection.payload_bytes == len(huge)
     assert len(bytes(rejection.payload)) == Rejection.PAYLOAD_LIMIT
+
+
+def test_a_truck_provisioned_after_the_directory_was_loaded_is_accepted_at_once(site, truck):
+    directory = EquipmentDirectory(refresh_s=3600)
+    ingest_batch([mqtt(site, truck.id, truck_message(truck.id))], directory)
+    newcomer = haul_truck(site, "HT-099")
+
+    result = ingest_batch([mqtt(site, newcomer.id, truck_message(newcomer.id))], directory)
+
+    assert result.stored == 1, result.refused
