@@ -19,7 +19,6 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,7 +30,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from fleet.telemetry import latest, metrics
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.partitions import ensure_history_partitions
-from fleet.telemetry.services import BatchResult, EquipmentDirectory, LiveFeed, ingest_batch
+from fleet.telemetry.services import EquipmentDirectory, LiveFeed, ingest_batch
 from fleet.telemetry.signals import connection_changed
 from fleet.vehicles.mqtt import broker_address, connect_properties, service_client
 
@@ -71,11 +70,8 @@ class IngestRunner:
     def __init__(
         self,
         options: IngestOptions | None = None,
-        *,
-        on_batch: Callable[[BatchResult], None] | None = None,
     ) -> None:
         self.options = options or IngestOptions()
-        self.on_batch = on_batch
         self.inbox: queue.Queue[Inbound] = queue.Queue(maxsize=self.options.queue_limit)
         self.directory = EquipmentDirectory()
         self.live = LiveFeed()
@@ -204,8 +200,6 @@ class IngestRunner:
                 close_old_connections()
                 continue
             self.live.add(result)
-            if self.on_batch is not None:
-                self.on_batch(result)
             return
 
     def _ensure_partitions(self) -> None:
