@@ -22,7 +22,6 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -40,10 +39,6 @@ from fleet.vehicles.mqtt import broker_address, connect_properties, service_clie
 BENCH_SLUG = "bench-pit"
 LON0, LAT0 = -68.95, -22.35
 Log = Callable[[str], None]
-
-
-def add_arguments(parser: Any) -> None:  # the shared options live in the bench command
-    return None
 
 
 # --- set-up ------------------------------------------------------------------------------------

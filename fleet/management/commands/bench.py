@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-# name -> module with ``add_arguments(parser)`` and ``run(options, log) -> dict``
+# name -> module with ``run(options, log) -> dict``; the options are this command's
 BENCHMARKS = {
     "ingest": "fleet.telemetry.bench",
 }
