@@ -14,7 +14,7 @@ from typing import Any
 VIEWER, OPERATOR, SUPERVISOR, ADMIN = "viewer", "operator", "supervisor", "admin"
 ROLES = (VIEWER, OPERATOR, SUPERVISOR, ADMIN)
 
-DOMAIN_APPS = ("mine", "vehicles", "telemetry", "control")
+DOMAIN_APPS = ("mine", "vehicles", "telemetry", "control", "learning")
 # Operators run the shift: draw zones, activate them, stop and resume trucks (a command).
 OPERATOR_EXTRA = {
     ("mine", "add_policyzone"),
@@ -34,6 +34,8 @@ SUPERVISOR_MODELS = {
     ),
     "vehicles": ("equipment",),
 }
+# Supervisors decide which model version serves (promote, roll back).
+SUPERVISOR_EXTRA = {("learning", "promote_modelversion")}
 
 
 def role_permissions(all_codenames: set[tuple[str, str]]) -> dict[str, set[tuple[str, str]]]:
@@ -41,7 +43,7 @@ def role_permissions(all_codenames: set[tuple[str, str]]) -> dict[str, set[tuple
     domain = {p for p in all_codenames if p[0] in DOMAIN_APPS}
     viewer = {p for p in domain if p[1].startswith("view_")}
     operator = viewer | (OPERATOR_EXTRA & all_codenames)
-    supervisor = set(operator)
+    supervisor = set(operator) | (SUPERVISOR_EXTRA & all_codenames)
     for app, models in SUPERVISOR_MODELS.items():
         for model in models:
             supervisor |= {

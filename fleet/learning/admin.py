@@ -1,0 +1,130 @@
+"""The registry in the admin console: versions are read-only (registered from their
+checkpoints by ``services.register_version``); promotion and roll-back are actions that call the
+services, so the admin and any other caller share one audited path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from fleet.learning import services
+from fleet.learning.models import AliasChange, ModelAlias, ModelVersion
+
+PROMOTE_PERMISSION = "learning.promote_modelversion"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by the services."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "__str__",
+        "kind",
+        "level",
+        "parent",
+        "aliases_display",
+        "short_sha",
+        "created_at",
+    )
+    list_filter = ("name", "kind", "level")
+    search_fields = ("name", "sha256", "data_hash")
+    list_select_related = ("parent",)
+    actions = ("promote_champion", "promote_challenger", "roll_back_champion")
+
+    def has_promote_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PROMOTE_PERMISSION)
+
+    @admin.display(description="aliases")
+    def aliases_display(self, version: ModelVersion) -> str:
+        return ", ".join(a.alias for a in version.aliases.all()) or admin.site.empty_value_display
+
+    @admin.display(description="sha256")
+    def short_sha(self, version: ModelVersion) -> str:
+        return f"{version.sha256[:12]}..."
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ModelVersion]:
+        return super().get_queryset(request).prefetch_related("aliases")
+
+    @admin.action(description="Promote to champion (one version per name)", permissions=["promote"])
+    def promote_champion(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        self._promote(request, queryset, ModelAlias.Alias.CHAMPION)
+
+    @admin.action(
+        description="Promote to challenger (one version per name)", permissions=["promote"]
+    )
+    def promote_challenger(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        self._promote(request, queryset, ModelAlias.Alias.CHALLENGER)
+
+    @admin.action(
+        description="Roll back the champion of the selected names", permissions=["promote"]
+    )
+    def roll_back_champion(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> None:
+        for name in sorted(set(queryset.values_list("name", flat=True))):
+            self._call(request, partial(services.roll_back, name, by=request.user), "Rolled back")
+
+    def _promote(self, request: HttpRequest, queryset: QuerySet[ModelVersion], alias: str) -> None:
+        chosen: dict[str, list[ModelVersion]] = {}
+        for version in queryset:
+            chosen.setdefault(version.name, []).append(version)
+        for name, versions in sorted(chosen.items()):
+            if len(versions) > 1:
+                self.message_user(
+                    request,
+                    f"{name}: select one version to promote, not {len(versions)}",
+                    messages.ERROR,
+                )
+                continue
+            v = versions[0]
+            promote = partial(services.promote, v.name, v.version, alias, by=request.user)
+            self._call(request, promote, "Promoted")
+
+    def _call(self, request: HttpRequest, action: Callable[[], ModelAlias], done: str) -> None:
+        try:
+            row = action()
+        except services.RegistryError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        else:
+            self.message_user(
+                request, f"{done}: {row.name} {row.alias} is now {row.version}", messages.SUCCESS
+            )
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(ReadOnlyAdmin):
+    list_display = ("name", "alias", "version", "updated_by", "updated_at")
+    list_filter = ("name", "alias")
+    list_select_related = ("version", "updated_by")
+
+
+@admin.register(AliasChange)
+class AliasChangeAdmin(ReadOnlyAdmin):
+    """The audit trail: who moved which alias, when, from which version to which."""
+
+    list_display = (
+        "at",
+        "name",
+        "alias",
+        "action",
+        "from_version",
+        "to_version",
+        "by",
+        "rolled_back",
+    )
+    list_filter = ("name", "alias", "action")
+    list_select_related = ("from_version", "to_version", "by")

@@ -1,0 +1,112 @@
+"""The model registry (ORM models; "network" in prose means the PyTorch kind).
+
+A ``ModelVersion`` is one checkpoint directory written by ``models.checkpoint`` (safetensors
+weights plus a manifest), registered once its weights match the manifest's sha256. Versions are
+immutable. ``ModelAlias`` points a name's "champion" (what workers serve) or "challenger" (what
+is compared against it) at one version; every change of an alias is an ``AliasChange`` row:
+who, when, from which version to which. Changes go through ``fleet.learning.services``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class ModelVersion(models.Model):
+    class Kind(models.TextChoices):
+        BACKBONE = "backbone"
+        HEAD = "head"
+
+    class Level(models.TextChoices):
+        L0 = "L0", "L0 base (pretrained on several sites)"
+        L1 = "L1", "L1 industry (adapted to a site)"
+        L2 = "L2", "L2 task head"
+
+    name = models.CharField(max_length=100, help_text='e.g. "fault-head", "backbone"')
+    version = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    level = models.CharField(max_length=4, choices=Level.choices)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,  # lineage is evidence: a parent outlives its children
+        related_name="children",
+    )
+    path = models.CharField(max_length=500, help_text="The checkpoint directory.")
+    sha256 = models.CharField(max_length=64, help_text="Of the weights file, as verified.")
+    config = models.JSONField()
+    metrics = models.JSONField(default=dict, blank=True)
+    data_hash = models.CharField(max_length=64, blank=True)
+    lineage = models.JSONField(default=list, blank=True, help_text="Ancestor ids, root first.")
+    created_at = models.DateTimeField(help_text="When the checkpoint was written (manifest).")
+    registered_at = models.DateTimeField(default=timezone.now)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="learning_version_unique")
+        ]
+        permissions = [("promote_modelversion", "Can promote and roll back model versions")]
+
+    def __str__(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class ModelAlias(models.Model):
+    class Alias(models.TextChoices):
+        CHAMPION = "champion"
+        CHALLENGER = "challenger"
+
+    name = models.CharField(max_length=100)
+    alias = models.CharField(max_length=16, choices=Alias.choices)
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["name", "alias"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "alias"], name="learning_alias_unique")
+        ]
+        verbose_name_plural = "model aliases"
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.alias} -> {self.version.version}"
+
+
+class AliasChange(models.Model):
+    """The audit trail of aliases: one row per promotion or roll-back."""
+
+    class Action(models.TextChoices):
+        PROMOTE = "promote"
+        ROLL_BACK = "roll_back", "roll back"
+
+    name = models.CharField(max_length=100)
+    alias = models.CharField(max_length=16, choices=ModelAlias.Alias.choices)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    from_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    at = models.DateTimeField(default=timezone.now)
+    # A promotion undone by a roll-back; the next roll-back looks past it.
+    rolled_back = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["name", "alias", "-at"], name="learning_change_recent")]
+
+    def __str__(self) -> str:
+        source = self.from_version.version if self.from_version else "-"
+        return f"{self.name}:{self.alias} {self.action} {source} -> {self.to_version.version}"

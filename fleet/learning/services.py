@@ -1,0 +1,235 @@
+"""The model registry's operations: register a checkpoint, promote a version to an alias, roll
+an alias back. Each runs in one transaction; a checkpoint whose weights do not hash to the
+manifest's sha256 is refused before anything is written, and checked again before it is
+promoted, so a file corrupted on disk never becomes what workers load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.utils import timezone
+
+from fleet.learning.models import AliasChange, ModelAlias, ModelVersion
+
+MANIFEST = "manifest.json"
+DEFAULT_WEIGHTS = "weights.safetensors"
+REQUIRED = ("name", "kind", "version", "config", "sha256", "lineage")
+_VERSION = re.compile(r"^v?(\d+)$")
+
+User = AbstractBaseUser | AnonymousUser | None
+
+
+class RegistryError(Exception):
+    """A registry operation refused, with the reason an ML engineer can act on."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(manifest_path: Path | str) -> tuple[Path, dict[str, Any]]:
+    """(checkpoint directory, manifest) from a manifest file or its directory."""
+    path = Path(manifest_path)
+    path = path / MANIFEST if path.is_dir() else path
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RegistryError(f"{path}: unreadable manifest ({exc})") from exc
+    missing = [key for key in REQUIRED if key not in manifest]
+    if missing:
+        raise RegistryError(f"{path}: manifest lacks {', '.join(missing)}")
+    if manifest["kind"] not in ModelVersion.Kind.values:
+        raise RegistryError(f"{path}: unknown kind {manifest['kind']!r}")
+    return path.parent.resolve(), manifest
+
+
+def verify_weights(directory: Path, weights: str, sha256: str) -> None:
+    """Raise unless the weights file beside the manifest hashes to ``sha256``."""
+    if Path(weights).name != weights:
+        raise RegistryError(f"{directory}: the weights file must sit beside its manifest")
+    path = directory / weights
+    if not path.is_file():
+        raise RegistryError(f"{path}: weights file missing")
+    actual = file_sha256(path)
+    if actual != sha256:
+        raise RegistryError(
+            f"{path}: sha256 mismatch (manifest says {sha256}, file has {actual}): "
+            "the checkpoint is corrupt or was altered; not accepted"
+        )
+
+
+def _version_number(value: Any, where: Path) -> int:
+    match = _VERSION.match(str(value))
+    if match is None:
+        raise RegistryError(f"{where}: version {value!r} is not a whole number")
+    return int(match.group(1))
+
+
+def _level(manifest: dict[str, Any]) -> str:
+    level = manifest.get("level")
+    if level in ModelVersion.Level.values:
+        return str(level)
+    if manifest["kind"] == ModelVersion.Kind.HEAD:
+        return ModelVersion.Level.L2
+    return ModelVersion.Level.L1 if manifest["lineage"] else ModelVersion.Level.L0
+
+
+def _parent(manifest: dict[str, Any], where: Path) -> ModelVersion | None:
+    """The registered version the manifest's lineage ends with; lineage is evidence, so an
+    unregistered parent is refused rather than dropped."""
+    if not manifest["lineage"]:
+        return None
+    parent_id = str(manifest["lineage"][-1])
+    name, _, version = parent_id.rpartition("@")
+    parent = ModelVersion.objects.filter(name=name, version=_version_number(version, where)).first()
+    if parent is None:
+        raise RegistryError(f"{where}: its parent {parent_id} is not registered; register it first")
+    return parent
+
+
+def _created_at(manifest: dict[str, Any]) -> datetime:
+    text = manifest.get("created_at")
+    if not text:
+        return timezone.now()
+    stamp = datetime.fromisoformat(str(text))
+    return stamp if timezone.is_aware(stamp) else timezone.make_aware(stamp, UTC)
+
+
+@transaction.atomic
+def register_version(manifest_path: Path | str, *, by: User = None) -> ModelVersion:
+    """Register the checkpoint whose manifest is at ``manifest_path`` (or in that directory).
+    Registering the same weights again returns the existing row; other weights under a
+    registered name and version are refused (versions are immutable)."""
+    directory, manifest = read_manifest(manifest_path)
+    verify_weights(directory, str(manifest.get("weights") or DEFAULT_WEIGHTS), manifest["sha256"])
+    version = _version_number(manifest["version"], directory)
+    existing = ModelVersion.objects.filter(name=manifest["name"], version=version).first()
+    if existing is not None:
+        if existing.sha256 != manifest["sha256"]:
+            raise RegistryError(
+                f"{existing} is registered with other weights (sha256 {existing.sha256[:16]}...); "
+                "versions are immutable: save under a new version"
+            )
+        return existing
+    return ModelVersion.objects.create(
+        name=manifest["name"],
+        version=version,
+        kind=manifest["kind"],
+        level=_level(manifest),
+        parent=_parent(manifest, directory),
+        path=str(directory),
+        sha256=manifest["sha256"],
+        config=manifest["config"],
+        metrics=manifest.get("metrics") or {},
+        data_hash=manifest.get("data_hash") or "",
+        lineage=list(manifest["lineage"]),
+        created_at=_created_at(manifest),
+        registered_by=_user(by),
+    )
+
+
+def _user(by: User) -> Any:
+    return by if by is not None and by.is_authenticated else None
+
+
+def _verified(version: ModelVersion) -> ModelVersion:
+    """The version, once its weights on disk still match what was registered."""
+    directory = Path(version.path)
+    _, manifest = read_manifest(directory)
+    weights = str(manifest.get("weights") or DEFAULT_WEIGHTS)
+    verify_weights(directory, weights, version.sha256)
+    return version
+
+
+def _lock(name: str) -> None:
+    # One alias change per model name at a time: the versions' rows are the lock.
+    list(ModelVersion.objects.select_for_update().filter(name=name).values_list("pk", flat=True))
+
+
+@transaction.atomic
+def promote(
+    name: str, version: int, alias: str = ModelAlias.Alias.CHAMPION, *, by: User = None
+) -> ModelAlias:
+    """Point ``name``'s ``alias`` at ``version`` (after re-checking its weights); audited."""
+    if alias not in ModelAlias.Alias.values:
+        raise RegistryError(f"unknown alias {alias!r}: use {', '.join(ModelAlias.Alias.values)}")
+    _lock(name)
+    target = ModelVersion.objects.filter(name=name, version=version).first()
+    if target is None:
+        raise RegistryError(f"{name}@{version} is not registered")
+    _verified(target)
+    current = ModelAlias.objects.filter(name=name, alias=alias).first()
+    if current is not None and current.version_id == target.pk:
+        return current
+    return _move(name, alias, current, target, AliasChange.Action.PROMOTE, by)
+
+
+@transaction.atomic
+def roll_back(name: str, alias: str = ModelAlias.Alias.CHAMPION, *, by: User = None) -> ModelAlias:
+    """Point ``alias`` back at the version it had before its latest promotion still in force;
+    again for the one before that. Audited like a promotion."""
+    _lock(name)
+    current = ModelAlias.objects.filter(name=name, alias=alias).first()
+    if current is None:
+        raise RegistryError(f"{name} has no {alias} to roll back")
+    promotion = (
+        AliasChange.objects.filter(
+            name=name,
+            alias=alias,
+            action=AliasChange.Action.PROMOTE,
+            to_version=current.version,
+            rolled_back=False,
+        )
+        .order_by("-at", "-pk")
+        .first()
+    )
+    if promotion is None or promotion.from_version is None:
+        raise RegistryError(f"{name} has no earlier {alias} than {current.version}")
+    previous = _verified(promotion.from_version)
+    promotion.rolled_back = True
+    promotion.save(update_fields=["rolled_back"])
+    return _move(name, alias, current, previous, AliasChange.Action.ROLL_BACK, by)
+
+
+def _move(
+    name: str,
+    alias: str,
+    current: ModelAlias | None,
+    target: ModelVersion,
+    action: str,
+    by: User,
+) -> ModelAlias:
+    who, now = _user(by), timezone.now()
+    AliasChange.objects.create(
+        name=name,
+        alias=alias,
+        action=action,
+        from_version=current.version if current else None,
+        to_version=target,
+        by=who,
+        at=now,
+    )
+    row, _ = ModelAlias.objects.update_or_create(
+        name=name, alias=alias, defaults={"version": target, "updated_by": who, "updated_at": now}
+    )
+    return row
+
+
+def resolve(name: str, alias: str = ModelAlias.Alias.CHAMPION) -> ModelVersion:
+    """The version ``alias`` points at, weights re-verified: what a worker may load."""
+    row = ModelAlias.objects.select_related("version").filter(name=name, alias=alias).first()
+    if row is None:
+        raise RegistryError(f"{name} has no {alias}")
+    return _verified(row.version)

@@ -1,0 +1,73 @@
+"""Deterministic weight bytes, their sha256, model ids and data hashes.
+
+A network's identity is the sha256 of its safetensors bytes, which seal its kind and config in
+the file's metadata. The same weights and config always give the same bytes, so the sha256 of
+an in-memory network equals the sha256 of the file it is (or will be) saved to: a head can name
+the exact backbone it was trained on before either is saved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from safetensors.torch import save as safetensors_save
+
+if TYPE_CHECKING:  # the networks import this module; the types only are needed here
+    from models.backbone import PatchBackbone
+    from models.heads import Head
+
+FORMAT_VERSION = 1
+SEALED_KEY = "haulmind"
+
+
+def sealed_metadata(kind: str, config: dict[str, Any]) -> dict[str, str]:
+    """The metadata written into the safetensors header (covered by the file's sha256).
+
+    One key holding sorted JSON: safetensors keeps metadata in a hash map whose order varies
+    between calls, so several keys would make the bytes (and the sha256) differ run to run.
+    """
+    sealed = {"format_version": FORMAT_VERSION, "kind": kind, "config": config}
+    return {SEALED_KEY: json.dumps(sealed, sort_keys=True)}
+
+
+def read_sealed(metadata: dict[str, str]) -> dict[str, Any]:
+    """Inverse of ``sealed_metadata`` (empty dict when the file carries none)."""
+    text = metadata.get(SEALED_KEY)
+    return dict(json.loads(text)) if text else {}
+
+
+def state_bytes(module: torch.nn.Module, kind: str, config: dict[str, Any]) -> bytes:
+    """The module's persistent state as safetensors bytes (CPU, contiguous, sorted by name)."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+    return safetensors_save(dict(sorted(state.items())), metadata=sealed_metadata(kind, config))
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def weights_sha256(module: PatchBackbone | Head) -> str:
+    """sha256 of the bytes ``save_checkpoint`` would write for this network."""
+    return sha256_hex(state_bytes(module, module.checkpoint_kind, module.sealed_config()))
+
+
+def model_id(module: PatchBackbone | Head) -> str:
+    """``name@version`` once saved or loaded, else ``sha256:<first 16 hex>`` of its weights."""
+    return module.checkpoint_id or f"sha256:{weights_sha256(module)[:16]}"
+
+
+def data_hash(*arrays: np.ndarray | None) -> str:
+    """sha256 over arrays' dtypes, shapes and bytes: names the exact data a network saw."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        if array is None:
+            digest.update(b"none")
+            continue
+        a = np.ascontiguousarray(array)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
