@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from django.contrib.gis.geos import GEOSGeometry
 from django.db import connection
+from django.db.models import Q
 
 from fleet.telemetry.models import Event, Position
 
@@ -157,21 +158,32 @@ def positions_page(
     return page, (page[-1].sent_at if more else None)
 
 
+# An event's place in time order: (sent_at, message name, sequence), its whole key for one truck,
+# so a page boundary between two events of the same millisecond loses neither.
+EventCursor = tuple[datetime, str, int]
+
+
 def events_page(
     equipment_id: uuid.UUID,
     start: datetime,
     end: datetime,
-    after: datetime | None,
+    after: EventCursor | None,
     limit: int,
     message_name: str | None = None,
-) -> tuple[list[Event], datetime | None]:
+) -> tuple[list[Event], EventCursor | None]:
     limit = max(1, min(limit, MAX_PAGE))
     rows = Event.objects.filter(equipment_id=equipment_id, sent_at__gte=start, sent_at__lt=end)
     if after is not None:
-        rows = rows.filter(sent_at__gt=after)
+        at, name, sequence = after
+        rows = rows.filter(
+            Q(sent_at__gt=at)
+            | Q(sent_at=at, message_name__gt=name)
+            | Q(sent_at=at, message_name=name, sequence__gt=sequence)
+        )
     if message_name:
         rows = rows.filter(message_name=message_name)
     page = list(rows.order_by("sent_at", "message_name", "sequence")[: limit + 1])
     more = len(page) > limit
     page = page[:limit]
-    return page, (page[-1].sent_at if more else None)
+    last = page[-1] if more else None
+    return page, (last.sent_at, last.message_name, last.sequence) if last else None

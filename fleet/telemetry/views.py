@@ -237,11 +237,12 @@ class PositionSerializer(serializers.ModelSerializer):
         ]
 
 
-def _page(request: Request, rows: list[dict], cursor: datetime | None) -> Response:
+def _page(request: Request, rows: list[dict], cursor: dict[str, str] | None) -> Response:
+    """A page of rows and the URL of the next one (the same query with the cursor set)."""
     next_url = None
     if cursor is not None:
         query = request.query_params.copy()
-        query["after"] = cursor.isoformat()
+        query.update(cursor)
         next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
     return Response({"results": rows, "next": next_url})
 
@@ -269,7 +270,18 @@ class TruckPositionsView(_TruckView):
             after,
             _int(request, "limit", 1000),
         )
-        return _page(request, PositionSerializer(page, many=True).data, cursor)
+        next_cursor = {"after": cursor.isoformat()} if cursor else None
+        return _page(request, PositionSerializer(page, many=True).data, next_cursor)
+
+
+def _event_cursor(request: Request, start: datetime) -> queries.EventCursor | None:
+    if "after" not in request.query_params:
+        return None
+    return (
+        _time(request, "after", start),
+        request.query_params.get("after_message", ""),
+        _int(request, "after_sequence", -2),  # below any stored sequence (-1 = none sent)
+    )
 
 
 class TruckEventsView(_TruckView):
@@ -284,12 +296,11 @@ class TruckEventsView(_TruckView):
     def get(self, request: Request, pk: str) -> Response:
         truck = self.truck(pk)
         start = _time(request, "from")
-        after = _time(request, "after", start) if "after" in request.query_params else None
         page, cursor = queries.events_page(
             truck.id,
             start,
             _time(request, "to", timezone.now()),
-            after,
+            _event_cursor(request, start),
             _int(request, "limit", 1000),
             request.query_params.get("message"),
         )
@@ -304,7 +315,15 @@ class TruckEventsView(_TruckView):
             }
             for event in page
         ]
-        return _page(request, rows, cursor)
+        next_cursor = None
+        if cursor is not None:
+            at, name, sequence = cursor
+            next_cursor = {
+                "after": at.isoformat(),
+                "after_message": name,
+                "after_sequence": str(sequence),
+            }
+        return _page(request, rows, next_cursor)
 
 
 LOOPBACK = {"127.0.0.1", "::1"}

@@ -201,3 +201,29 @@ def test_history_is_paged_with_a_cursor(api_client, viewer, truck, truck_client)
 
 def test_position_body_factory_is_valid():
     assert position_body()["Heading"] == 90
+
+
+def test_events_of_one_millisecond_are_not_lost_at_a_page_boundary(
+    api_client, viewer, truck, truck_client
+):
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    payload = {"PayloadWeight": 88, "Accuracy": 1.5}
+    batch = [
+        orjson.loads(truck_message(truck.id, "HaulTruckPayloadV1", payload, at=at, sequence=s))
+        for s in (1, 2, 3)
+    ]
+    assert (
+        truck_client.post("/api/v1/vehicle/messages/", batch, format="json").json()["stored"] == 3
+    )
+    api_client.force_authenticate(viewer)
+
+    seen, url = (
+        [],
+        f"/api/v1/trucks/{truck.id}/events/?from={(at - timedelta(seconds=1)).isoformat().replace('+', '%2B')}&limit=1",
+    )
+    while url:
+        page = api_client.get(url).json()
+        seen += page["results"]
+        url = page["next"]
+
+    assert [event["sequence"] for event in seen] == [1, 2, 3]
