@@ -40,8 +40,16 @@ api_v1 = [
     path(
         "trucks/<uuid:pk>/events/", telemetry_views.TruckEventsView.as_view(), name="truck-events"
     ),
-    path("trucks/<uuid:pk>/stop/", control_views.StopTruckView.as_view(), name="truck-stop"),
-    path("trucks/<uuid:pk>/resume/", control_views.ResumeTruckView.as_view(), name="truck-resume"),
+    path(
+        "trucks/<uuid:pk>/stop/",
+        control_views.TruckCommandView.as_view(action="stop"),
+        name="truck-stop",
+    ),
+    path(
+        "trucks/<uuid:pk>/resume/",
+        control_views.TruckCommandView.as_view(action="resume"),
+        name="truck-resume",
+    ),
     path("commands/", control_views.CommandListView.as_view(), name="command-list"),
     path("", include(router.urls)),
 ]

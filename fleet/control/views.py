@@ -3,8 +3,6 @@ operators list commands with their audit trail and stop or resume a truck. Thin 
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -143,38 +141,25 @@ class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=300)
 
 
-class _TruckCommandView(APIView):
-    """Operators (the add_command permission) stop and resume trucks, always with a reason."""
+class TruckCommandView(APIView):
+    """Operators (the add_command permission) stop and resume trucks, always with a reason.
+    One view, two routes: ``action`` names the service (``stop_truck`` or ``resume_truck``)."""
 
     permission_classes = [RolePermission]
     queryset = Command.objects.none()
-    action_name = ""
-
-    def act(self, equipment: Equipment, reason: str, user: Any) -> Command | None:
-        raise NotImplementedError
+    action = "stop"
+    SERVICES = {"stop": services.stop_truck, "resume": services.resume_truck}
 
     @extend_schema(request=ReasonSerializer, responses=CommandSerializer)
     def post(self, request: Request, pk: str) -> Response:
         payload = ReasonSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         equipment = get_object_or_404(Equipment, pk=pk, autonomous=True)
-        command = self.act(equipment, payload.validated_data["reason"], request.user)
+        command = self.SERVICES[self.action](
+            equipment, reason=payload.validated_data["reason"], actor=request.user
+        )
         if command is None:
             return Response(
-                {"detail": f"nothing to {self.action_name}"}, status=status.HTTP_409_CONFLICT
+                {"detail": f"nothing to {self.action}"}, status=status.HTTP_409_CONFLICT
             )
         return Response(CommandSerializer(command).data, status=status.HTTP_201_CREATED)
-
-
-class StopTruckView(_TruckCommandView):
-    action_name = "stop"
-
-    def act(self, equipment: Equipment, reason: str, user: Any) -> Command | None:
-        return services.stop_truck(equipment, reason=reason, actor=user)
-
-
-class ResumeTruckView(_TruckCommandView):
-    action_name = "resume"
-
-    def act(self, equipment: Equipment, reason: str, user: Any) -> Command | None:
-        return services.resume_truck(equipment, reason=reason, actor=user)

@@ -269,12 +269,12 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
         _wait_for_metrics(metrics_port, replica)
         log("ingest: publishing to a real ingest replica")
         stored = Position.objects.filter(equipment_id__in=truck_ids)
-        done_at = [0.0]
+        last = {"count": -1, "at": 0.0}  # when the stored count last grew
 
         def count() -> int:
             value = stored.count()
-            if value != getattr(count, "last", None):
-                count.last, done_at[0] = value, time.time()
+            if value != last["count"]:
+                last.update(count=value, at=time.time())
             return value
 
         sent, started = _run_publishers(
@@ -294,7 +294,7 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
     return {
         "sent": sent,
         "stored": total,
-        "per_s": total / max(1e-6, done_at[0] - started),
+        "per_s": total / max(1e-6, last["at"] - started),
         "duplicates": int(_metric(metrics, "haulmind_ingest_duplicates_total")),
         "rejected": int(_metric(metrics, "haulmind_ingest_rejected_total")),
         # A histogram bound, so "at most"; beyond the last finite bucket the lag is unbounded.
