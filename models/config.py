@@ -172,6 +172,11 @@ class FaultHeadConfig(HeadConfig):
     # a drift moves, so the window level and spread are scored beside it (see AnomalyHeadConfig).
     anomaly_components: tuple[str, ...] = ("recon", "level", "spread")
     normal_class: str = "normal"
+    # Faults overlap (a sensor sticks during a tyre leak): multi-label heads give each fault
+    # class its own probability (sigmoid, trained on [N, K] "active" flags) instead of one
+    # softmax over classes, so one fault never hides another. ``probs[:, normal]`` is then the
+    # probability that no fault is active.
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()

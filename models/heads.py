@@ -398,15 +398,67 @@ class FaultHead(ClassificationHead):
             backbone_config.n_channels, config.anomaly_components, config.anomaly_quantile
         )
 
+    def encode_targets(self, targets: np.ndarray) -> Tensor:
+        """Class names or indices [N]; with ``multi_label`` also [N, K] active flags."""
+        y = np.asarray(targets)
+        if not self.config.multi_label:
+            return super().encode_targets(y)
+        if y.ndim == 1:  # one class per window: its flag alone
+            index = super().encode_targets(y)
+            return F.one_hot(index, len(self.classes)).float()
+        if y.shape[1:] != (len(self.classes),):
+            raise ValueError(f"multi-label targets must be [N, {len(self.classes)}], got {y.shape}")
+        flags = torch.as_tensor(y.astype(bool))
+        normal = self.classes.index(self.config.normal_class)
+        flags[:, normal] = ~torch.cat([flags[:, :normal], flags[:, normal + 1 :]], dim=1).any(1)
+        return flags.float()
+
+    def _normal_rows(self, targets: Tensor) -> Tensor:
+        normal = self.classes.index(self.config.normal_class)
+        return targets[:, normal] > 0.5 if self.config.multi_label else targets == normal
+
     def fit(self, inputs: HeadInputs, targets: Tensor | None) -> None:
-        super().fit(inputs, targets)
-        normal = _required(targets, "targets") == self.classes.index(self.config.normal_class)
+        labels = _required(targets, "targets")
+        if self.config.multi_label:
+            Head.fit(self, inputs, labels)
+            # Positive weight per class: (negatives / positives), rare faults count as much.
+            positives = labels.to("cpu").sum(dim=0)
+            weight = (len(labels) - positives) / positives.clamp_min(1)
+            self.class_weight.copy_(torch.where(positives > 0, weight, 1.0))
+        else:
+            super().fit(inputs, labels)
+        normal = self._normal_rows(labels)
         if not bool(normal.any()):
             raise ValueError("the fault head needs normal windows in its training set")
         self.scorer.fit(inputs.rows(normal))
 
     def forward(self, inputs: HeadInputs) -> dict[str, Tensor]:
-        return {**super().forward(inputs), **self.scorer(inputs)}
+        out = super().forward(inputs)
+        if self.config.multi_label:
+            out["probs"] = torch.sigmoid(out["logits"])
+        return {**out, **self.scorer(inputs)}
+
+    def loss(self, outputs: dict[str, Tensor], targets: Tensor) -> Tensor:
+        if not self.config.multi_label:
+            return super().loss(outputs, targets)
+        return F.binary_cross_entropy_with_logits(
+            outputs["logits"], targets, pos_weight=self.class_weight
+        )
+
+    def metrics(self, outputs: dict[str, Tensor], targets: Tensor) -> dict[str, float]:
+        if not self.config.multi_label:
+            return super().metrics(outputs, targets)
+        predicted, truth = outputs["probs"] > 0.5, targets > 0.5
+        f1s = []
+        for k in range(truth.shape[1]):
+            tp = (predicted[:, k] & truth[:, k]).sum().item()
+            denominator = predicted[:, k].sum().item() + truth[:, k].sum().item()
+            if truth[:, k].any():
+                f1s.append(2 * tp / denominator if denominator else 0.0)
+        return {
+            "accuracy": (predicted == truth).all(dim=1).float().mean().item(),
+            "macro_f1": float(np.mean(f1s)) if f1s else 0.0,
+        }
 
 
 # -- regression -----------------------------------------------------------------------------

@@ -1,0 +1,155 @@
+"""PNG plots of a training run: the loss curves and the held-out evaluation against the
+baselines (what a reviewer would rather look at than read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on a server
+import matplotlib.pyplot as plt
+import numpy as np
+
+from fleet.learning.datasets import HORIZONS_S
+
+if TYPE_CHECKING:
+    from fleet.learning.training import TrainingRun
+
+MODEL, BASELINE = "#1f77b4", "#999999"
+
+
+def draw_all(run: TrainingRun, predictions: dict[str, Any], directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        losses(run, directory / "training-loss.png"),
+        heldout(run, predictions, directory / "heldout-evaluation.png"),
+    ]
+
+
+def losses(run: TrainingRun, path: Path) -> Path:
+    names = list(run.histories)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        rows = run.histories[name]
+        epochs = [r["epoch"] + 1 for r in rows]
+        ax.plot(epochs, [r["train_loss"] for r in rows], marker=".", label="train")
+        ax.plot(epochs, [r["val_loss"] for r in rows], marker=".", label="validation")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("loss")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"Training losses, version {run.version}", fontsize=11)
+    return _save(fig, path)
+
+
+def heldout(run: TrainingRun, predictions: dict[str, Any], path: Path) -> Path:
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    _fault_recall(axes[0][0], run)
+    _fault_delays(axes[0][1], predictions["fault"])
+    _eta_errors(axes[0][2], run, predictions["eta"])
+    _trajectory(axes[1][0], run, predictions["trajectory"])
+    _payload(axes[1][1], run, predictions["payload"])
+    _l1_gain(axes[1][2], run)
+    fig.suptitle(
+        "Held-out site D (weaker faults) against the baselines, version " + run.version,
+        fontsize=12,
+    )
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _bars(ax: Any, labels: list[str], model: list[float], base: list[float], names: tuple) -> None:
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, model, 0.4, color=MODEL, label=names[0])
+    ax.bar(x + 0.2, base, 0.4, color=BASELINE, label=names[1])
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def _fault_recall(ax: Any, run: TrainingRun) -> None:
+    kinds = run.details["fault"]["by_kind"]
+    labels = [k.replace("_", " ") for k in kinds]
+    model = [v["model"] / max(v["events"], 1) for v in kinds.values()]
+    oem = [v["oem"] / max(v["events"], 1) for v in kinds.values()]
+    _bars(ax, labels, model, oem, ("model", "OEM threshold alarms"))
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of faults detected")
+    f = run.figures
+    ax.set_title(
+        f"Faults: event F1 {f['fault_f1']:.2f} vs {f['fault_f1_baseline']:.2f}", fontsize=10
+    )
+
+
+def _fault_delays(ax: Any, fault: tuple) -> None:
+    ws, _, model, oem = fault
+    onsets = {e.event: e.onset_s for e in ws.fault_events()}
+    bins = np.linspace(0, 7200, 25)
+    for score, color, name in ((model, MODEL, "model"), (oem, BASELINE, "OEM alarms")):
+        delays = [(t - onsets[e]) / 60.0 for e, t in score.detected_at.items()]
+        ax.hist(np.clip(delays, 0, 120), bins=bins / 60.0, alpha=0.7, color=color, label=name)
+    ax.set_xlabel("delay from onset to detection (min, clipped at 120)")
+    ax.set_ylabel("faults")
+    ax.set_title("Detection delay", fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _eta_errors(ax: Any, run: TrainingRun, eta: tuple) -> None:
+    truth, pred, base = eta
+    bins = np.linspace(0, 200, 41)
+    ax.hist(np.abs(pred[:, 1] - truth), bins=bins, alpha=0.7, color=MODEL, label="model P50")
+    ax.hist(np.abs(base[:, 1] - truth), bins=bins, alpha=0.6, color=BASELINE, label="segment mean")
+    ax.set_xlabel("absolute error of the time to the next stop (s)")
+    ax.set_ylabel("windows")
+    f = run.figures
+    ax.set_title(
+        f"ETA: gain {f['eta_gain']:.2f}, P10-P90 coverage {f['eta_coverage']:.2f}", fontsize=10
+    )
+    ax.legend(fontsize=8)
+
+
+def _trajectory(ax: Any, run: TrainingRun, traj: tuple) -> None:
+    truth, pred, base = traj
+    model = np.linalg.norm(pred - truth, axis=-1).mean(axis=0)
+    cv = np.linalg.norm(base - truth, axis=-1).mean(axis=0)
+    _bars(ax, [f"{h} s" for h in HORIZONS_S], list(model), list(cv), ("model", "constant velocity"))
+    ax.set_ylabel("mean displacement error (m)")
+    ax.set_title(f"Trajectory: ADE ratio {run.figures['traj_ade_ratio']:.2f}", fontsize=10)
+
+
+def _payload(ax: Any, run: TrainingRun, payload: tuple) -> None:
+    truth, pred, meter = payload
+    ax.scatter(truth, pred, s=3, alpha=0.3, color=MODEL, label="model")
+    ax.scatter(truth, meter, s=3, alpha=0.3, color=BASELINE, label="payload meter")
+    top = float(np.nanmax(truth)) * 1.05
+    ax.plot([0, top], [0, top], color="black", linewidth=0.8)
+    ax.set_xlabel("true payload (t)")
+    ax.set_ylabel("estimate (t)")
+    base = run.details["payload"]["baseline"]["mae_pct"]
+    ax.set_title(
+        f"Payload: MAE {run.figures['payload_mae_pct']:.2f} % vs meter {base:.2f} %", fontsize=10
+    )
+    ax.legend(fontsize=8, markerscale=4)
+
+
+def _l1_gain(ax: Any, run: TrainingRun) -> None:
+    errors = run.details["l1_gain"]
+    tasks = list(errors["L0"])
+    l1 = [errors["L1"][t] / errors["L0"][t] if errors["L0"][t] else 1.0 for t in tasks]
+    ax.bar(tasks, l1, color=MODEL)
+    ax.axhline(1.0, color=BASELINE, linestyle="--", label="L0 (= 1)")
+    ax.set_ylabel("site C error, L1 relative to L0")
+    ax.set_title(f"L1 adaptation: l1_gain {run.figures['l1_gain']:.2f}", fontsize=10)
+    ax.legend(fontsize=8)
+
+
+__all__ = ["draw_all"]
