@@ -18,6 +18,9 @@ from fleet.conf import env_bool, env_int, env_list, env_required, env_str, env_u
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("HAULMIND_VAR_DIR") or BASE_DIR / "var")
+# Checkpoints of the domain networks (safetensors + manifest + ONNX), one directory per name
+# and version; the registry's rows point here. Shared storage when workers run elsewhere.
+MODELS_DIR = Path(env_str("HAULMIND_MODELS_DIR") or VAR_DIR / "models")
 
 ENVIRONMENT = env_str("HAULMIND_ENV", "development")
 if ENVIRONMENT not in {"development", "production"}:

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 # name -> module with ``run(options, log) -> dict``; the options are this command's
 BENCHMARKS = {
     "ingest": "fleet.telemetry.bench",
+    "models": "fleet.learning.bench",
 }
 
 
@@ -26,6 +27,8 @@ class Command(BaseCommand):
         parser.add_argument("--seconds", type=float, default=20.0)
         parser.add_argument("--publishers", type=int, default=2, help="Publisher processes.")
         parser.add_argument("--rate", type=float, default=0.0, help="Offered msgs/s (0: flat out).")
+        parser.add_argument("--seed", type=int, default=0, help="models: the training seed.")
+        parser.add_argument("--plots-dir", default=None, help="models: where to draw the plots.")
 
     def handle(self, *args, **options) -> None:
         module = importlib.import_module(BENCHMARKS[options["name"]])
