@@ -10,6 +10,8 @@ mkdir -p var/log
 
 python manage.py create_demo_mine --trucks "${DEMO_TRUCKS:-100}"
 python manage.py ensure_demo_admin
+# The domain networks: trained on the first run (about 2 minutes on 2 cores), kept after.
+python manage.py train_models --if-missing
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }

@@ -211,7 +211,8 @@ def payload_mae_pct(pred_t: np.ndarray, true_t: np.ndarray, capacity_t: np.ndarr
 def l1_gain(errors_l1: Mapping[str, float], errors_l0: Mapping[str, float]) -> float:
     """Mean relative error reduction of L1 against L0 over the tasks both were scored on
     (same heads, same data budget; each error lower-is-better)."""
-    tasks = sorted(set(errors_l1) & set(errors_l0))
+    # A task L0 already solves perfectly (error 0) has no relative gain to measure.
+    tasks = sorted(t for t in set(errors_l1) & set(errors_l0) if errors_l0[t] > 0)
     if not tasks:
-        raise ValueError("no task scored for both L1 and L0")
+        raise ValueError("no task scored for both L1 and L0 with an L0 error above zero")
     return float(np.mean([relative_gain(errors_l1[t], errors_l0[t]) for t in tasks]))

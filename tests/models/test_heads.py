@@ -218,3 +218,33 @@ def test_an_explicit_validation_set_is_used_for_early_stopping_and_metrics(backb
     )
     assert trained.head.classes == ("0", "7")
     assert trained.metrics["accuracy"] > 0.7
+
+
+def test_a_multi_label_fault_head_reports_two_overlapping_faults_at_once(backbone):
+    rng = np.random.default_rng(12)
+    windows = sine_windows(800, seed=12)
+    active = np.zeros((800, len(FaultHeadConfig().classes)), dtype=bool)
+    hot, flat = rng.random(800) < 0.3, rng.random(800) < 0.3
+    active[:, 1], active[:, 4] = hot, flat  # overheating, stuck sensor; both on some windows
+    windows[hot, 0] += np.linspace(0, 6, TINY.window, dtype=np.float32)
+    windows[flat, 3] = windows[flat, 3, :1]  # a sensor frozen at its first value
+    config = FaultHeadConfig(multi_label=True)
+    trained = fit_head(backbone, "fault", windows, active, config=config, epochs=60, progress=False)
+    both = np.flatnonzero(hot & flat)[:20]
+    probs = trained.predict(windows[both])["probs"]
+    assert (probs[:, 1] > 0.5).mean() > 0.8 and (probs[:, 4] > 0.5).mean() > 0.8
+    assert (probs[:, 0] < 0.5).all()  # "normal" is the chance that nothing is active
+
+
+def test_eta_calibration_scales_the_interval_to_the_nominal_coverage(backbone):
+    from models.heads import head_inputs
+
+    windows, features, seconds = _route_data(1200, seed=13)
+    eta = fit_head(backbone, "eta", windows, seconds, features, epochs=10, progress=False)
+    vw, vf, vs = _route_data(800, seed=14)
+    with torch.no_grad():
+        inputs = head_inputs(backbone.eval(), torch.as_tensor(vw), torch.as_tensor(vf), False)
+    scale = eta.head.eval().calibrate(inputs, torch.as_tensor(vs))
+    p = eta.predict(vw, vf)["eta_s"]
+    assert ((vs >= p[:, 0]) & (vs <= p[:, 2])).mean() == pytest.approx(0.8, abs=0.01)
+    assert float(eta.head.interval_scale) == pytest.approx(scale)
