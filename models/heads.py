@@ -421,9 +421,11 @@ class FaultHead(ClassificationHead):
         labels = _required(targets, "targets")
         if self.config.multi_label:
             Head.fit(self, inputs, labels)
-            # Positive weight per class: (negatives / positives), rare faults count as much.
+            # Positive weight per class: sqrt(negatives / positives). Rare faults count more,
+            # but the full ratio made the head overconfident (validation loss rose from the
+            # first epoch; held-out event F1 0.70 against 0.73 with the square root).
             positives = labels.to("cpu").sum(dim=0)
-            weight = (len(labels) - positives) / positives.clamp_min(1)
+            weight = ((len(labels) - positives) / positives.clamp_min(1)).sqrt()
             self.class_weight.copy_(torch.where(positives > 0, weight, 1.0))
         else:
             super().fit(inputs, labels)
