@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from rest_framework.routers import DefaultRouter
 
 from fleet.control import views as control_views
+from fleet.learning import views as learning_views
 from fleet.mine import views as mine_views
 from fleet.telemetry import views as telemetry_views
 from fleet.vehicles import views as vehicle_views
@@ -17,6 +18,7 @@ router.register("loading-units", mine_views.LoadingUnitViewSet)
 router.register("dump-points", mine_views.DumpPointViewSet)
 router.register("areas", mine_views.AreaViewSet)
 router.register("equipment", vehicle_views.EquipmentViewSet)
+router.register("models/versions", learning_views.ModelVersionViewSet, basename="model-version")
 
 api_v1 = [
     path("vehicle/me/", vehicle_views.VehicleSelfView.as_view(), name="vehicle-me"),
@@ -51,6 +53,13 @@ api_v1 = [
         name="truck-resume",
     ),
     path("commands/", control_views.CommandListView.as_view(), name="command-list"),
+    path("models/aliases/", learning_views.ModelAliasListView.as_view(), name="model-alias-list"),
+    path("models/changes/", learning_views.AliasChangeListView.as_view(), name="alias-change-list"),
+    path(
+        "models/<str:name>/roll-back/",
+        learning_views.RollBackView.as_view(),
+        name="model-roll-back",
+    ),
     path("", include(router.urls)),
 ]
 

@@ -31,6 +31,11 @@ class RegistryError(Exception):
     """A registry operation refused, with the reason an ML engineer can act on."""
 
 
+class RegistryConflict(RegistryError):
+    """Refused because of the registry's current state, not the request: there is no alias to
+    roll back, or nothing earlier to roll back to (the API answers 409, not 400)."""
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -183,7 +188,7 @@ def roll_back(name: str, alias: str = ModelAlias.Alias.CHAMPION, *, by: User = N
     _lock(name)
     current = ModelAlias.objects.filter(name=name, alias=alias).first()
     if current is None:
-        raise RegistryError(f"{name} has no {alias} to roll back")
+        raise RegistryConflict(f"{name} has no {alias} to roll back")
     promotion = (
         AliasChange.objects.filter(
             name=name,
@@ -196,7 +201,7 @@ def roll_back(name: str, alias: str = ModelAlias.Alias.CHAMPION, *, by: User = N
         .first()
     )
     if promotion is None or promotion.from_version is None:
-        raise RegistryError(f"{name} has no earlier {alias} than {current.version}")
+        raise RegistryConflict(f"{name} has no earlier {alias} than {current.version}")
     previous = _verified(promotion.from_version)
     promotion.rolled_back = True
     promotion.save(update_fields=["rolled_back"])

@@ -1,11 +1,21 @@
-"""A small version of the models' data, built once per session (about 15 s on 2 cores): the four
-sites, 8 trucks each for an hour, faults twice as often as in the default build so an hour
-holds enough of them."""
+"""Shared fixtures of the learning tests.
+
+- ``small_data``: a small version of the models' data, built once per session (about 15 s on 2
+  cores): the four sites, 8 trucks each for an hour, faults twice as often as in the default
+  build so an hour holds enough of them.
+- ``write_checkpoint``, ``backbone``, ``heads``: checkpoint directories as ``models.checkpoint``
+  writes them, registered in the model registry (the registry and its API tests).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import pytest
 
+from fleet.learning import services
 from fleet.learning.datasets import (
     HELD_OUT_INTENSITIES,
     DataConfig,
@@ -14,6 +24,7 @@ from fleet.learning.datasets import (
     build_datasets,
     ranges,
 )
+from fleet.learning.models import ModelVersion
 
 SMALL = DataConfig(
     pretrain=(
@@ -31,3 +42,49 @@ SMALL = DataConfig(
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> Datasets:
     directory = tmp_path_factory.mktemp("learning")
     return build_datasets(SMALL, directory=directory, workers=2, progress=False)
+
+
+def write_checkpoint(
+    root: Path,
+    name: str,
+    version: int,
+    *,
+    kind: str = "head",
+    lineage: tuple[str, ...] = (),
+    weights: bytes | None = None,
+    sha256: str | None = None,
+) -> Path:
+    """A checkpoint directory as models.checkpoint writes it (weights + manifest.json)."""
+    directory = root / name / str(version)
+    directory.mkdir(parents=True)
+    data = weights if weights is not None else f"{name}@{version} weights".encode()
+    (directory / "weights.safetensors").write_bytes(data)
+    manifest = {
+        "name": name,
+        "kind": kind,
+        "version": str(version),
+        "config": {"d_model": 64},
+        "sha256": sha256 or hashlib.sha256(data).hexdigest(),
+        "metrics": {"f1": 0.9},
+        "data_hash": "ab" * 32,
+        "lineage": list(lineage),
+        "created_at": "2026-11-22T10:00:00+00:00",
+        "weights": "weights.safetensors",
+    }
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    return directory / "manifest.json"
+
+
+@pytest.fixture
+def backbone(tmp_path) -> ModelVersion:
+    return services.register_version(write_checkpoint(tmp_path, "backbone", 1, kind="backbone"))
+
+
+@pytest.fixture
+def heads(tmp_path, backbone) -> list[ModelVersion]:
+    return [
+        services.register_version(
+            write_checkpoint(tmp_path, "fault-head", v, lineage=("backbone@1",))
+        )
+        for v in (1, 2, 3)
+    ]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import pytest
@@ -13,39 +11,9 @@ from django.urls import reverse
 from fleet.learning import services
 from fleet.learning.models import AliasChange, ModelAlias, ModelVersion
 from fleet.learning.services import RegistryError
+from tests.learning.conftest import write_checkpoint
 
 pytestmark = pytest.mark.django_db
-
-
-def write_checkpoint(
-    root: Path,
-    name: str,
-    version: int,
-    *,
-    kind: str = "head",
-    lineage: tuple[str, ...] = (),
-    weights: bytes | None = None,
-    sha256: str | None = None,
-) -> Path:
-    """A checkpoint directory as models.checkpoint writes it (weights + manifest.json)."""
-    directory = root / name / str(version)
-    directory.mkdir(parents=True)
-    data = weights if weights is not None else f"{name}@{version} weights".encode()
-    (directory / "weights.safetensors").write_bytes(data)
-    manifest = {
-        "name": name,
-        "kind": kind,
-        "version": str(version),
-        "config": {"d_model": 64},
-        "sha256": sha256 or hashlib.sha256(data).hexdigest(),
-        "metrics": {"f1": 0.9},
-        "data_hash": "ab" * 32,
-        "lineage": list(lineage),
-        "created_at": "2026-11-22T10:00:00+00:00",
-        "weights": "weights.safetensors",
-    }
-    (directory / "manifest.json").write_text(json.dumps(manifest))
-    return directory / "manifest.json"
 
 
 @pytest.fixture
@@ -57,21 +25,6 @@ def ml_engineer(db) -> User:
     codenames = ("view_modelversion", "promote_modelversion")
     user.user_permissions.set(Permission.objects.filter(codename__in=codenames))
     return user
-
-
-@pytest.fixture
-def backbone(tmp_path) -> ModelVersion:
-    return services.register_version(write_checkpoint(tmp_path, "backbone", 1, kind="backbone"))
-
-
-@pytest.fixture
-def heads(tmp_path, backbone) -> list[ModelVersion]:
-    return [
-        services.register_version(
-            write_checkpoint(tmp_path, "fault-head", v, lineage=("backbone@1",))
-        )
-        for v in (1, 2, 3)
-    ]
 
 
 def test_a_checkpoint_registers_with_its_lineage_and_level(tmp_path, backbone, supervisor):

@@ -1,0 +1,158 @@
+"""The model registry over REST: read versions, aliases and the audit (the view_* permissions
+every control-room role has); promote and roll back (``learning.promote_modelversion``, the
+supervisor's). Thin views: the admin and these share ``fleet.learning.services``, one audited
+path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, permissions, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from fleet.learning import services
+from fleet.learning.admin import PROMOTE_PERMISSION
+from fleet.learning.models import AliasChange, ModelAlias, ModelVersion
+from fleet.learning.serializers import (
+    AliasChangeSerializer,
+    AliasRequestSerializer,
+    ModelAliasSerializer,
+    ModelVersionSerializer,
+)
+
+
+class CanPromote(permissions.BasePermission):
+    """Moving an alias changes what the inference workers serve: a permission of its own."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and user.has_perm(PROMOTE_PERMISSION))
+
+
+def _refused(exc: services.RegistryError) -> Response:
+    # A conflict with the registry's state (nothing to roll back to) is 409; anything else the
+    # request asked for that the registry will not do (weights no longer match) is 400.
+    code = (
+        status.HTTP_409_CONFLICT
+        if isinstance(exc, services.RegistryConflict)
+        else status.HTTP_400_BAD_REQUEST
+    )
+    return Response({"detail": str(exc)}, status=code)
+
+
+def _filtered(queryset: QuerySet, request: Request, fields: tuple[str, ...]) -> QuerySet:
+    for field in fields:
+        value = request.query_params.get(field)
+        if value:
+            queryset = queryset.filter(**{field: value})
+    return queryset
+
+
+NAME = OpenApiParameter("name", str, description="Only this model name")
+ALIAS_CHANGED = {
+    200: ModelAliasSerializer,
+    400: OpenApiResponse(description="Refused: e.g. the weights no longer match their sha256"),
+    403: OpenApiResponse(description="Lacks learning.promote_modelversion"),
+    404: OpenApiResponse(description="No such version or model name"),
+    409: OpenApiResponse(description="Nothing to roll back to"),
+}
+
+
+class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    """Registered versions, newest first: ``?name=``, ``?kind=``."""
+
+    queryset = (
+        ModelVersion.objects.select_related("registered_by")
+        .prefetch_related("aliases")
+        .order_by("-registered_at", "-pk")
+    )
+    serializer_class = ModelVersionSerializer
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self) -> QuerySet[ModelVersion]:
+        return _filtered(super().get_queryset(), self.request, ("name", "kind"))
+
+    def get_permissions(self) -> list[permissions.BasePermission]:
+        if self.action == "promote":
+            return [CanPromote()]
+        return super().get_permissions()
+
+    @extend_schema(parameters=[NAME, OpenApiParameter("kind", str, enum=ModelVersion.Kind.values)])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        request=AliasRequestSerializer,
+        responses=ALIAS_CHANGED,
+        summary="Point an alias of this version's name at it (weights re-verified first)",
+    )
+    @action(detail=True, methods=["post"])
+    def promote(self, request: Request, pk: str | None = None) -> Response:
+        """Point ``alias`` of this version's name at this version; the user is audited."""
+        version = self.get_object()
+        payload = AliasRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        try:
+            row = services.promote(
+                version.name, version.version, payload.validated_data["alias"], by=request.user
+            )
+        except services.RegistryError as exc:
+            return _refused(exc)
+        return Response(ModelAliasSerializer(row).data)
+
+
+class RollBackView(APIView):
+    """Point ``alias`` of ``name`` back at the version it had before its latest promotion still
+    in force (again for the one before); the user is audited."""
+
+    permission_classes = [CanPromote]
+
+    @extend_schema(
+        request=AliasRequestSerializer,
+        responses=ALIAS_CHANGED,
+        summary="Point an alias back at the version it had before its latest promotion",
+    )
+    def post(self, request: Request, name: str) -> Response:
+        payload = AliasRequestSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        if not ModelVersion.objects.filter(name=name).exists():
+            raise NotFound(f"no model named {name!r} is registered")
+        try:
+            row = services.roll_back(name, payload.validated_data["alias"], by=request.user)
+        except services.RegistryError as exc:
+            return _refused(exc)
+        return Response(ModelAliasSerializer(row).data)
+
+
+class ModelAliasListView(generics.ListAPIView):
+    """Every alias and the version it points at: ``?name=``."""
+
+    queryset = ModelAlias.objects.select_related("version", "updated_by")
+    serializer_class = ModelAliasSerializer
+
+    def get_queryset(self) -> QuerySet[ModelAlias]:
+        return _filtered(super().get_queryset(), self.request, ("name", "alias"))
+
+    @extend_schema(parameters=[NAME, OpenApiParameter("alias", str, enum=ModelAlias.Alias.values)])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class AliasChangeListView(generics.ListAPIView):
+    """The audit of aliases, newest first: who moved which, when, from which version to which."""
+
+    queryset = AliasChange.objects.select_related("from_version", "to_version", "by")
+    serializer_class = AliasChangeSerializer
+
+    def get_queryset(self) -> QuerySet[AliasChange]:
+        return _filtered(super().get_queryset(), self.request, ("name", "alias"))
+
+    @extend_schema(parameters=[NAME, OpenApiParameter("alias", str, enum=ModelAlias.Alias.values)])
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
