@@ -312,6 +312,17 @@ def remove_cgroup(path: Path | str) -> bool:
     return not Path(path).exists()
 
 
+def remove_stale_cgroups(parent: Path) -> list[Path]:
+    """Remove slice cgroups left by workers that have exited (a process cannot remove its own
+    group, and a killed one cannot clean up); returns those removed."""
+    removed = []
+    for group in parent.glob("haulmind-*-*"):
+        pid = group.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and remove_cgroup(group):
+            removed.append(group)
+    return removed
+
+
 def cgroup_name(spec: SliceSpec, pid: int) -> str:
     """``haulmind-cpu-0-4242``: unique per process, so a crashed worker's group never clashes."""
     return "haulmind-" + re.sub(r"[^a-z0-9]+", "-", spec.name.lower()) + f"-{pid}"
@@ -353,6 +364,7 @@ def apply_slice(
             note = "" if needs_quota else " (affinity alone holds this share)"
             report.add("cgroup_cpu_quota", False, location + note)
         elif kind == "cpu":
+            remove_stale_cgroups(location.parent)
             try:
                 group = place_in_cpu_quota(
                     location, cgroup_name(spec, report.pid), spec.compute_units, report.pid
@@ -586,10 +598,9 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
     if isinstance(exc, MemoryError | torch.OutOfMemoryError):
         return True
+    # torch_npu and onnxruntime raise their own exception types; their messages agree.
     text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "failed to allocate memory" in text
-    )
+    return "out of memory" in text or "failed to allocate memory" in text
 
 
 def release_memory(device: str) -> None:

@@ -231,3 +231,10 @@ def test_a_cgroup_quota_holds_a_slice_to_half_a_core_where_the_kernel_allows():
     assert not os.path.exists(report["cgroup"])  # removed once the worker exited
     # Configured half a core; a spinning process would take a whole one without the quota.
     assert 0.2 < sample.of_allocation <= 1.15, sample
+
+
+def test_cgroups_of_workers_that_have_exited_are_swept(tmp_path):
+    dead, alive = tmp_path / "haulmind-cpu-0-999999999", tmp_path / f"haulmind-cpu-1-{os.getpid()}"
+    dead.mkdir(), alive.mkdir()
+    assert slices.remove_stale_cgroups(tmp_path) == [dead]
+    assert alive.exists() and not dead.exists()
