@@ -231,6 +231,7 @@ class DynamicBatcher:
             self._dtype = None
         self.input_shapes: dict[str, tuple[int, ...]] = {k: tuple(v) for k, v in shapes.items()}
         self._queue: deque[_Request] = deque()
+        self._queued_rows = 0
         self._cond = threading.Condition()
         self._closed = False
         self._stats = _Stats(stats_window)
@@ -280,8 +281,19 @@ class DynamicBatcher:
                 self._stats.rejected["QueueFull"] += 1
                 raise QueueFull(f"replica {self.name}: {limit} requests already waiting")
             self._queue.append(request)
+            self._queued_rows += rows
             self._stats.submitted += 1
-            self._cond.notify()
+            # Wake the batcher only when its decision may change: the first request starts the
+            # delay, a full batch ends it (a preferred size or a deadline may too). Waking it on
+            # every arrival would cost a context switch per request for nothing.
+            if (
+                len(self._queue) == 1
+                or self._queued_rows >= self.config.max_batch_size
+                or self._preferred
+                or request.deadline is not None
+                or self.config.instances > 1
+            ):
+                self._cond.notify()
         return request.future
 
     def infer(self, inputs: Mapping[str, Any], *, timeout_ms: float | None = None) -> Response:
@@ -364,6 +376,7 @@ class DynamicBatcher:
                 if batch:
                     taken = {id(r) for r in batch}
                     self._queue = deque(r for r in self._queue if id(r) not in taken)
+                    self._queued_rows -= sum(r.rows for r in batch)
                     if self._queue:
                         self._cond.notify()  # another instance may start on the rest
                     return batch
@@ -418,6 +431,7 @@ class DynamicBatcher:
             return
         gone = {id(r) for r in expired}
         self._queue = deque(r for r in self._queue if id(r) not in gone)
+        self._queued_rows -= sum(r.rows for r in expired)
         for request in expired:
             if request.future.cancelled():
                 self._stats.cancelled += 1
@@ -515,7 +529,7 @@ class DynamicBatcher:
     def queue_depth(self) -> tuple[int, int]:
         """Requests and rows waiting (what the scheduler scales on)."""
         with self._cond:
-            return len(self._queue), sum(r.rows for r in self._queue)
+            return len(self._queue), self._queued_rows
 
     def stats(self) -> dict[str, Any]:
         """The replica's figures: counts, batch sizes, queue / compute / total latency
@@ -523,7 +537,7 @@ class DynamicBatcher:
         with self._cond:
             s = self._stats
             elapsed = max(time.perf_counter() - s.started, 1e-9)
-            depth = len(self._queue), sum(r.rows for r in self._queue)
+            depth = len(self._queue), self._queued_rows
             return {
                 "name": self.name,
                 "device": self.device,
@@ -556,7 +570,7 @@ class DynamicBatcher:
         with self._cond:
             self._closed = True
             if not drain:
-                pending, self._queue = list(self._queue), deque()
+                pending, self._queue, self._queued_rows = list(self._queue), deque(), 0
                 for request in pending:
                     if request.future.set_running_or_notify_cancel():
                         request.future.set_exception(

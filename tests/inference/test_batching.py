@@ -254,3 +254,14 @@ def test_an_impossible_configuration_is_refused(kwargs):
 def test_the_configuration_round_trips_as_plain_data():
     config = BatchingConfig(16, 5.0, (4, 8), max_queue_size=100)
     assert BatchingConfig.from_dict(config.to_dict()) == config
+
+
+def test_the_queue_depth_the_scheduler_scales_on_counts_requests_and_rows():
+    batcher = DynamicBatcher(
+        Recorder(), BatchingConfig(max_batch_size=8, max_queue_delay_ms=10_000)
+    )
+    futures = [batcher.submit(rows(n)) for n in (1, 2, 3)]
+    assert batcher.queue_depth() == (3, 6)
+    assert batcher.stats()["queue_rows"] == 6
+    batcher.close()
+    assert batcher.queue_depth() == (0, 0) and all(f.done() for f in futures)
