@@ -22,8 +22,6 @@ from inference.batching import (
 from models import load_runtime
 from tests.inference.conftest import features, windows
 
-torch.set_num_threads(1)  # two shared cores: more threads only add contention
-
 
 class Recorder:
     """A stand-in model that records each batch's rows and answers 2 * x after ``delay_s``."""
