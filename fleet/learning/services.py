@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,12 @@ def _move(
     row, _ = ModelAlias.objects.update_or_create(
         name=name, alias=alias, defaults={"version": target, "updated_by": who, "updated_at": now}
     )
+    if alias == ModelAlias.Alias.CHAMPION:
+        # The pool serves champions: once the move is committed (never a rolled-back one),
+        # point its deployment at the new version. Imported here: deployments reads the pool.
+        from fleet.learning.deployments import champion_moved
+
+        transaction.on_commit(partial(champion_moved, name), robust=True)
     return row
 
 
