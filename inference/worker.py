@@ -1,26 +1,37 @@
-"""A replica worker: one process serving one model deployment on one slice, fed by Celery.
+"""A slice worker: one Celery worker process per slice, serving the deployments the plan gives it.
 
-    HAULMIND_REPLICA='{"deployment": "fault", "checkpoint": "var/models/fault/3",
-                       "slice": {...SliceSpec...}, "batching": {"max_batch_size": 32}}' \\
-        python -m inference.worker
+    python -m inference.worker --node node-a --slice '{...SliceSpec...}' --follow-plan
+    python -m inference.worker --slice @slice.json --deployment @fault.json     # fixed, no scheduler
 
-How one Celery task per request still becomes one forward pass per batch: the worker runs
-Celery's ``threads`` pool with ``max_batch_size * (instances + 1)`` threads and a prefetch
-multiplier of 1, so it holds at most that many unacknowledged messages from its deployment's
-queue. Each thread hands its message's inputs to the replica's ``DynamicBatcher`` and waits on
-the future; the batcher stacks whatever is waiting into one pass. One batch can fill while
-another runs, and no more is taken off the shared queue than this replica can start soon, so a
-replica that joins later (scale-up) finds work waiting in the broker, not stranded here.
+The slice's limits are applied and (for fixed deployments) the models loaded *before* the Celery
+consumer starts, so no message is taken by a process that cannot serve it.
 
-Late acknowledgement (``acks_late``): a message is acknowledged after its result is stored, so
-if the worker dies its unacknowledged messages go back to the queue. On RabbitMQ that happens
-the moment the connection drops and another replica of the deployment serves them; on Redis only
-after its visibility timeout (an hour by default), which is why RabbitMQ is the broker of choice.
+**Batching through Celery.** Every request is an ordinary Celery task message
+(``inference.infer``) on its deployment's queue, so any Celery client can send one and read the
+result with ``AsyncResult``. But the worker does not execute one task per message: the task's
+execution strategy (Celery's documented hook, as in celery-batches) hands each message, as it
+arrives, to the deployment's ``DynamicBatcher``. The consumer's prefetch (``--prefetch``, per
+queue) lets up to that many requests wait unacknowledged, the batcher runs whatever has
+gathered as one forward pass, and a writer thread stores the batch's results in one Redis round
+trip and then acknowledges the messages. Per-request work is a JSON decode, an append and a
+share of one pipeline: that, more than the matrix kernels, is what batching saves on a CPU.
 
-The slice's limits are applied and the model loaded *before* the consumer starts, so no message
-is taken by a process that cannot serve it. Messages and results are JSON (arrays as base64,
-``inference.wire``), never pickle. Callers route with ``send_request`` and read results with
-``read_response``; they pass their own Celery app (fleet's), so nothing here imports fleet.
+**Nothing lost.** Acknowledgement comes after the result is stored. A worker that dies leaves
+its prefetched messages unacknowledged; RabbitMQ requeues them as soon as the connection drops
+and another replica of the deployment serves them (Redis as a broker would wait out its
+visibility timeout, an hour by default: RabbitMQ is the broker of choice). One queue per
+deployment, consumed by all its replicas wherever they run; never a queue per slice, which
+would strand a dead node's work.
+
+**Following the plan.** With ``--follow-plan`` the worker beats its slice's state into the
+pool's Redis (``inference.pool``) every second and reads what the scheduler assigned to it:
+it loads a newly assigned deployment's model, then starts consuming its queue; for a
+deployment taken away it stops consuming at once, finishes what it holds, and keeps the model
+warm a while in case the work comes back (the next burst is a consumer switch, not a load).
+
+Messages and results are JSON (arrays as base64, ``inference.wire``), never pickle. Callers
+route with ``send_request`` and read results with ``read_response``, through their own Celery
+app (fleet's), so nothing here imports fleet; a callback task they own can be linked.
 """
 
 from __future__ import annotations
@@ -29,19 +40,25 @@ import argparse
 import json
 import logging
 import os
+import queue as queue_module
 import re
 import socket
 import threading
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from celery import Celery, shared_task
+from celery import Celery, Task, shared_task, signature
 from celery.result import AsyncResult
 
 from inference.batching import BatchingConfig, DynamicBatcher, Response
+from inference.placement import Deployment
+from inference.pool import HEARTBEAT_S, PoolStore
 from inference.slices import EnforcementReport, ShareMeter, SliceSpec, apply_slice
 from inference.wire import decode_arrays, encode_arrays
 from models import Runtime, load_runtime
@@ -50,7 +67,8 @@ logger = logging.getLogger(__name__)
 
 TASK_NAME = "inference.infer"
 QUEUE_PREFIX = "inference."
-ENV_VAR = "HAULMIND_REPLICA"
+DEFAULT_PREFETCH = 64
+KEEP_WARM_S = 60.0
 
 
 def queue_name(deployment: str) -> str:
@@ -61,146 +79,442 @@ def queue_name(deployment: str) -> str:
     return QUEUE_PREFIX + deployment
 
 
-def worker_concurrency(batching: BatchingConfig) -> int:
-    """Threads (and so unacknowledged messages) a replica holds: one batch per instance in its
-    forward pass and one more filling behind them."""
-    return batching.max_batch_size * (batching.instances + 1)
+def slice_hostname(spec: SliceSpec, node: str) -> str:
+    """Celery's worker name for a slice: unique per slice and node."""
+    return f"{re.sub(r'[^A-Za-z0-9]+', '-', spec.name)}@{node}"
 
 
-@dataclass(frozen=True)
-class ReplicaConfig:
-    """What one worker process serves: a deployment's model version on one slice."""
+class RequestExpired(RuntimeError):
+    """The request's ``expires`` passed before it was served; it was not run."""
 
-    deployment: str
-    checkpoint: str
-    slice: SliceSpec
-    batching: BatchingConfig = field(default_factory=BatchingConfig)
-    engine: str = "auto"
-    node: str = field(default_factory=socket.gethostname)
 
-    def __post_init__(self) -> None:
-        queue_name(self.deployment)
+class NotServedHere(RuntimeError):
+    """A message reached a worker that does not serve its deployment (a routing bug)."""
 
-    @property
-    def hostname(self) -> str:
-        """Celery's worker name: unique per deployment, slice and node."""
-        slice_part = re.sub(r"[^A-Za-z0-9]+", "-", self.slice.name)
-        return f"{self.deployment}-{slice_part}@{self.node}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "deployment": self.deployment,
-            "checkpoint": self.checkpoint,
-            "slice": self.slice.to_dict(),
-            "batching": self.batching.to_dict(),
-            "engine": self.engine,
-            "node": self.node,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ReplicaConfig:
-        values = dict(data)
-        values["slice"] = SliceSpec.from_dict(values["slice"])
-        values["batching"] = BatchingConfig.from_dict(values.get("batching") or {})
-        values["checkpoint"] = str(values["checkpoint"])
-        return cls(**values)
-
-    @classmethod
-    def from_text(cls, text: str) -> ReplicaConfig:
-        """JSON, or ``@path`` to a JSON file."""
-        if text.startswith("@"):
-            text = Path(text[1:]).read_text()
-        return cls.from_dict(json.loads(text))
+# --- one deployment on this slice --------------------------------------------------------------
 
 
 class Replica:
-    """The serving side of a worker process: slice limits, the loaded runtime, the batcher."""
+    """One deployment served on this slice: its loaded runtime and its batcher."""
 
-    def __init__(self, config: ReplicaConfig, *, cgroup: bool | str = True) -> None:
-        self.config = config
-        self.report: EnforcementReport = apply_slice(config.slice, cgroup=cgroup)
-        for step in self.report.steps:
-            logger.info(
-                "%s: %s %s (%s)",
-                config.slice.name,
-                step.mechanism,
-                "applied" if step.applied else "not applied",
-                step.detail,
-            )
+    def __init__(self, deployment: Deployment, spec: SliceSpec, *, engine: str = "auto") -> None:
+        self.deployment = deployment
         self.runtime: Runtime = load_runtime(
-            config.checkpoint,
-            device=config.slice.device,
-            engine=config.engine,
-            threads=config.slice.threads,
+            deployment.checkpoint, device=spec.device, engine=engine, threads=spec.threads
         )
-        batching = config.batching
+        batching = BatchingConfig.from_dict(deployment.batching)
         if batching.memory_budget_bytes is None:
-            batching = replace(batching, memory_budget_bytes=config.slice.memory_bytes)
-        self.batcher = DynamicBatcher(self.runtime, batching, name=config.hostname)
-        self.meter = ShareMeter(config.slice)
-
-    def infer(self, inputs: Mapping[str, Any], timeout_ms: float | None = None) -> dict[str, Any]:
-        """One request as the task receives it (encoded arrays) -> the encoded response."""
-        response = self.batcher.infer(decode_arrays(inputs), timeout_ms=timeout_ms)
-        return {
-            "outputs": encode_arrays(response.outputs),
-            "queue_ms": response.queue_ms,
-            "compute_ms": response.compute_ms,
-            "batch_rows": response.batch_rows,
-            "batch_requests": response.batch_requests,
-            "replica": self.config.hostname,
-            "model_id": self.runtime.model_id,
-            "device": self.runtime.device,
-        }
+            batching = replace(batching, memory_budget_bytes=spec.memory_bytes)
+        self.batcher = DynamicBatcher(self.runtime, batching, name=deployment.name)
+        self.consuming = False
+        self.retired_at: float | None = None
+        self._last_count = (time.monotonic(), 0)
 
     def describe(self) -> dict[str, Any]:
-        """What the pool reports for this replica: placement, enforcement, batching figures
-        and the delivered share since the last call."""
+        """Placement and figures, with the rate served since the last call."""
         stats = self.batcher.stats()
+        now, done = time.monotonic(), stats["completed"] + stats["failed"]
+        then, before = self._last_count
+        self._last_count = (now, done)
         return {
-            "replica": self.config.to_dict(),
-            "runtime": self.runtime.describe(),
-            "enforcement": self.report.to_dict(),
+            "deployment": self.deployment.name,
+            "model_id": self.runtime.model_id,
+            "engine": self.runtime.describe().get("engine"),
+            "consuming": self.consuming,
+            "served_per_s": (done - before) / max(now - then, 1e-6),
             "batching": stats,
-            "share": self.meter.sample(busy_seconds_total=stats["busy_s"]).to_dict(),
         }
 
     def close(self) -> None:
         self.batcher.close()
 
 
-_replica: Replica | None = None
-_replica_lock = threading.Lock()
+# --- results: one Redis round trip per batch, then the acknowledgements ------------------------
 
 
-def install_replica(replica: Replica | None) -> None:
-    """Make ``replica`` the one this process's ``infer`` tasks use (None to remove it)."""
-    global _replica
-    with _replica_lock:
-        _replica = replica
+@dataclass(eq=False)
+class _Done:
+    message: Any
+    task_id: str
+    embed: Mapping[str, Any]
+    result: dict[str, Any] | None
+    error: BaseException | None
 
 
-def current_replica() -> Replica:
-    if _replica is None:
-        raise RuntimeError("no replica installed in this worker process")
-    return _replica
+class ResultWriter:
+    """Stores results and acknowledges their messages from one thread, in batches.
+
+    Results finish a batch at a time; writing them one by one would cost a round trip each
+    (Celery's own store does a read and a write per task). Here everything finished since the
+    last write goes in one pipeline, in Celery's result format so ``AsyncResult`` reads it, and
+    only then are the messages acknowledged: a crash in between redelivers, never loses.
+    """
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self._queue: queue_module.SimpleQueue[_Done | None] = queue_module.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="result-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, done: _Done) -> None:
+        self._queue.put(done)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue_module.Empty:
+                    break
+                if item is None:
+                    self._flush(batch)
+                    return
+                batch.append(item)
+            self._flush(batch)
+
+    def _flush(self, batch: list[_Done]) -> None:
+        try:
+            self._store(batch)
+        except Exception:
+            # Not stored, so not acknowledged: the broker redelivers them when this worker's
+            # connection goes; better a request served twice than one lost.
+            logger.exception("could not store %d results; leaving them unacknowledged", len(batch))
+            return
+        for done in batch:
+            try:
+                done.message.ack()
+            except Exception:
+                logger.exception("ack failed for %s", done.task_id)
+            if done.result is not None:
+                self._call_back(done)
+
+    def _store(self, batch: list[_Done]) -> None:
+        backend = self.app.backend
+        client = getattr(backend, "client", None)
+        if client is None or not hasattr(backend, "get_key_for_task"):
+            for done in batch:  # not Redis: the backend's own, one at a time
+                if done.error is None:
+                    backend.mark_as_done(done.task_id, done.result)
+                else:
+                    backend.mark_as_failure(done.task_id, done.error)
+            return
+        expires = int(backend.expires or 0)
+        with client.pipeline(transaction=False) as pipe:
+            for done in batch:
+                key = backend.get_key_for_task(done.task_id)
+                value = backend.encode(self._meta(done))
+                if expires:
+                    pipe.setex(key, expires, value)
+                else:
+                    pipe.set(key, value)
+                pipe.publish(key, value)
+            pipe.execute()
+
+    def _meta(self, done: _Done) -> dict[str, Any]:
+        backend = self.app.backend
+        if done.error is None:
+            state, result = "SUCCESS", done.result
+        else:
+            state, result = "FAILURE", backend.prepare_exception(done.error)
+        meta = backend._get_result_meta(result=result, state=state, traceback=None, request=None)
+        meta["task_id"] = done.task_id
+        return meta
+
+    def _call_back(self, done: _Done) -> None:
+        for callback in done.embed.get("callbacks") or ():
+            try:
+                signature(callback, app=self.app).apply_async((done.result,))
+            except Exception:
+                logger.exception("callback of %s could not be sent", done.task_id)
 
 
-class WrongDeployment(RuntimeError):
-    """A message reached a replica of another deployment: a routing bug, never served."""
+# --- the slice worker --------------------------------------------------------------------------
 
 
-@shared_task(name=TASK_NAME, acks_late=True, reject_on_worker_lost=True)
+class SliceWorker:
+    """Everything one worker process does for its slice: limits, replicas, results, heartbeat."""
+
+    def __init__(
+        self,
+        spec: SliceSpec,
+        *,
+        node: str | None = None,
+        app: Celery | None = None,
+        store: PoolStore | None = None,
+        cgroup: bool | str = True,
+        engine: str = "auto",
+        prefetch: int = DEFAULT_PREFETCH,
+    ) -> None:
+        self.spec = spec
+        self.node = node or socket.gethostname()
+        self.hostname = slice_hostname(spec, self.node)
+        self.app = app or make_app()
+        self.store = store
+        self.engine = engine
+        self.prefetch = prefetch
+        self.report: EnforcementReport = apply_slice(spec, cgroup=cgroup)
+        for step in self.report.steps:
+            logger.info(
+                "%s: %s %s (%s)",
+                spec.name,
+                step.mechanism,
+                "applied" if step.applied else "not applied",
+                step.detail,
+            )
+        self.meter = ShareMeter(spec)
+        self.replicas: dict[str, Replica] = {}
+        self.plan_version = 0
+        self.writer = ResultWriter(self.app)
+        self._lock = threading.Lock()
+        self._busy_seen = 0.0
+        self._stop = threading.Event()
+
+    @property
+    def key(self) -> str:
+        return f"{self.node}/{self.spec.name}"
+
+    # --- serving -------------------------------------------------------------------------------
+
+    def load(self, deployment: Deployment) -> Replica:
+        """Load a deployment's model on this slice (kept if already loaded and unchanged)."""
+        with self._lock:
+            current = self.replicas.get(deployment.name)
+        if current is not None and current.deployment == deployment:
+            current.retired_at = None
+            return current
+        replica = Replica(deployment, self.spec, engine=self.engine)
+        with self._lock:
+            old, self.replicas[deployment.name] = self.replicas.get(deployment.name), replica
+        if old is not None:
+            replica.consuming = old.consuming
+            old.close()
+        logger.info("%s: loaded %s (%s)", self.key, deployment.name, replica.runtime.model_id)
+        return replica
+
+    def receive(self, message: Any) -> None:
+        """One request message, as the consumer receives it: into its deployment's batcher."""
+        task_id = str(message.headers.get("id", ""))
+        embed: Mapping[str, Any] = {}
+        try:
+            args, kwargs, embed = message.decode()
+            deployment, inputs, timeout_ms = _request_args(args, kwargs)
+            _refuse_if_expired(message.headers.get("expires"))
+            with self._lock:
+                replica = self.replicas.get(deployment)
+            if replica is None:
+                raise NotServedHere(f"{deployment!r} is not served on {self.key}")
+            future = replica.batcher.submit(decode_arrays(inputs), timeout_ms=timeout_ms)
+        except Exception as exc:
+            self.writer.put(_Done(message, task_id, embed or {}, None, exc))
+            return
+        future.add_done_callback(lambda f: self._finished(f, message, task_id, embed, replica))
+
+    def _finished(
+        self,
+        future: Future[Response],
+        message: Any,
+        task_id: str,
+        embed: Mapping[str, Any],
+        replica: Replica,
+    ) -> None:
+        error = future.exception()
+        result = None
+        if error is None:
+            result = _encoded_response(future.result(), self.hostname, replica.runtime)
+        self.writer.put(_Done(message, task_id, embed, result, error))
+
+    # --- following the plan --------------------------------------------------------------------
+
+    def follow(self, interval_s: float = 0.2) -> None:
+        """Until stopped: read the plan and apply it; beat the slice's state every second."""
+        last_beat = 0.0
+        while not self._stop.is_set():
+            try:
+                self.sync()
+                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                    self.store.beat_slice(self.heartbeat())
+                    last_beat = time.monotonic()
+            except Exception:
+                logger.exception("%s: could not follow the plan", self.key)
+            self._stop.wait(interval_s)
+
+    def sync(self) -> None:
+        """Serve what the plan assigns to this slice, and only that."""
+        if self.store is None:
+            raise RuntimeError("following the plan needs a PoolStore")
+        version, assigned = self.store.assigned(self.key)
+        if version != self.plan_version:
+            self._apply(set(assigned))
+            self.plan_version = version
+        self._unload_cold()
+
+    def _apply(self, assigned: set[str]) -> None:
+        for name in sorted(assigned):
+            deployment = self.store.deployment(name) if self.store else None
+            if deployment is None:
+                logger.warning("%s: plan names unknown deployment %s", self.key, name)
+                continue
+            try:
+                replica = self.load(deployment)
+            except Exception:
+                logger.exception("%s: cannot load %s", self.key, name)
+                continue
+            if not replica.consuming:
+                self.consume(name, True)
+        with self._lock:
+            taken_away = [r for n, r in self.replicas.items() if n not in assigned and r.consuming]
+        for replica in taken_away:
+            self.consume(replica.deployment.name, False)
+
+    def consume(self, deployment: str, on: bool) -> None:
+        """Start or stop taking the deployment's queue (through Celery's remote control, which
+        runs the change in the consumer's own thread)."""
+        control = self.app.control
+        queue = queue_name(deployment)
+        if on:
+            control.add_consumer(queue, destination=[self.hostname], reply=True, timeout=5)
+        else:
+            control.cancel_consumer(queue, destination=[self.hostname], reply=True, timeout=5)
+        with self._lock:
+            replica = self.replicas.get(deployment)
+            if replica is not None:
+                replica.consuming = on
+                replica.retired_at = None if on else time.monotonic()
+        logger.info("%s: %s %s", self.key, "consuming" if on else "stopped consuming", queue)
+
+    def _unload_cold(self) -> None:
+        """Free a model no longer assigned once it has stayed cold for ``KEEP_WARM_S``."""
+        now = time.monotonic()
+        with self._lock:
+            cold = [
+                n
+                for n, r in self.replicas.items()
+                if r.retired_at is not None and now - r.retired_at > KEEP_WARM_S
+            ]
+            replicas = [self.replicas.pop(n) for n in cold]
+        for replica in replicas:
+            replica.close()
+
+    # --- reporting -----------------------------------------------------------------------------
+
+    def heartbeat(self) -> dict[str, Any]:
+        """The slice's state for the pool: what the scheduler and the dashboards read."""
+        with self._lock:
+            replicas = list(self.replicas.values())
+        described = [r.describe() for r in replicas]
+        busy_total = sum(d["batching"]["busy_s"] for d in described)
+        share = self.meter.sample(busy_seconds_total=busy_total).to_dict()
+        return {
+            "node": self.node,
+            "name": self.spec.name,
+            "device": self.spec.device,
+            "kind": self.spec.kind,
+            "compute_share": self.spec.compute_share,
+            "memory_bytes": self.spec.memory_bytes,
+            "hostname": self.hostname,
+            "pid": os.getpid(),
+            "busy": min(1.0, share.get("of_allocation") or 0.0),
+            "serving": sorted(d["deployment"] for d in described if d["consuming"]),
+            "plan_version": self.plan_version,
+            "share": share,
+            "enforcement": self.report.to_dict(),
+            "replicas": described,
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def close(self) -> None:
+        self.stop()
+        with self._lock:
+            replicas = list(self.replicas.values())
+        for replica in replicas:
+            replica.close()
+        self.writer.close()
+
+
+def _request_args(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[str, Any, Any]:
+    values = [*args]
+    names = ("deployment", "inputs", "timeout_ms")
+    for name in names[len(values) :]:
+        values.append(kwargs.get(name))
+    if len(values) != 3 or not isinstance(values[0], str) or not isinstance(values[1], Mapping):
+        raise ValueError("an inference request is (deployment, inputs, timeout_ms)")
+    return values[0], values[1], values[2]
+
+
+def _refuse_if_expired(expires: str | None) -> None:
+    if not expires:
+        return
+    deadline = datetime.fromisoformat(expires)
+    if deadline.tzinfo is not None and deadline.timestamp() < time.time():
+        raise RequestExpired(f"request expired at {expires} before it was served")
+
+
+def _encoded_response(response: Response, replica: str, runtime: Runtime) -> dict[str, Any]:
+    return {
+        "outputs": encode_arrays(response.outputs),
+        "queue_ms": response.queue_ms,
+        "compute_ms": response.compute_ms,
+        "batch_rows": response.batch_rows,
+        "batch_requests": response.batch_requests,
+        "replica": replica,
+        "model_id": runtime.model_id,
+        "device": runtime.device,
+    }
+
+
+# --- the Celery side ---------------------------------------------------------------------------
+
+_worker: SliceWorker | None = None
+
+
+def install_worker(worker: SliceWorker | None) -> None:
+    """Make ``worker`` the one this process's consumer hands requests to (None to remove)."""
+    global _worker
+    _worker = worker
+
+
+def current_worker() -> SliceWorker:
+    if _worker is None:
+        raise RuntimeError("no slice worker installed in this process")
+    return _worker
+
+
+def batching_strategy(task: Task, app: Celery, consumer: Any, **_: Any) -> Any:
+    """Celery execution strategy of ``inference.infer``: each message goes to the batcher of
+    its deployment as it arrives, instead of to the pool as a task of its own."""
+    worker = current_worker()
+
+    def on_message(message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any):
+        worker.receive(message)
+
+    return on_message
+
+
+class BatchedTask(Task):
+    Strategy = "inference.worker:batching_strategy"
+
+
+@shared_task(name=TASK_NAME, base=BatchedTask, acks_late=True, reject_on_worker_lost=True)
 def infer(
     deployment: str, inputs: dict[str, Any], timeout_ms: float | None = None
 ) -> dict[str, Any]:
-    """Serve one request through this worker's replica (batched with its neighbours)."""
-    replica = current_replica()
-    if replica.config.deployment != deployment:
-        raise WrongDeployment(
-            f"request for {deployment!r} reached a replica of {replica.config.deployment!r}"
-        )
-    return replica.infer(inputs, timeout_ms)
+    """Serve one request outside a slice worker (tests, eager mode): the worker's strategy
+    batches messages without calling this."""
+    worker = current_worker()
+    replica = worker.replicas[deployment]
+    response = replica.batcher.infer(decode_arrays(inputs), timeout_ms=timeout_ms)
+    return _encoded_response(response, worker.hostname, replica.runtime)
 
 
 # --- the caller's side -------------------------------------------------------------------------
@@ -212,17 +526,18 @@ def send_request(
     inputs: Mapping[str, np.ndarray],
     *,
     timeout_ms: float | None = None,
+    queue: str | None = None,
     **options: Any,
 ) -> AsyncResult:
     """Send one request to the deployment's queue through the caller's own Celery app.
 
-    ``options`` go to ``send_task`` (``link`` for a callback task the caller owns, ``expires``,
-    ``priority``...).
+    ``queue`` comes from the routing table when the caller has one (``PoolStore.routes``);
+    ``options`` go to ``send_task`` (``link`` for a callback task the caller owns, ``expires``).
     """
     return app.send_task(
         TASK_NAME,
         args=[deployment, encode_arrays(inputs), timeout_ms],
-        queue=queue_name(deployment),
+        queue=queue or queue_name(deployment),
         **options,
     )
 
@@ -242,9 +557,9 @@ def read_response(result: Mapping[str, Any]) -> Response:
 
 
 def make_app(broker: str | None = None, backend: str | None = None) -> Celery:
-    """A Celery app for replica workers (and for tests' clients), configured like fleet's:
-    JSON only, late acks, prefetch multiplier 1. Broker and backend come from the same
-    environment variables as fleet's settings."""
+    """A Celery app for slice workers (and for tests' clients), configured like fleet's:
+    JSON only, late acks. Broker and backend come from the same environment variables as
+    fleet's settings."""
     app = Celery(
         "haulmind-inference",
         broker=broker
@@ -269,44 +584,78 @@ def make_app(broker: str | None = None, backend: str | None = None) -> Celery:
     return app
 
 
-def worker_argv(config: ReplicaConfig, loglevel: str = "INFO") -> list[str]:
-    """Celery worker arguments for a replica (threads pool, its queue, its concurrency)."""
+def worker_argv(worker: SliceWorker, queues: Sequence[str], loglevel: str = "INFO") -> list[str]:
+    """Celery worker arguments: the threads pool only sets the prefetch here (the strategy
+    does the work), so ``--concurrency`` is the prefetch per queue."""
+    # A slice with nothing assigned yet listens on a queue of its own, never Celery's default.
+    queues = list(queues) or [f"{QUEUE_PREFIX}slice.{worker.hostname}"]
     return [
         "worker",
         "--pool=threads",
-        f"--concurrency={worker_concurrency(config.batching)}",
-        f"--queues={queue_name(config.deployment)}",
+        f"--concurrency={worker.prefetch}",
+        f"--queues={','.join(queues)}",
         "--prefetch-multiplier=1",
-        f"--hostname={config.hostname}",
+        f"--hostname={worker.hostname}",
         "--without-gossip",
         "--without-mingle",
         f"--loglevel={loglevel}",
     ]
 
 
+def _json_arg(text: str) -> Any:
+    """JSON, or ``@path`` to a JSON file."""
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    return json.loads(text)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m inference.worker [--replica JSON|@file]`` (default: ``$HAULMIND_REPLICA``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--replica", default=os.environ.get(ENV_VAR))
+    parser.add_argument("--slice", required=True, help="SliceSpec as JSON or @file")
+    parser.add_argument("--node", default=os.environ.get("HAULMIND_NODE") or socket.gethostname())
+    parser.add_argument(
+        "--deployment", action="append", default=[], help="serve this (JSON or @file), no plan"
+    )
+    parser.add_argument("--follow-plan", action="store_true", help="serve what the plan assigns")
+    parser.add_argument("--prefetch", type=int, default=DEFAULT_PREFETCH)
+    parser.add_argument("--engine", default="auto")
     parser.add_argument("--no-cgroup", action="store_true", help="do not set a CPU quota")
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
-    if not args.replica:
-        parser.error(f"give --replica or set {ENV_VAR}")
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(name)s %(message)s")
-    config = ReplicaConfig.from_text(args.replica)
-    replica = Replica(config, cgroup=not args.no_cgroup)
-    install_replica(replica)
-    logger.info("replica ready: %s", json.dumps(replica.runtime.describe()))
+    spec = SliceSpec.from_dict(_json_arg(args.slice))
     app = make_app()
+    worker = SliceWorker(
+        spec,
+        node=args.node,
+        app=app,
+        store=PoolStore() if args.follow_plan else None,
+        cgroup=not args.no_cgroup,
+        engine=args.engine,
+        prefetch=args.prefetch,
+    )
+    fixed = [Deployment.from_dict(_json_arg(d)) for d in args.deployment]
+    for deployment in fixed:
+        worker.load(deployment).consuming = True
+    # Run as ``-m`` this file is ``__main__``; the strategy Celery imports reads the global of
+    # ``inference.worker``, so install the worker there.
+    from inference import worker as this_module
+
+    this_module.install_worker(worker)
+    if args.follow_plan:
+        # The consumer must exist before the plan can add queues to it: start following once
+        # Celery reports the worker ready.
+        from celery.signals import worker_ready
+
+        worker_ready.connect(
+            lambda **_: threading.Thread(target=worker.follow, daemon=True).start(), weak=False
+        )
     try:
-        app.worker_main(worker_argv(config, args.loglevel))
+        app.worker_main(worker_argv(worker, [queue_name(d.name) for d in fixed], args.loglevel))
     finally:
-        replica.close()
-        if replica.report.cgroup:
-            logger.info(
-                "cgroup %s is removed by the node once this process exits", replica.report.cgroup
-            )
+        worker.close()
+        if worker.store is not None:
+            worker.store.redis.delete(worker.store.key("slice", worker.key))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,250 @@
+"""The pool's shared state in Redis: nodes and their slices, deployments, drains, the plan.
+
+Everything that spans processes goes through here, so a node, a slice worker, the scheduler and
+fleet's API agree on one picture without talking to each other directly:
+
+``<prefix>:node:<node>``         a node's heartbeat (its devices and slices), expiring: a node that
+                                 stops beating disappears on its own (``node_ttl_s``)
+``<prefix>:slice:<node>/<slice>`` a slice worker's heartbeat: what it serves and how it is doing
+                                 (batching figures, delivered share, memory), expiring likewise
+``<prefix>:deployments``          hash of deployment name -> ``Deployment`` JSON (what to serve)
+``<prefix>:draining``             hash of node -> who asked and when (persists across restarts)
+``<prefix>:plan``                 the scheduler's last ``Plan`` and the routing table, also
+                                 published on the channel of the same name
+``<prefix>:leader``               the running scheduler's lease (one scheduler acts at a time)
+
+Records are JSON. Heartbeats carry the writer's wall clock (``at``) so readers can show ages;
+liveness itself is the key's expiry in Redis, one clock for everyone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from inference.placement import Deployment, NodeView, Plan, SliceView
+
+DEFAULT_PREFIX = "haulmind:pool"
+HEARTBEAT_S = 1.0
+NODE_TTL_S = 5.0
+
+
+def redis_url() -> str:
+    """The pool's Redis: ``HAULMIND_POOL_REDIS_URL``, else ``REDIS_URL``, else localhost."""
+    return (
+        os.environ.get("HAULMIND_POOL_REDIS_URL")
+        or os.environ.get("REDIS_URL")
+        or "redis://127.0.0.1:6379/0"
+    )
+
+
+def pool_prefix() -> str:
+    """Key prefix: ``HAULMIND_POOL_PREFIX`` (tests and side-by-side pools use their own)."""
+    return os.environ.get("HAULMIND_POOL_PREFIX") or DEFAULT_PREFIX
+
+
+@dataclass(frozen=True)
+class PlanRecord:
+    """The plan as stored: the plan, its version (bumped on every change) and when."""
+
+    version: int
+    at: float
+    plan: Plan
+    routes: dict[str, dict[str, Any]]
+
+
+class PoolStore:
+    """Reads and writes the pool's state (see the module docstring for the keys)."""
+
+    def __init__(
+        self,
+        client: redis.Redis | None = None,
+        *,
+        prefix: str | None = None,
+        node_ttl_s: float = NODE_TTL_S,
+    ) -> None:
+        self.redis = client or redis.Redis.from_url(redis_url())
+        self.prefix = prefix or pool_prefix()
+        self.node_ttl_s = node_ttl_s
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # --- heartbeats ----------------------------------------------------------------------------
+
+    def beat_node(self, record: Mapping[str, Any]) -> None:
+        """A node's heartbeat: ``{"name", "slices": [names], "devices", "pid", ...}``."""
+        self._put(self.key("node", record["name"]), record)
+
+    def beat_slice(self, record: Mapping[str, Any]) -> None:
+        """A slice worker's heartbeat: ``SliceView`` fields plus its figures."""
+        self._put(self.key("slice", f"{record['node']}/{record['name']}"), record)
+
+    def _put(self, key: str, record: Mapping[str, Any]) -> None:
+        payload = json.dumps({**record, "at": time.time()}, default=str)
+        self.redis.set(key, payload, px=int(self.node_ttl_s * 1000))
+
+    def forget_node(self, node: str) -> None:
+        """Remove a node at once (a clean shutdown), rather than waiting for it to expire."""
+        keys = [self.key("node", node), *self._scan(self.key("slice", f"{node}/*"))]
+        self.redis.delete(*keys)
+
+    def node_records(self) -> list[dict[str, Any]]:
+        return self._records(self.key("node", "*"))
+
+    def slice_records(self) -> list[dict[str, Any]]:
+        return self._records(self.key("slice", "*"))
+
+    def _scan(self, pattern: str) -> list[str]:
+        return [k.decode() if isinstance(k, bytes) else k for k in self.redis.scan_iter(pattern)]
+
+    def _records(self, pattern: str) -> list[dict[str, Any]]:
+        keys = sorted(self._scan(pattern))
+        values = self.redis.mget(keys) if keys else []
+        return [json.loads(v) for v in values if v is not None]
+
+    def node_views(self) -> list[NodeView]:
+        """Live nodes as the scheduler sees them: a slice counts only while its worker beats
+        and its node beats too (a node whose agent died takes its slices with it)."""
+        draining = set(self.draining())
+        by_node: dict[str, list[SliceView]] = {n["name"]: [] for n in self.node_records()}
+        for record in self.slice_records():
+            if record["node"] in by_node:
+                by_node[record["node"]].append(slice_view(record))
+        return [
+            NodeView(
+                name=name,
+                slices=tuple(sorted(views, key=lambda s: s.name)),
+                draining=name in draining,
+            )
+            for name, views in sorted(by_node.items())
+        ]
+
+    # --- deployments ---------------------------------------------------------------------------
+
+    def put_deployment(self, deployment: Deployment) -> None:
+        self.redis.hset(self.key("deployments"), deployment.name, json.dumps(deployment.to_dict()))
+
+    def remove_deployment(self, name: str) -> bool:
+        return bool(self.redis.hdel(self.key("deployments"), name))
+
+    def deployments(self) -> list[Deployment]:
+        raw = self.redis.hgetall(self.key("deployments"))
+        return sorted(
+            (Deployment.from_dict(json.loads(v)) for v in raw.values()), key=lambda d: d.name
+        )
+
+    def deployment(self, name: str) -> Deployment | None:
+        raw = self.redis.hget(self.key("deployments"), name)
+        return None if raw is None else Deployment.from_dict(json.loads(raw))
+
+    # --- drain ---------------------------------------------------------------------------------
+
+    def set_draining(self, node: str, draining: bool = True, *, by: str = "") -> None:
+        """Drain a node (the scheduler moves its replicas away and its workers stop taking
+        work) or put it back in service."""
+        if draining:
+            record = {"by": by, "at": time.time()}
+            self.redis.hset(self.key("draining"), node, json.dumps(record))
+        else:
+            self.redis.hdel(self.key("draining"), node)
+
+    def draining(self) -> dict[str, dict[str, Any]]:
+        raw = self.redis.hgetall(self.key("draining"))
+        return {_text(k): json.loads(v) for k, v in raw.items()}
+
+    # --- the plan ------------------------------------------------------------------------------
+
+    def write_plan(self, plan: Plan, deployments: Iterable[Deployment]) -> PlanRecord:
+        """Store a new plan (version + 1) with its routing table and announce it."""
+        previous = self.read_plan()
+        record = PlanRecord(
+            version=(previous.version if previous else 0) + 1,
+            at=time.time(),
+            plan=plan,
+            routes=plan.routes(list(deployments)),
+        )
+        payload = json.dumps(
+            {
+                "version": record.version,
+                "at": record.at,
+                "plan": plan.to_dict(),
+                "routes": record.routes,
+            }
+        )
+        with self.redis.pipeline() as pipe:
+            pipe.set(self.key("plan"), payload)
+            pipe.publish(self.key("plan"), record.version)
+            pipe.execute()
+        return record
+
+    def read_plan(self) -> PlanRecord | None:
+        raw = self.redis.get(self.key("plan"))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        return PlanRecord(
+            version=int(data["version"]),
+            at=float(data["at"]),
+            plan=Plan.from_dict(data["plan"]),
+            routes=data["routes"],
+        )
+
+    def routes(self) -> dict[str, dict[str, Any]]:
+        """The routing table: deployment -> ``{"queue", "model", "model_id", "replicas"}``."""
+        record = self.read_plan()
+        return record.routes if record else {}
+
+    def assigned(self, slice_key: str) -> tuple[int, tuple[str, ...]]:
+        """What one slice must serve now, with the plan version it comes from."""
+        record = self.read_plan()
+        if record is None:
+            return 0, ()
+        return record.version, tuple(record.plan.assignment.get(slice_key, ()))
+
+    # --- one scheduler at a time ---------------------------------------------------------------
+
+    def hold_leadership(self, owner: str, ttl_s: float) -> bool:
+        """Take or renew the scheduler's lease; False while another scheduler holds it."""
+        key = self.key("leader")
+        if self.redis.set(key, owner, nx=True, px=int(ttl_s * 1000)):
+            return True
+        if _text(self.redis.get(key) or b"") == owner:
+            self.redis.pexpire(key, int(ttl_s * 1000))
+            return True
+        return False
+
+    def release_leadership(self, owner: str) -> None:
+        key = self.key("leader")
+        if _text(self.redis.get(key) or b"") == owner:
+            self.redis.delete(key)
+
+    def clear(self) -> None:
+        """Remove every key of this pool (tests, and ``pool reset``)."""
+        keys = self._scan(self.key("*"))
+        if keys:
+            self.redis.delete(*keys)
+
+
+def slice_view(record: Mapping[str, Any]) -> SliceView:
+    """The scheduler's view of a slice heartbeat."""
+    return SliceView(
+        node=record["node"],
+        name=record["name"],
+        device=record["device"],
+        kind=record["kind"],
+        compute_share=float(record["compute_share"]),
+        memory_bytes=int(record["memory_bytes"]),
+        busy=float(record.get("busy") or 0.0),
+        serving=tuple(record.get("serving") or ()),
+    )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
