@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "fleet.simulator",
     "fleet.learning",
     "fleet.live",
+    "fleet.pool",
 ]
 
 MIDDLEWARE = [
@@ -162,6 +163,12 @@ MQTT_TOPIC_ROOT = env_str("MQTT_TOPIC_ROOT", "iso23725/v1")
 # Prefix of every Redis key Haulmind writes itself (latest state per truck, scheduler tables), so
 # several deployments, or the tests, can share one Redis.
 REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "haulmind")
+# The inference pool's state (inference.pool.PoolStore: heartbeats, deployments, drains, the
+# plan), read by the pool API, its admin page and /metrics. Same variables as the nodes use.
+POOL_REDIS_URL = env_url(
+    "HAULMIND_POOL_REDIS_URL", REDIS_URL, schemes=("redis", "rediss"), what="a Redis URL"
+)
+POOL_PREFIX = env_str("HAULMIND_POOL_PREFIX", "haulmind:pool")
 
 # --- Ingest: time rules, batching, retention (docs/protocol.md, docs/operations.md) ----------------
 # A truck clock this far ahead of ours is wrong, not early: the message is refused.

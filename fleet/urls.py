@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 from fleet.control import views as control_views
 from fleet.learning import views as learning_views
 from fleet.mine import views as mine_views
+from fleet.pool import services as pool_services
 from fleet.telemetry import views as telemetry_views
 from fleet.vehicles import views as vehicle_views
 
@@ -60,8 +61,12 @@ api_v1 = [
         learning_views.RollBackView.as_view(),
         name="model-roll-back",
     ),
+    path("", include("fleet.pool.urls")),
     path("", include(router.urls)),
 ]
+
+# The web process's /metrics also reports the inference pool (read from its Redis at each scrape).
+pool_services.install_collector()
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -3,7 +3,8 @@
 - viewer: sees the map, the fleet and the live picture; changes nothing.
 - operator (control room): also creates policy zones (closing a road is an exclusion zone) and
   activates or deactivates them.
-- supervisor: also maintains the mine map and the equipment register.
+- supervisor: also maintains the mine map and the equipment register, decides which model
+  version serves and drains inference nodes.
 - admin: everything, including users, roles and machine credentials.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 VIEWER, OPERATOR, SUPERVISOR, ADMIN = "viewer", "operator", "supervisor", "admin"
 ROLES = (VIEWER, OPERATOR, SUPERVISOR, ADMIN)
 
-DOMAIN_APPS = ("mine", "vehicles", "telemetry", "control", "learning")
+DOMAIN_APPS = ("mine", "vehicles", "telemetry", "control", "learning", "pool")
 # Operators run the shift: draw zones, activate them, stop and resume trucks (a command).
 OPERATOR_EXTRA = {
     ("mine", "add_policyzone"),
@@ -34,8 +35,9 @@ SUPERVISOR_MODELS = {
     ),
     "vehicles": ("equipment",),
 }
-# Supervisors decide which model version serves (promote, roll back).
-SUPERVISOR_EXTRA = {("learning", "promote_modelversion")}
+# Supervisors decide which model version serves (promote, roll back) and which inference nodes
+# take work (drain, undrain).
+SUPERVISOR_EXTRA = {("learning", "promote_modelversion"), ("pool", "drain_node")}
 
 
 def role_permissions(all_codenames: set[tuple[str, str]]) -> dict[str, set[tuple[str, str]]]:
