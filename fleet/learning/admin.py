@@ -13,7 +13,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from fleet.learning import services
-from fleet.learning.models import AliasChange, ModelAlias, ModelVersion
+from fleet.learning.models import AliasChange, ModelAlias, ModelVersion, Prediction
 
 PROMOTE_PERMISSION = "learning.promote_modelversion"
 
@@ -128,3 +128,22 @@ class AliasChangeAdmin(ReadOnlyAdmin):
     )
     list_filter = ("name", "alias", "action")
     list_select_related = ("from_version", "to_version", "by")
+
+
+@admin.register(Prediction)
+class PredictionAdmin(ReadOnlyAdmin):
+    """What the served networks said, per truck: written only by the inference callback."""
+
+    list_display = (
+        "window_end",
+        "equipment",
+        "model_name",
+        "model_id",
+        "queue_ms",
+        "compute_ms",
+        "replica",
+    )
+    list_filter = ("model_name",)
+    search_fields = ("equipment__name", "model_id")
+    list_select_related = ("equipment",)
+    date_hierarchy = "window_end"

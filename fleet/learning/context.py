@@ -51,12 +51,23 @@ def run_context(
     run: SiteRun, truck: np.ndarray, end: np.ndarray, lags_s: tuple[int, ...] = LAGS_S
 ) -> np.ndarray:
     """[n, F] context features for windows of ``run`` ending at rows ``end`` of ``truck``."""
-    hz = run.spec.hz
+    return series_context(run.series, truck, end, run.spec.hz, lags_s)
+
+
+def series_context(
+    series: np.ndarray,
+    truck: np.ndarray,
+    end: np.ndarray,
+    hz: float,
+    lags_s: tuple[int, ...] = LAGS_S,
+) -> np.ndarray:
+    """[n, F] context features from a ``[K, len(RAW_CHANNELS), T]`` series sampled at ``hz``
+    (a run's, or live history resampled by ``fleet.learning.serving``)."""
     now_rows = max(round(NOW_S * hz), 1)
     sensed = [RAW_CHANNELS.index(c) for c in SENSED_CHANNELS]
     tyres = [SENSED_CHANNELS.index(c) for c in TYRE_PRESSURES]
     elevation, speed = RAW_CHANNELS.index("elevation_m"), RAW_CHANNELS.index("speed_kmh")
-    series = run.series[:, [*sensed, elevation, speed]]
+    series = series[:, [*sensed, elevation, speed]]
     now = _means(series, truck, end, now_rows)
     columns: list[np.ndarray] = []
     for lag in lags_s:

@@ -276,7 +276,7 @@ def _assemble(spec: RunSpec, world: World, tele: dict, states: dict, labels: lis
     time_s = states["time_s"].astype(np.float64)
     series = np.stack([tele[name].T for name in RAW_CHANNELS], axis=1)  # [K, C, T]
     gps_ok = ~np.isnan(tele["x_m"].T)
-    _hold_positions(series, gps_ok)
+    hold_last(series, gps_ok)
     true_xy = np.stack([states["x_m"].T, states["y_m"].T], axis=-1).astype(np.float64)
     true_z = road_elevation(world, true_xy[..., 0], true_xy[..., 1]).astype(np.float32)
     state = states["production_state"].T.copy()
@@ -307,10 +307,14 @@ def _assemble(spec: RunSpec, world: World, tele: dict, states: dict, labels: lis
     )
 
 
-def _hold_positions(series: np.ndarray, ok: np.ndarray) -> None:
-    """In place: during a GPS dropout the position channels keep the last fix (what the FMS's
-    latest-state store holds), or the first fix before any."""
-    rows = [RAW_CHANNELS.index(c) for c in POSITION_CHANNELS]
+def hold_last(
+    series: np.ndarray, ok: np.ndarray, channels: Sequence[str] = POSITION_CHANNELS
+) -> None:
+    """In place: where ``ok`` [K, T] is False, ``channels`` keep their last reported value, or
+    the first one before any. During a GPS dropout the position channels keep the last fix
+    (what the FMS's latest-state store holds); live serving (``fleet.learning.serving``) holds
+    a missed health reading the same way."""
+    rows = [RAW_CHANNELS.index(c) for c in channels]
     t = np.arange(ok.shape[1])
     last = np.maximum.accumulate(np.where(ok, t, -1), axis=1)
     first = np.argmax(ok, axis=1)[:, None]
@@ -562,8 +566,15 @@ class WindowSet:
 
 
 def _cut(run: SiteRun, truck: np.ndarray, end: np.ndarray, length: int) -> np.ndarray:
+    return cut_windows(run.series, truck, end, length)
+
+
+def cut_windows(series: np.ndarray, truck: np.ndarray, end: np.ndarray, length: int) -> np.ndarray:
+    """``[n, len(INPUT_CHANNELS), length]`` windows ending at rows ``end`` of ``truck`` in a
+    ``[K, len(RAW_CHANNELS), T]`` 1 Hz series: the one definition of a window, for the runs
+    and for live telemetry (``fleet.learning.serving``)."""
     cols = end[:, None] + np.arange(1 - length, 1)  # [n, L]
-    raw = run.series[truck[:, None], :, cols].transpose(0, 2, 1)  # [n, C_raw, L]
+    raw = series[truck[:, None], :, cols].transpose(0, 2, 1)  # [n, C_raw, L]
     col = {name: raw[:, RAW_CHANNELS.index(name)] for name in RAW_CHANNELS}
     heading = np.radians(col["heading_deg"][:, -1:])
     dx = col["x_m"] - col["x_m"][:, -1:]

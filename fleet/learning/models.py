@@ -110,3 +110,38 @@ class AliasChange(models.Model):
     def __str__(self) -> str:
         source = self.from_version.version if self.from_version else "-"
         return f"{self.name}:{self.alias} {self.action} {source} -> {self.to_version.version}"
+
+
+class Prediction(models.Model):
+    """What a served network said about one truck's window (``fleet.learning.tasks``).
+
+    Written by the inference callback, read by the control room: one row per head per truck
+    every ``INFERENCE_INTERVAL_S``. ``outputs`` holds the head's answer already interpreted
+    (fault probabilities by name and the decision rule's verdict, ETA quantiles in seconds,
+    trajectory positions, payload tonnes); the timings say where the latency went.
+    """
+
+    equipment = models.ForeignKey(
+        "vehicles.Equipment", on_delete=models.CASCADE, related_name="predictions"
+    )
+    model_name = models.CharField(max_length=100, help_text='The head: "fault", "eta", ...')
+    model_id = models.CharField(max_length=120, help_text='The version that answered: "fault@3".')
+    created_at = models.DateTimeField(default=timezone.now)
+    window_end = models.DateTimeField(help_text="Time of the window's last sample.")
+    outputs = models.JSONField()
+    queue_ms = models.FloatField(null=True, help_text="Waiting in the replica's batcher.")
+    compute_ms = models.FloatField(null=True, help_text="The batch's forward pass.")
+    batch_rows = models.PositiveIntegerField(null=True)
+    replica = models.CharField(max_length=200, blank=True, help_text="The slice worker.")
+
+    class Meta:
+        ordering = ["-window_end", "-pk"]
+        indexes = [
+            # The decision rule reads a truck's last few fault predictions at every callback.
+            models.Index(
+                fields=["equipment", "model_name", "-window_end"], name="learning_pred_recent"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} for {self.equipment_id} at {self.window_end:%H:%M:%S}"

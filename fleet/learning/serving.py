@@ -1,0 +1,456 @@
+"""Live predictions: from ingested telemetry to inference requests on the pool.
+
+The path (docs/models.md, "Live predictions"):
+
+1. ingest commits a batch and sends ``messages_admitted`` inside it; ``on_messages_admitted``
+   notes the batch's trucks and, once the batch is committed (``transaction.on_commit``), hands
+   them to a background thread. The ingest loop only pays for a dict update: reading history
+   and sending happen beside it, and a slow database or broker here never holds ingest up.
+2. The thread asks Redis which of those trucks are **due** (one decision per truck every
+   ``INFERENCE_INTERVAL_S``, default 10 s: the cadence the fault rule was chosen at). A key
+   per truck, set only if absent with that expiry, so every ingest replica agrees on one
+   dispatch per truck per interval.
+3. For the due trucks it reads the last ``HISTORY_S`` seconds of positions and health readings
+   in one query each, resamples them to 1 Hz (the last reading of each second, a missed one
+   held, as the training data holds a GPS dropout) and builds each head's inputs with the
+   training code's own functions: ``datasets.cut_windows`` (the 64 s window),
+   ``context.series_context`` (the fault head's history features) and
+   ``training.trajectory_features``.
+4. One request per truck and head goes to the head's queue from the pool's routing table
+   (``PoolStore.routes``) through ``inference.worker.send_request``, with
+   ``fleet.learning.tasks.store_prediction`` linked as its callback and an expiry of one
+   interval (the next window supersedes it). A head the pool does not route is skipped.
+
+Nothing here raises into ingest: every failure is logged and counted
+(``haulmind_inference_requests_total``, by head and outcome).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import numpy as np
+import orjson
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from prometheus_client import Counter as PromCounter
+from prometheus_client import Histogram
+
+from fleet.learning import context
+from fleet.learning.datasets import (
+    POSITION_CHANNELS,
+    RAW_CHANNELS,
+    DataConfig,
+    cut_windows,
+    hold_last,
+)
+from fleet.simulator.engine import SENSED_CHANNELS, TYRES
+from fleet.simulator.link import HEALTH_EXTRAS
+from fleet.simulator.world import LocalFrame
+from fleet.telemetry import latest
+from fleet.telemetry.intake import Admitted
+
+log = logging.getLogger(__name__)
+
+HZ = 1.0  # the training data's sample rate
+WINDOW_S = DataConfig().window  # 64 s
+# The fault head's context reaches back this far: "now" (60 s) at the longest lag (900 s).
+HISTORY_S = context.NOW_S + max(context.LAGS_S)
+# A truck whose last health reading is older than this (1 Hz stream) is not decided on: its
+# held values would read as a frozen sensor.
+HEALTH_STALE_S = 5
+HEALTH = "BasicMachineHealthV2"
+HEADS = ("fault", "eta", "trajectory", "payload")
+
+REQUESTS = PromCounter(
+    "haulmind_inference_requests_total",
+    "Live inference requests, by head and outcome: sent, no_route (the pool does not serve "
+    "the head), no_inputs (the head needs what live telemetry does not give), send_failed.",
+    ["head", "outcome"],
+)
+WINDOWS = PromCounter(
+    "haulmind_inference_windows_total",
+    "Trucks due for a decision, by outcome: built, short_history (under a window of "
+    "positions), no_health (no recent health reading), incomplete (a channel never reported), "
+    "failed.",
+    ["outcome"],
+)
+DISPATCH_SECONDS = Histogram(
+    "haulmind_inference_dispatch_seconds",
+    "Reading history, building inputs and sending requests for one set of due trucks.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+
+
+def interval_s() -> float:
+    return float(getattr(settings, "INFERENCE_INTERVAL_S", 10.0))
+
+
+# --- 1. the hook on ingest ---------------------------------------------------------------------
+
+
+def on_messages_admitted(sender: Any, admitted: list[Admitted], **kwargs: Any) -> None:
+    """Receiver of ``messages_admitted`` (inside the batch's transaction): after the commit,
+    the batch's trucks go to the dispatcher. Late (back-filled) messages describe the past and
+    never trigger a decision."""
+    trucks = {item.envelope.equipment_id: item.truck.site_id for item in admitted if not item.late}
+    if trucks:
+        transaction.on_commit(partial(DISPATCHER.add, trucks), robust=True)
+
+
+class Dispatcher:
+    """One background thread per process that dispatches the trucks ingest hands it. Trucks
+    arriving while it works are merged into the next round, so a slow round never builds a
+    backlog: each truck is at most once in the pending set."""
+
+    def __init__(self) -> None:
+        self._pending: dict[uuid.UUID, uuid.UUID] = {}
+        self._cond = threading.Condition()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def add(self, trucks: Mapping[uuid.UUID, uuid.UUID]) -> None:
+        with self._cond:
+            self._pending.update(trucks)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="inference-dispatch", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify_all()
+
+    def wait_idle(self, timeout_s: float = 10.0) -> bool:
+        """Wait until nothing is pending or running (tests, clean shutdown)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._busy, timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._pending))
+                trucks, self._pending, self._busy = self._pending, {}, True
+            try:
+                dispatch(trucks)
+            except Exception:  # dispatch counts its own failures; this is the last guard
+                log.exception("live inference dispatch failed")
+            finally:
+                with self._cond:
+                    idle = not self._pending
+                # This thread's own connection: kept while trucks keep coming, closed when
+                # there is nothing to do (an idle ingest holds no connection for it).
+                if idle:
+                    connection.close()
+                else:
+                    close_old_connections()
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+
+DISPATCHER = Dispatcher()
+
+
+# --- 2.-4. one round -----------------------------------------------------------------------------
+
+
+@dataclass
+class TruckInputs:
+    """One truck's decision: the window's end, its last fix and every head's inputs."""
+
+    equipment_id: uuid.UUID
+    site_id: uuid.UUID
+    window_end: datetime
+    origin: tuple[float, float, float]  # lon, lat, heading (deg) of the last fix
+    window: np.ndarray  # [C, L] float32
+    context: np.ndarray  # [F] float32: the fault head's history features
+    trajectory: np.ndarray  # [4] float32: speed, yaw rate, acceleration, previous speed
+
+    def inputs(self, head: str) -> dict[str, np.ndarray] | None:
+        """The request's inputs for ``head`` (a batch of one), or None where live telemetry
+        lacks them: the ETA head needs the planned route to the next stop and the site's
+        per-segment history, which the FMS does not compute yet."""
+        window = self.window[None]
+        if head == "fault":
+            return {"window": window, "features": self.context[None]}
+        if head == "trajectory":
+            return {"window": window, "features": self.trajectory[None]}
+        if head == "payload":
+            return {"window": window}
+        return None
+
+
+def dispatch(
+    trucks: Mapping[uuid.UUID, uuid.UUID],
+    *,
+    routes: Mapping[str, Mapping[str, Any]] | None = None,
+    app: Any = None,
+    now: datetime | None = None,
+) -> Counter[str]:
+    """Send requests for the due ones of ``trucks`` (EquipmentId -> site id). Returns the
+    round's outcomes ("<head>:<outcome>" and "window:<outcome>") as also counted in the
+    metrics."""
+    started = time.perf_counter()
+    report: Counter[str] = Counter()
+    due = claim_due(trucks)
+    if not due:
+        return report
+    routes = current_routes() if routes is None else routes
+    served = [head for head in HEADS if head in routes]
+    for head in HEADS:
+        if head not in routes:
+            _count(report, head, "no_route", len(due))
+    if served:
+        built = build_inputs(due, now=now)
+        _send_all(built, served, routes, app, report)
+    DISPATCH_SECONDS.observe(time.perf_counter() - started)
+    return report
+
+
+def claim_due(trucks: Mapping[uuid.UUID, uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """The trucks whose last decision is an interval old or more, claimed for this process."""
+    prefix = settings.REDIS_KEY_PREFIX
+    ttl_ms = max(int(interval_s() * 1000), 1)
+    ids = list(trucks)
+    with latest.redis_client().pipeline(transaction=False) as pipe:
+        for truck in ids:
+            pipe.set(f"{prefix}:inference:decided:{truck}", b"1", nx=True, px=ttl_ms)
+        claimed = pipe.execute()
+    return {truck: trucks[truck] for truck, ok in zip(ids, claimed, strict=True) if ok}
+
+
+def current_routes() -> dict[str, dict[str, Any]]:
+    """The pool's routing table (empty when no pool runs or its Redis is out of reach)."""
+    from inference.pool import PoolStore
+
+    try:
+        return PoolStore().routes()
+    except Exception:
+        log.exception("could not read the pool's routing table")
+        return {}
+
+
+def _send_all(
+    built: list[TruckInputs],
+    heads: list[str],
+    routes: Mapping[str, Mapping[str, Any]],
+    app: Any,
+    report: Counter[str],
+) -> None:
+    # Imported here: the inference client pulls in PyTorch, which processes that never
+    # dispatch (the web server) should not load.
+    from fleet.celery import app as fleet_app
+    from fleet.learning.tasks import store_prediction
+    from inference.worker import send_request
+
+    app = app or fleet_app
+    expires = datetime.now(UTC) + timedelta(seconds=interval_s())
+    for truck in built:
+        for head in heads:
+            inputs = truck.inputs(head)
+            if inputs is None:
+                _count(report, head, "no_inputs")
+                continue
+            callback = store_prediction.s(callback_meta(truck, head))
+            try:
+                send_request(
+                    app,
+                    head,
+                    inputs,
+                    queue=routes[head].get("queue"),
+                    link=callback,
+                    expires=expires,
+                )
+            except Exception:
+                log.exception("could not send the %s request of %s", head, truck.equipment_id)
+                _count(report, head, "send_failed")
+            else:
+                _count(report, head, "sent")
+
+
+def callback_meta(truck: TruckInputs, head: str) -> dict[str, Any]:
+    """What the callback needs beside the response (plain JSON: it travels in the message)."""
+    return {
+        "truck": str(truck.equipment_id),
+        "site": str(truck.site_id),
+        "head": head,
+        "window_end": truck.window_end.isoformat(),
+        "origin": list(truck.origin),
+    }
+
+
+def _count(report: Counter[str], head: str, outcome: str, n: int = 1) -> None:
+    REQUESTS.labels(head, outcome).inc(n)
+    report[f"{head}:{outcome}"] += n
+
+
+# --- building the inputs -------------------------------------------------------------------------
+
+_POSITIONS_SQL = """
+SELECT DISTINCT ON (equipment_id, second) equipment_id, second, lon, lat, heading_deg,
+    speed_kmh, elevation_m
+FROM (
+    SELECT equipment_id, sent_at, floor(extract(epoch FROM sent_at))::bigint AS second,
+        ST_X(location) AS lon, ST_Y(location) AS lat, heading_deg, speed_kmh, elevation_m
+    FROM telemetry_position
+    WHERE equipment_id = ANY(%(trucks)s) AND sent_at >= %(since)s
+) p
+ORDER BY equipment_id, second, sent_at DESC
+"""
+
+_HEALTH_SQL = """
+SELECT equipment_id, floor(extract(epoch FROM sent_at))::bigint, body
+FROM telemetry_event
+WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(name)s AND sent_at >= %(since)s
+ORDER BY equipment_id, sent_at
+"""
+
+
+def build_inputs(
+    trucks: Mapping[uuid.UUID, uuid.UUID], *, now: datetime | None = None
+) -> list[TruckInputs]:
+    """Every head's inputs for the trucks that have enough recent history, from two queries
+    for all of them. Trucks without are counted (``WINDOWS``) and left out."""
+    since = (now or datetime.now(UTC)) - timedelta(seconds=HISTORY_S + interval_s())
+    params = {"trucks": list(trucks), "since": since, "name": HEALTH}
+    with connection.cursor() as cursor:
+        cursor.execute(_POSITIONS_SQL, params)
+        positions = cursor.fetchall()
+        cursor.execute(_HEALTH_SQL, params)
+        health = cursor.fetchall()
+    history = _by_truck(positions, health)
+    out: list[TruckInputs] = []
+    for truck, site in trucks.items():
+        outcome, inputs = _truck_inputs(truck, site, *history.get(truck, ([], [])))
+        WINDOWS.labels(outcome).inc()
+        if inputs is not None:
+            out.append(inputs)
+    return out
+
+
+def _by_truck(
+    positions: Iterable[tuple], health: Iterable[tuple]
+) -> dict[uuid.UUID, tuple[list[tuple], list[tuple]]]:
+    out: dict[uuid.UUID, tuple[list[tuple], list[tuple]]] = {}
+    for row in positions:
+        out.setdefault(row[0], ([], []))[0].append(row[1:])
+    for row in health:
+        out.setdefault(row[0], ([], []))[1].append(row[1:])
+    return out
+
+
+def _truck_inputs(
+    truck: uuid.UUID, site: uuid.UUID, positions: list[tuple], health: list[tuple]
+) -> tuple[str, TruckInputs | None]:
+    """(outcome, inputs) of one truck from its rows (second, ...) in time order."""
+    if not positions:
+        return "short_history", None
+    end_second = int(positions[-1][0])
+    start = max(end_second - HISTORY_S + 1, int(positions[0][0]))
+    if end_second - start + 1 < WINDOW_S:
+        return "short_history", None
+    if not health or int(health[-1][0]) < end_second - HEALTH_STALE_S:
+        return "no_health", None
+    series, last_fix = resample(positions, health, start, end_second)
+    if series is None:
+        return "incomplete", None
+    return "built", live_inputs(truck, site, series, end_second, last_fix)
+
+
+def resample(
+    positions: list[tuple], health: list[tuple], start: int, end: int
+) -> tuple[np.ndarray | None, tuple[float, float, float]]:
+    """``[len(RAW_CHANNELS), end - start + 1]`` float32 at 1 Hz over seconds [start, end]: the
+    last reading of each second, a missing second held from the one before (or the first
+    after, before any), exactly as the training runs hold a GPS dropout. x / y are local
+    metres east / north around the last fix (the simulator's frame; a window only uses
+    displacements from its last fix). Payload and WayId are no input of any head and stay
+    NaN. None if a channel never reported."""
+    n = end - start + 1
+    series = np.full((1, len(RAW_CHANNELS), n), np.nan, dtype=np.float32)
+    pos_ok = np.zeros((1, n), dtype=bool)
+    rows = np.asarray([p[1:] for p in positions if start <= p[0] <= end], dtype=np.float64)
+    cols = np.asarray([p[0] - start for p in positions if start <= p[0] <= end], dtype=np.int64)
+    lon, lat, heading = float(rows[-1, 0]), float(rows[-1, 1]), float(rows[-1, 2])
+    x, y = LocalFrame(lon, lat).to_local(rows[:, 0], rows[:, 1])
+    for name, values in zip(
+        POSITION_CHANNELS,
+        (x, y, rows[:, 2], rows[:, 3], rows[:, 4]),
+        strict=True,
+    ):
+        series[0, RAW_CHANNELS.index(name), cols] = values
+    pos_ok[0, cols] = True
+    health_ok = np.zeros((1, n), dtype=bool)
+    for second, body in health:
+        if start <= second <= end:
+            readings = health_readings(body)
+            for name, value in readings.items():
+                series[0, RAW_CHANNELS.index(name), second - start] = value
+            health_ok[0, second - start] = bool(readings)
+    hold_last(series, pos_ok)
+    hold_last(series, health_ok, SENSED_CHANNELS)
+    used = [RAW_CHANNELS.index(c) for c in (*POSITION_CHANNELS, *SENSED_CHANNELS)]
+    if not np.isfinite(series[0, used]).all():
+        return None, (lon, lat, heading)
+    return series[0], (lon, lat, heading)
+
+
+_EXTRA_SENSORS = {sensor: channel for channel, sensor, _ in HEALTH_EXTRAS}
+_TYRES = frozenset(TYRES)
+
+
+def health_readings(body: Any) -> dict[str, float]:
+    """The sensed channels in one BasicMachineHealthV2 body (as stored: its wire form).
+    A reading the truck reported as unavailable (null) is left out, so it is held."""
+    if isinstance(body, str | bytes):
+        body = orjson.loads(body)
+    out: dict[str, float] = {}
+    if body.get("FuelLevel") is not None:
+        out["fuel_pct"] = float(body["FuelLevel"])
+    for tyre in body.get("Tire") or ():
+        position = tyre.get("TirePosition")
+        if position not in _TYRES:
+            continue
+        if tyre.get("TirePressure") is not None:
+            out[f"tyre_pressure_kpa_{position}"] = float(tyre["TirePressure"])
+        if tyre.get("TireTemperature") is not None:
+            out[f"tyre_temp_c_{position}"] = float(tyre["TireTemperature"])
+    for reading in body.get("Additional") or ():
+        channel = _EXTRA_SENSORS.get(reading.get("SensorId"))
+        if channel is not None and reading.get("Value") is not None:
+            out[channel] = float(reading["Value"])
+    return out
+
+
+def live_inputs(
+    truck: uuid.UUID,
+    site: uuid.UUID,
+    series: np.ndarray,
+    end_second: int,
+    last_fix: tuple[float, float, float],
+) -> TruckInputs:
+    """Every head's inputs from one truck's resampled series, by the training functions."""
+    from fleet.learning.training import trajectory_features  # PyTorch: see _send_all
+
+    stacked = series[None]
+    index = np.zeros(1, dtype=np.int64)
+    end = np.asarray([series.shape[1] - 1])
+    window = cut_windows(stacked, index, end, WINDOW_S)
+    features = context.series_context(stacked, index, end, HZ)
+    return TruckInputs(
+        equipment_id=truck,
+        site_id=site,
+        window_end=datetime.fromtimestamp(end_second, UTC),
+        origin=last_fix,
+        window=window[0],
+        context=features[0],
+        trajectory=trajectory_features(window)[0],
+    )

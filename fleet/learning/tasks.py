@@ -1,0 +1,201 @@
+"""The callback of live inference requests: a pool replica's answer becomes a ``Prediction``.
+
+``fleet.learning.serving`` links ``store_prediction`` to every request it sends; the slice
+worker that served the request sends it, with the response as its first argument, to fleet's
+ordinary Celery worker. It reads the raw outputs the way the training and evaluation code
+reads them (output names from the head's manifest), stores the prediction and pushes it to
+the truck's site live (event ``prediction``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from celery import shared_task
+from django.conf import settings
+from prometheus_client import Histogram
+
+from fleet.learning.datasets import FAULT_CLASSES, HORIZONS_S
+from fleet.learning.detection import DecisionRule, run_lengths
+from fleet.learning.models import ModelVersion, Prediction
+from fleet.learning.services import read_manifest
+from fleet.live.broadcast import broadcast_on_commit
+from fleet.simulator.world import LocalFrame
+from fleet.vehicles.models import Equipment
+
+log = logging.getLogger(__name__)
+
+PREDICTION_AGE = Histogram(
+    "haulmind_inference_prediction_age_seconds",
+    "From the end of a truck's window to its prediction stored, by head: what the whole live "
+    "path (resampling, the queue, the batcher, the forward pass, the callback) costs.",
+    ["head"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30),
+)
+
+
+@shared_task(name="learning.store_prediction", ignore_result=True)
+def store_prediction(result: Mapping[str, Any], meta: Mapping[str, Any]) -> int | None:
+    """Store and broadcast one answer. ``result``: the replica's response (``inference.worker``
+    format); ``meta``: what ``serving.callback_meta`` sent along. Returns the Prediction's id,
+    or None when the truck is gone."""
+    from inference.worker import read_response  # PyTorch: only where callbacks run
+
+    truck = Equipment.objects.filter(id=meta["truck"]).values("id", "site_id").first()
+    if truck is None:
+        return None
+    response = read_response(result)
+    head, model_id = str(meta["head"]), str(result.get("model_id") or "")
+    window_end = datetime.fromisoformat(meta["window_end"])
+    outputs = interpret(head, model_id, response.outputs, meta, truck["id"], window_end)
+    prediction = Prediction.objects.create(
+        equipment_id=truck["id"],
+        model_name=head,
+        model_id=model_id,
+        window_end=window_end,
+        outputs=outputs,
+        queue_ms=response.queue_ms,
+        compute_ms=response.compute_ms,
+        batch_rows=response.batch_rows,
+        replica=str(result.get("replica") or "")[:200],
+    )
+    PREDICTION_AGE.labels(head).observe(
+        max(0.0, (prediction.created_at - window_end).total_seconds())
+    )
+    broadcast_on_commit(truck["site_id"], "prediction", live_event(prediction))
+    return prediction.pk
+
+
+def live_event(prediction: Prediction) -> dict[str, Any]:
+    """The websocket payload of one prediction."""
+    return {
+        "equipmentId": str(prediction.equipment_id),
+        "model": prediction.model_name,
+        "modelId": prediction.model_id,
+        "windowEnd": prediction.window_end.isoformat(),
+        "outputs": prediction.outputs,
+        "queueMs": prediction.queue_ms,
+        "computeMs": prediction.compute_ms,
+    }
+
+
+def interpret(
+    head: str,
+    model_id: str,
+    outputs: Mapping[str, np.ndarray],
+    meta: Mapping[str, Any],
+    truck: Any,
+    window_end: datetime,
+) -> dict[str, Any]:
+    """A head's raw outputs (a batch of one) as the JSON a person and the control room read."""
+    if head == "fault":
+        return fault_outputs(outputs, manifest(model_id), truck, window_end)
+    if head == "eta":
+        p10, p50, p90 = (float(v) for v in outputs["eta_s"][0])
+        return {"p10_s": p10, "p50_s": p50, "p90_s": p90}
+    if head == "trajectory":
+        return trajectory_outputs(outputs["positions_m"][0], meta["origin"])
+    if head == "payload":
+        return {"tonnes": float(np.ravel(outputs["payload_t"])[0])}
+    return {name: np.asarray(value).tolist() for name, value in outputs.items()}
+
+
+def manifest(model_id: str) -> dict[str, Any]:
+    """The manifest of a registered version ("fault@3"), or {} if it is not registered."""
+    name, _, version = model_id.rpartition("@")
+    path = (
+        ModelVersion.objects.filter(name=name, version=int(version or 0))
+        .values_list("path", flat=True)
+        .first()
+    )
+    return _manifest_at(path) if path else {}
+
+
+@lru_cache(maxsize=64)
+def _manifest_at(path: str) -> dict[str, Any]:
+    # A checkpoint directory never changes once registered (versions are immutable).
+    return read_manifest(path)[1]
+
+
+def fault_outputs(
+    outputs: Mapping[str, np.ndarray],
+    manifest: Mapping[str, Any],
+    truck: Any,
+    window_end: datetime,
+) -> dict[str, Any]:
+    """Probabilities by fault class, the anomaly figures, and the decision rule's verdict."""
+    probs = np.asarray(outputs["probs"][0], dtype=np.float64)
+    channels = manifest.get("channel_names") or ()
+    top = int(np.ravel(outputs["top_channel"])[0]) if "top_channel" in outputs else -1
+    rule = DecisionRule(**(manifest.get("extra") or {}).get("decision", {}))
+    return {
+        "probabilities": dict(zip(FAULT_CLASSES, probs.round(6).tolist(), strict=True)),
+        "anomaly_score": _scalar(outputs, "anomaly_score"),
+        "anomalous": bool(_scalar(outputs, "anomalous")),
+        "top_channel": channels[top] if 0 <= top < len(channels) else None,
+        "alarms": alarms(probs, rule, truck, window_end),
+        "rule": rule.as_dict(),
+    }
+
+
+def alarms(probs: np.ndarray, rule: DecisionRule, truck: Any, window_end: datetime) -> list[str]:
+    """The fault kinds the rule raises now: probability above the threshold at this decision
+    and the ``consecutive - 1`` before it (``detection.run_lengths``, as the figures were
+    measured). Only decisions at the live cadence count: a run broken by a gap (no decision
+    for 1.5 intervals, e.g. a link outage) starts again."""
+    interval = float(getattr(settings, "INFERENCE_INTERVAL_S", 10.0))
+    earlier = window_end - timedelta(seconds=1.5 * interval * max(rule.consecutive - 1, 0))
+    previous = list(
+        Prediction.objects.filter(
+            equipment_id=truck,
+            model_name="fault",
+            window_end__gte=earlier,
+            window_end__lt=window_end,
+        )
+        .order_by("window_end")
+        .values_list("window_end", "outputs")
+    )
+    times = np.asarray([t.timestamp() for t, _ in previous] + [window_end.timestamp()])
+    stacked = np.asarray(
+        [[o.get("probabilities", {}).get(k, 0.0) for k in FAULT_CLASSES] for _, o in previous]
+        + [probs.tolist()]
+    )
+    unit = np.zeros(len(times), dtype=np.int64)
+    raised = []
+    for k, kind in enumerate(FAULT_CLASSES):
+        if kind == "normal":
+            continue
+        runs = run_lengths(unit, times, stacked[:, k] > rule.threshold)
+        if runs[-1] >= rule.consecutive:
+            raised.append(kind)
+    return raised
+
+
+def trajectory_outputs(positions_m: np.ndarray, origin: list[float]) -> dict[str, Any]:
+    """Positions 1, 3 and 5 s ahead in the truck's frame (forward, left: the training target)
+    and on the map (WGS84), turned back through the heading of the window's last fix."""
+    lon, lat, heading = (float(v) for v in origin)
+    h = np.radians(heading)
+    fwd, left = positions_m[:, 0].astype(np.float64), positions_m[:, 1].astype(np.float64)
+    # Inverse of datasets.cut_windows' rotation (compass heading: x east, y north).
+    east = fwd * np.sin(h) - left * np.cos(h)
+    north = fwd * np.cos(h) + left * np.sin(h)
+    lons, lats = LocalFrame(lon, lat).to_lonlat(east, north)
+    return {
+        "horizons_s": list(HORIZONS_S),
+        "truck_frame_m": np.round(positions_m.astype(np.float64), 3).tolist(),
+        "positions": [
+            [round(float(a), 7), round(float(b), 7)] for a, b in zip(lons, lats, strict=True)
+        ],
+    }
+
+
+def _scalar(outputs: Mapping[str, np.ndarray], name: str) -> float | None:
+    if name not in outputs:
+        return None
+    return float(np.ravel(outputs[name])[0])

@@ -1,0 +1,352 @@
+"""Live predictions: inputs from stored telemetry as training builds them, requests on the
+pool's queues (real RabbitMQ, read back with kombu), the callback storing and broadcasting."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import orjson
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection
+
+from fleet.celery import app as celery_app
+from fleet.learning import context, serving
+from fleet.learning.datasets import FAULT_CLASSES, RAW_CHANNELS, SiteRun, cut_windows
+from fleet.learning.models import Prediction
+from fleet.learning.sites import site_world
+from fleet.learning.tasks import store_prediction
+from fleet.learning.training import register_run, train_models, trajectory_features
+from fleet.live.groups import site_group
+from fleet.simulator.engine import TYRES
+from fleet.simulator.link import HEALTH_EXTRAS
+from fleet.telemetry.intake import Inbound
+from fleet.telemetry.partitions import ensure_history_partitions
+from fleet.telemetry.services import EquipmentDirectory, ingest_batch
+from inference.wire import encode_arrays
+from models import load_runtime
+from tests.factories import haul_truck, truck_message
+from tests.learning.test_deployments import TINY
+
+TRUCK_IN_RUN = 1
+END_ROW = 1500  # a window end with more than HISTORY_S of history before it
+
+
+@pytest.fixture(scope="module")
+def trained(small_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving-checkpoints")
+    return train_models(TINY, root=root, datasets=small_data, progress=False)
+
+
+@pytest.fixture(scope="module")
+def run(small_data) -> SiteRun:
+    """The held-out site's run with its heading as the wire carries it (whole degrees):
+    the same data on both sides of the comparison."""
+    run = small_data.runs["D"]
+    series = run.series.copy()
+    heading = RAW_CHANNELS.index("heading_deg")
+    series[:, heading] = np.round(series[:, heading]) % 360
+    return dataclasses.replace(run, series=series)
+
+
+@pytest.fixture
+def truck(site):
+    return haul_truck(site)
+
+
+@pytest.fixture
+def queues():
+    """Queue names of this test's own on the real broker, deleted afterwards."""
+    names: list[str] = []
+
+    def make(head: str) -> str:
+        names.append(f"test-serving-{uuid.uuid4().hex[:10]}.{head}")
+        return names[-1]
+
+    yield make
+    with celery_app.connection_for_write() as conn:
+        channel = conn.default_channel
+        for name in names:
+            channel.queue_delete(name)
+
+
+def store_history(run: SiteRun, truck, end_at: datetime, rows: int = serving.HISTORY_S + 30):
+    """The run's truck up to END_ROW as stored telemetry: a position (where it had a fix) and
+    a BasicMachineHealthV2 body per second, the last one at ``end_at``."""
+    ensure_history_partitions()
+    frame = site_world(run.spec.site).frame
+    k, first = TRUCK_IN_RUN, END_ROW - rows + 1
+    assert run.gps_ok[k, END_ROW], "the window must end on a fix"
+    x, y = run.channel("x_m")[k], run.channel("y_m")[k]
+    lon, lat = frame.to_lonlat(x.astype(np.float64), y.astype(np.float64))
+    positions, events = [], []
+    for r in range(first, END_ROW + 1):
+        at = end_at - timedelta(seconds=END_ROW - r)
+        if run.gps_ok[k, r]:
+            positions.append(
+                (
+                    truck.id,
+                    at,
+                    float(lon[r]),
+                    float(lat[r]),
+                    int(run.channel("heading_deg")[k, r]),
+                    float(run.channel("speed_kmh")[k, r]),
+                    float(run.channel("elevation_m")[k, r]),
+                )
+            )
+        body = health_body(run, k, r)
+        events.append((truck.id, at + timedelta(milliseconds=300), orjson.dumps(body).decode()))
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO telemetry_position (equipment_id, sent_at, received_at, location, "
+            "elevation_m, heading_deg, speed_kmh, late) VALUES (%s, %s, %s, "
+            "ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s, %s, %s, false)",
+            [(e, at, at, lo, la, el, h, s) for e, at, lo, la, h, s, el in positions],
+        )
+        cursor.executemany(
+            "INSERT INTO telemetry_event (equipment_id, message_name, sent_at, received_at, "
+            "body, sequence, late) VALUES (%s, 'BasicMachineHealthV2', %s, %s, %s, -1, false)",
+            [(e, at, at, body) for e, at, body in events],
+        )
+
+
+def health_body(run: SiteRun, k: int, r: int) -> dict:
+    """One health reading in the wire's form (as the simulator's link publishes it)."""
+    value = {name: float(run.channel(name)[k, r]) for name in RAW_CHANNELS}
+    return {
+        "FuelLevel": value["fuel_pct"],
+        "Tire": [
+            {
+                "TirePosition": t,
+                "TirePressure": value[f"tyre_pressure_kpa_{t}"],
+                "TireTemperature": value[f"tyre_temp_c_{t}"],
+            }
+            for t in TYRES
+        ],
+        "Additional": [
+            {"SensorId": sensor, "Value": value[channel], "Unit": unit}
+            for channel, sensor, unit in HEALTH_EXTRAS
+        ],
+    }
+
+
+def recent_end() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+def test_live_inputs_are_the_training_features_of_the_same_telemetry(run, site, truck):
+    store_history(run, truck, recent_end())
+    k, end = np.asarray([TRUCK_IN_RUN]), np.asarray([END_ROW])
+
+    [live] = serving.build_inputs({truck.id: site.id})
+
+    window = cut_windows(run.series, k, end, serving.WINDOW_S)[0]
+    track = slice(0, 2)  # metres from the last fix: the local frames differ by ~1e-4
+    np.testing.assert_allclose(live.window[track], window[track], atol=0.1)
+    np.testing.assert_allclose(live.window[2:], window[2:], rtol=1e-5, atol=1e-3)
+    expected = context.series_context(run.series, k, end, run.spec.hz)[0]
+    np.testing.assert_allclose(live.context, expected, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(
+        live.trajectory, trajectory_features(window[None])[0], rtol=1e-4, atol=1e-4
+    )
+    assert live.window.shape == (25, serving.WINDOW_S) and live.context.shape == (55,)
+
+
+def test_a_truck_with_less_than_a_window_of_history_is_left_out(run, site, truck):
+    store_history(run, truck, recent_end(), rows=serving.WINDOW_S - 5)
+
+    assert serving.build_inputs({truck.id: site.id}) == []
+
+
+# --- sending --------------------------------------------------------------------------------------
+
+
+def read_one(queue: str):
+    with celery_app.connection_for_read() as conn:
+        simple = conn.SimpleQueue(queue)
+        try:
+            message = simple.get(timeout=10)
+            message.ack()
+            return message
+        finally:
+            simple.close()
+
+
+def test_a_due_truck_gets_one_request_per_routed_head_and_the_rest_are_counted(
+    run, site, truck, queues
+):
+    store_history(run, truck, recent_end())
+    routes = {head: {"queue": queues(head)} for head in ("fault", "trajectory", "eta")}
+
+    report = serving.dispatch({truck.id: site.id}, routes=routes)
+
+    assert report == {
+        "fault:sent": 1,
+        "trajectory:sent": 1,
+        "eta:no_inputs": 1,  # the route to the next stop is not computed live
+        "payload:no_route": 1,  # the pool does not serve it: skipped, never an error
+    }
+    message = read_one(routes["fault"]["queue"])
+    assert message.headers["task"] == "inference.infer"
+    deployment, inputs, _ = message.payload[0]
+    assert deployment == "fault" and set(inputs) == {"window", "features"}
+    [callback] = message.payload[2]["callbacks"]
+    assert callback["task"] == "learning.store_prediction"
+    assert callback["args"][0]["truck"] == str(truck.id) and message.headers["expires"]
+    assert read_one(routes["trajectory"]["queue"]).payload[0][0] == "trajectory"
+
+
+def test_a_truck_is_decided_once_per_interval(run, site, truck, queues):
+    store_history(run, truck, recent_end())
+    routes = {"payload": {"queue": queues("payload")}}
+
+    assert serving.dispatch({truck.id: site.id}, routes=routes)["payload:sent"] == 1
+    assert serving.dispatch({truck.id: site.id}, routes=routes) == {}
+
+
+def test_without_a_pool_every_head_is_skipped_without_reading_history(
+    site, truck, django_assert_num_queries
+):
+    before = serving.REQUESTS.labels("fault", "no_route")._value.get()
+
+    with django_assert_num_queries(0):
+        report = serving.dispatch({truck.id: site.id}, routes={})
+
+    assert report == {f"{head}:no_route": 1 for head in serving.HEADS}
+    assert serving.REQUESTS.labels("fault", "no_route")._value.get() == before + 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ingesting_a_message_sends_the_trucks_requests_after_the_commit(
+    run, site, truck, queues, monkeypatch
+):
+    end_at = recent_end()
+    store_history(run, truck, end_at - timedelta(seconds=1))
+    routes = {"payload": {"queue": queues("payload")}}
+    monkeypatch.setattr(serving, "current_routes", lambda: routes)
+    topic = f"iso23725/v1/{site.slug}/{truck.id}/up/MachinePositionV1"
+    payload = truck_message(truck.id, at=end_at)
+
+    ingest_batch([Inbound("mqtt", payload, datetime.now(UTC), topic=topic)], EquipmentDirectory())
+
+    assert serving.DISPATCHER.wait_idle(20)
+    message = read_one(routes["payload"]["queue"])
+    assert message.payload[0][0] == "payload"
+
+
+# --- the callback ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def champions(db, trained):
+    register_run(trained)
+    return trained
+
+
+def served(trained, head: str, inputs: dict) -> dict:
+    """The response a replica sends back (``inference.worker``'s result format)."""
+    runtime = load_runtime(trained.manifests[head], device="cpu")
+    outputs = runtime.run(inputs)
+    return {
+        "outputs": encode_arrays(outputs),
+        "queue_ms": 1.5,
+        "compute_ms": 0.7,
+        "batch_rows": 1,
+        "batch_requests": 1,
+        "replica": "cpu-0@node-a",
+        "model_id": runtime.model_id,
+        "device": "cpu",
+    }
+
+
+def received(channel: str) -> dict:
+    return async_to_sync(get_channel_layer().receive)(channel)
+
+
+@pytest.fixture
+def listening(site):
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(site_group(site.id), channel)
+    yield channel
+    async_to_sync(layer.group_discard)(site_group(site.id), channel)
+
+
+def test_the_callback_stores_a_fault_prediction_and_pushes_it_to_the_site(
+    run, site, truck, champions, listening, django_capture_on_commit_callbacks
+):
+    store_history(run, truck, recent_end())
+    [inputs] = serving.build_inputs({truck.id: site.id})
+    result = served(champions, "fault", inputs.inputs("fault"))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        pk = store_prediction(result, serving.callback_meta(inputs, "fault"))
+
+    prediction = Prediction.objects.get(pk=pk)
+    assert (prediction.equipment_id, prediction.model_name) == (truck.id, "fault")
+    assert prediction.model_id == "fault@1" and prediction.window_end == inputs.window_end
+    assert set(prediction.outputs["probabilities"]) == set(FAULT_CLASSES)
+    assert prediction.outputs["rule"] == champions.details["fault_rule"]
+    assert isinstance(prediction.outputs["alarms"], list)
+    assert (prediction.queue_ms, prediction.compute_ms, prediction.replica) == (
+        1.5,
+        0.7,
+        "cpu-0@node-a",
+    )
+    event = received(listening)
+    assert event["event"] == "prediction"
+    assert event["data"]["equipmentId"] == str(truck.id) and event["data"]["model"] == "fault"
+
+
+def test_trajectory_eta_and_payload_answers_are_read_as_training_reads_them(
+    run, site, truck, champions, django_capture_on_commit_callbacks
+):
+    store_history(run, truck, recent_end())
+    [inputs] = serving.build_inputs({truck.id: site.id})
+    eta_inputs = {"window": inputs.window[None], "features": np.zeros((1, 9), np.float32)}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for head, batch in (
+            ("trajectory", inputs.inputs("trajectory")),
+            ("payload", inputs.inputs("payload")),
+            ("eta", eta_inputs),
+        ):
+            store_prediction(served(champions, head, batch), serving.callback_meta(inputs, head))
+
+    out = {p.model_name: p.outputs for p in Prediction.objects.filter(equipment=truck)}
+    assert out["trajectory"]["horizons_s"] == [1, 3, 5]
+    assert len(out["trajectory"]["positions"]) == 3
+    lon, lat, _ = inputs.origin
+    for p_lon, p_lat in out["trajectory"]["positions"]:  # within a few hundred metres
+        assert abs(p_lon - lon) < 0.01 and abs(p_lat - lat) < 0.01
+    assert isinstance(out["payload"]["tonnes"], float)
+    assert out["eta"]["p10_s"] <= out["eta"]["p50_s"] <= out["eta"]["p90_s"]
+
+
+def test_a_fault_alarm_needs_the_rules_run_of_confident_decisions(truck, settings):
+    from fleet.learning.detection import DecisionRule
+    from fleet.learning.tasks import alarms
+
+    settings.INFERENCE_INTERVAL_S = 10
+    rule = DecisionRule(threshold=0.9, consecutive=2)
+    t0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+    leak = np.asarray([0.0, 0.0, 0.97, 0.0, 0.0])
+
+    assert alarms(leak, rule, truck.id, t0) == []  # one confident window is not enough
+    Prediction.objects.create(
+        equipment=truck,
+        model_name="fault",
+        model_id="fault@1",
+        window_end=t0,
+        outputs={"probabilities": dict(zip(FAULT_CLASSES, leak.tolist(), strict=True))},
+    )
+    assert alarms(leak, rule, truck.id, t0 + timedelta(seconds=10)) == ["tyre_leak"]
+    # A decision after a gap (a link outage) starts a new run.
+    assert alarms(leak, rule, truck.id, t0 + timedelta(seconds=60)) == []
