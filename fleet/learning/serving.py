@@ -102,7 +102,7 @@ def on_messages_admitted(sender: Any, admitted: list[Admitted], **kwargs: Any) -
     """Receiver of ``messages_admitted`` (inside the batch's transaction): after the commit,
     the batch's trucks go to the dispatcher. Late (back-filled) messages describe the past and
     never trigger a decision."""
-    trucks = {item.envelope.equipment_id: item.truck.site_id for item in admitted if not item.late}
+    trucks = {item.truck.equipment_id: item.truck.site_id for item in admitted if not item.late}
     if trucks:
         transaction.on_commit(partial(DISPATCHER.add, trucks), robust=True)
 
@@ -320,7 +320,7 @@ def build_inputs(
     """Every head's inputs for the trucks that have enough recent history, from two queries
     for all of them. Trucks without are counted (``WINDOWS``) and left out."""
     since = (now or datetime.now(UTC)) - timedelta(seconds=HISTORY_S + interval_s())
-    params = {"trucks": list(trucks), "since": since, "name": HEALTH}
+    params: dict[str, Any] = {"trucks": list(trucks), "since": since, "name": HEALTH}
     with connection.cursor() as cursor:
         cursor.execute(_POSITIONS_SQL, params)
         positions = cursor.fetchall()
