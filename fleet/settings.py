@@ -21,6 +21,8 @@ VAR_DIR = Path(env_str("HAULMIND_VAR_DIR") or BASE_DIR / "var")
 # Checkpoints of the domain networks (safetensors + manifest + ONNX), one directory per name
 # and version; the registry's rows point here. Shared storage when workers run elsewhere.
 MODELS_DIR = Path(env_str("HAULMIND_MODELS_DIR") or VAR_DIR / "models")
+# Each truck's telemetry window goes to the model pool at most this often (seconds).
+INFERENCE_INTERVAL_S = env_int("INFERENCE_INTERVAL_S", 10, minimum=1)
 
 ENVIRONMENT = env_str("HAULMIND_ENV", "development")
 if ENVIRONMENT not in {"development", "production"}:

@@ -12,14 +12,15 @@ and result backend (Redis); nothing here is simulated.
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from celery import Celery
 from inference.devices import cpu_info
 from inference.loadgen import LoadClient, closed_loop, encoded_requests
 from inference.placement import Deployment
+from inference.pool import PoolStore
 from inference.slices import SliceSpec, split_device
 from inference.worker import make_app, queue_name
 
@@ -158,3 +160,371 @@ def run_batching(
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+# --- the pool bench ----------------------------------------------------------------------------
+
+CYCLE_S = 20.0  # each best-effort deployment bursts 5 s in every 20, phases staggered by 5 s
+BURST_S = 5.0
+
+
+def burst_windows(index: int, cycles: int) -> list[tuple[float, float]]:
+    """When the ``index``-th best-effort deployment is on, in seconds from the step's start."""
+    return [
+        (c * CYCLE_S + index * BURST_S, c * CYCLE_S + index * BURST_S + BURST_S)
+        for c in range(cycles)
+    ]
+
+
+def _paced_sender(
+    deployment: str,
+    requests: list[dict[str, Any]],
+    redis_url: str,
+    commands: Any,
+    results: Any,
+) -> None:
+    """A sender process: for each command ``(start_at, windows, rate, grace_s)`` send at ``rate``
+    during the windows (open loop: on schedule whatever the answers), then report its tally."""
+    client = LoadClient(make_app(), redis_url)
+    try:
+        while (command := commands.get()) is not None:
+            start_at, windows, rate, grace_s = command
+            client.start_recording()
+            sent = 0
+            for begin, end in windows:
+                count = int((end - begin) * rate)
+                for k in range(count):
+                    due = start_at + begin + k / rate
+                    pause = due - time.time()
+                    if pause > 0:
+                        time.sleep(pause)
+                    client.send(deployment, requests[sent % len(requests)])
+                    sent += 1
+            last_end = start_at + max((w[1] for w in windows), default=0.0)
+            client.wait_idle(max(0.0, last_end + grace_s - time.time()))
+            tally = client.stop_recording().get(deployment)
+            results.put(
+                {
+                    "deployment": deployment,
+                    "sent": sent,
+                    "done": tally.done if tally else 0,
+                    "failed": tally.failed if tally else 0,
+                    "latencies_ms": tally.latencies_ms if tally else [],
+                    "lost": client.outstanding(),
+                }
+            )
+            client.wait_idle(60)  # stragglers must not count in the next step
+    finally:
+        client.close()
+
+
+@dataclass
+class PoolStep:
+    """One offered load and how each deployment fared."""
+
+    load_per_s: float
+    burst_per_s: float
+    ok: bool
+    by_deployment: dict[str, dict[str, Any]]
+
+
+def _judge(
+    tallies: list[dict[str, Any]], slo_ms: Mapping[str, float]
+) -> tuple[bool, dict[str, dict[str, Any]]]:
+    outcome: dict[str, dict[str, Any]] = {}
+    ok = True
+    for tally in tallies:
+        name = tally["deployment"]
+        latencies = tally["latencies_ms"]
+        p99 = float(np.percentile(latencies, 99)) if latencies else None
+        met = (
+            tally["failed"] == 0
+            and tally["lost"] == 0
+            and tally["done"] == tally["sent"]
+            and p99 is not None
+            and p99 <= slo_ms[name]
+        )
+        ok = ok and met
+        outcome[name] = {
+            "sent": tally["sent"],
+            "done": tally["done"],
+            "failed": tally["failed"] + tally["lost"],
+            "p50_ms": _round(float(np.percentile(latencies, 50)) if latencies else None),
+            "p99_ms": _round(p99),
+            "slo_ms": slo_ms[name],
+            "met": met,
+        }
+    return ok, outcome
+
+
+class _Senders:
+    """Sender processes, ``per_deployment`` for each deployment, started once per run."""
+
+    def __init__(
+        self,
+        requests: Mapping[str, list[dict[str, Any]]],
+        redis_url: str,
+        per_deployment: Mapping[str, int],
+    ) -> None:
+        ctx = mp.get_context("spawn")
+        self.results = ctx.Queue()
+        self.commands: dict[str, list[Any]] = {}
+        self.processes = []
+        for name, encoded in requests.items():
+            self.commands[name] = []
+            for _ in range(per_deployment.get(name, 1)):
+                commands = ctx.Queue()
+                process = ctx.Process(
+                    target=_paced_sender,
+                    args=(name, encoded, redis_url, commands, self.results),
+                    daemon=True,
+                )
+                process.start()
+                self.commands[name].append(commands)
+                self.processes.append(process)
+
+    def run(
+        self,
+        plan: Mapping[str, tuple[list[tuple[float, float]], float]],
+        grace_s: float,
+        lead_s: float = 2.0,
+    ) -> list[dict[str, Any]]:
+        """Send ``{deployment: (windows, rate)}`` from ``lead_s`` from now; merged tallies."""
+        start_at = time.time() + lead_s
+        expected = 0
+        for name, (windows, rate) in plan.items():
+            queues = self.commands[name]
+            for queue in queues:
+                queue.put((start_at, windows, rate / len(queues), grace_s))
+                expected += 1
+        merged: dict[str, dict[str, Any]] = {}
+        for _ in range(expected):
+            part = self.results.get(timeout=600)
+            into = merged.setdefault(
+                part["deployment"],
+                {
+                    "deployment": part["deployment"],
+                    "sent": 0,
+                    "done": 0,
+                    "failed": 0,
+                    "lost": 0,
+                    "latencies_ms": [],
+                },
+            )
+            for key in ("sent", "done", "failed", "lost"):
+                into[key] += part[key]
+            into["latencies_ms"] += part["latencies_ms"]
+        return list(merged.values())
+
+    def close(self) -> None:
+        for queues in self.commands.values():
+            for queue in queues:
+                queue.put(None)
+        for process in self.processes:
+            process.join(10)
+            if process.is_alive():
+                process.terminate()
+
+
+@contextmanager
+def _running_pool(
+    mode: str,
+    deployments: list[Deployment],
+    *,
+    slices: str,
+    tick_s: float,
+    log_dir: Path | None,
+) -> Iterator[PoolStore]:
+    """A node with ``slices`` and a scheduler, on a pool of their own, for one bench run."""
+    prefix = f"haulmind:bench:{mode}:{uuid.uuid4().hex[:6]}"
+    store = PoolStore(prefix=prefix)
+    for deployment in deployments:
+        store.put_deployment(deployment)
+    env = {**os.environ, "HAULMIND_POOL_PREFIX": prefix}
+    outputs = [
+        (log_dir / f"pool-{mode}-{what}.log").open("ab") if log_dir else subprocess.DEVNULL
+        for what in ("node", "scheduler")
+    ]
+    node_cmd = [
+        sys.executable,
+        "-m",
+        "inference.node",
+        "--name",
+        f"bench-{mode}",
+        "--slices",
+        slices,
+        "--loglevel",
+        "WARNING",
+    ]
+    if log_dir:
+        node_cmd += ["--log-dir", str(log_dir)]
+    scheduler_cmd = [sys.executable, "-m", "inference.scheduler", "--tick", str(tick_s)]
+    processes = [
+        subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        for cmd, out in ((node_cmd, outputs[0]), (scheduler_cmd, outputs[1]))
+    ]
+    try:
+        yield store
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        delete_queues(make_app(), [d.name for d in deployments])
+        store.clear()
+
+
+def run_pool(
+    deployments: list[Deployment],
+    inputs: Mapping[str, Mapping[str, np.ndarray]],
+    *,
+    redis_url: str,
+    slices: str = "cpu=0.125,0.125,0.125,0.125",
+    burst_rates: Sequence[float] = (100, 200, 300, 400, 500, 600, 700, 800, 1000, 1200),
+    critical_rate: float = 20.0,
+    cycles: int = 1,
+    tick_s: float = 0.25,
+    pooled_max_replicas: int = 3,
+    grace_s: float = 2.0,
+    log_dir: Path | None = None,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Exclusive slices against the pooled scheduler under the same bursty workload.
+
+    ``deployments``: the three best-effort heads and the latency-critical one (by priority).
+    Each step offers the critical deployment ``critical_rate`` steadily and each best-effort one
+    a burst rate during its 5 s in every 20; a step passes when every request is served and
+    every deployment's p99 is inside its SLO. Load is the mean offered rate over the cycle.
+    """
+    critical = [d for d in deployments if d.critical]
+    bursty = sorted((d for d in deployments if not d.critical), key=lambda d: d.name)
+    if len(critical) != 1 or not bursty:
+        raise ValueError("the pool bench needs one critical deployment and best-effort ones")
+    requests = {
+        d.model or d.name: encoded_requests(inputs[d.model or d.name], 128) for d in deployments
+    }
+    figures: dict[str, Any] = {"slices": slices, "critical_rate": critical_rate, "cycles": cycles}
+    runs: dict[str, list[PoolStep]] = {}
+    for mode in ("exclusive", "pooled"):
+        tag = uuid.uuid4().hex[:4]
+        named = {
+            d.model or d.name: replace(
+                d,
+                name=f"bench-{mode[:4]}-{d.model or d.name}-{tag}",
+                min_replicas=1,
+                max_replicas=1 if mode == "exclusive" or d.critical else pooled_max_replicas,
+            )
+            for d in deployments
+        }
+        served = {named[k].name: v for k, v in requests.items()}
+        slo = {d.name: d.slo_ms for d in named.values()}
+        log(f"{mode}: starting a node ({slices}) and the scheduler")
+        with _running_pool(
+            mode, list(named.values()), slices=slices, tick_s=tick_s, log_dir=log_dir
+        ):
+            senders = _Senders(
+                served, redis_url, {named[d.model or d.name].name: 2 for d in bursty}
+            )
+            try:
+                probe = LoadClient(make_app(), redis_url)
+                for name, encoded in served.items():
+                    wait_served(probe, name, encoded[0], timeout_s=120)
+                probe.close()
+                runs[mode] = _steps(
+                    mode,
+                    senders,
+                    named,
+                    bursty,
+                    critical[0],
+                    slo,
+                    burst_rates=burst_rates,
+                    critical_rate=critical_rate,
+                    cycles=cycles,
+                    grace_s=grace_s,
+                    log=log,
+                )
+            finally:
+                senders.close()
+    figures.update(_pool_figures(runs, critical[0], critical_rate))
+    return figures
+
+
+def _steps(
+    mode: str,
+    senders: _Senders,
+    named: Mapping[str, Deployment],
+    bursty: list[Deployment],
+    critical: Deployment,
+    slo: Mapping[str, float],
+    *,
+    burst_rates: Sequence[float],
+    critical_rate: float,
+    cycles: int,
+    grace_s: float,
+    log: Log,
+) -> list[PoolStep]:
+    """Step the burst rate up until a step misses an SLO. The first (unmeasured) step warms; a
+    step that fails is run once more before the run ends (a shared machine has bad seconds)."""
+    critical_name = named[critical.model or critical.name].name
+    steps: list[PoolStep] = []
+
+    def one_step(rate: float) -> PoolStep:
+        plan = {
+            named[d.model or d.name].name: (burst_windows(index, cycles), rate)
+            for index, d in enumerate(bursty)
+        }
+        plan[critical_name] = ([(0.0, cycles * CYCLE_S)], critical_rate)
+        ok, outcome = _judge(senders.run(plan, grace_s), slo)
+        load = critical_rate + len(bursty) * rate * BURST_S / CYCLE_S
+        return PoolStep(round(load, 1), rate, ok, outcome)
+
+    one_step(burst_rates[0])
+    log(f"{mode}: warm-up at burst {burst_rates[0]}/s done")
+    for rate in burst_rates:
+        step = one_step(rate)
+        if not step.ok:
+            _log_step(mode, step, log, "fails, once more")
+            step = one_step(rate)
+        _log_step(mode, step, log, "ok" if step.ok else "fails")
+        steps.append(step)
+        if not step.ok:
+            break
+    return steps
+
+
+def _log_step(mode: str, step: PoolStep, log: Log, verdict: str) -> None:
+    worst = ", ".join(
+        f"{name.split('-')[2]} p99 {o['p99_ms']} ms{'' if o['met'] else ' MISSED'}"
+        + (f" ({o['failed']} failed)" if o["failed"] else "")
+        for name, o in step.by_deployment.items()
+    )
+    log(f"{mode}: load {step.load_per_s:.0f}/s (bursts {step.burst_per_s}/s): {verdict}; {worst}")
+
+
+def _pool_figures(
+    runs: Mapping[str, list[PoolStep]], critical: Deployment, critical_rate: float
+) -> dict[str, Any]:
+    figures: dict[str, Any] = {"slo_ms": critical.slo_ms}
+    for mode, steps in runs.items():
+        passing = [s for s in steps if s.ok]
+        best = passing[-1] if passing else None
+        figures[f"{mode}_per_s"] = best.load_per_s if best else 0.0
+        crit = next(
+            (o for n, o in (best.by_deployment.items() if best else ()) if critical.model in n),
+            None,
+        )
+        figures[f"{mode}_p99_ms"] = crit["p99_ms"] if crit else None
+        figures[f"{mode}_steps"] = [
+            {
+                "load_per_s": s.load_per_s,
+                "burst_per_s": s.burst_per_s,
+                "ok": s.ok,
+                "p99_ms": {n.split("-")[2]: o["p99_ms"] for n, o in s.by_deployment.items()},
+            }
+            for s in steps
+        ]
+    figures["gain"] = round(figures["pooled_per_s"] / max(figures["exclusive_per_s"], 1e-9), 2)
+    return figures

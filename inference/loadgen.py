@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from celery import Celery
 from inference.wire import encode_arrays
 from inference.worker import TASK_NAME, queue_name
 
-RESULT_PATTERN = "celery-task-meta-*"
+RESULT_CHANNEL = "celery-task-meta-"  # Celery's Redis backend publishes each result here
 
 
 @dataclass
@@ -46,8 +47,11 @@ class Tally:
 class LoadClient:
     """Sends requests and matches their results as they are published."""
 
-    def __init__(self, app: Celery, redis_url: str) -> None:
+    def __init__(self, app: Celery, redis_url: str, *, id_prefix: str = "") -> None:
+        """``id_prefix`` starts every task id this client sends, so that several clients each
+        subscribe to their own results only."""
         self.app = app
+        self.id_prefix = id_prefix
         self.redis = redis.Redis.from_url(redis_url)
         self._pending: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
@@ -55,7 +59,7 @@ class LoadClient:
         self.recording = False
         self.on_result: Callable[[str], None] | None = None
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.psubscribe(RESULT_PATTERN)
+        self._pubsub.psubscribe(RESULT_CHANNEL + id_prefix + "*")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="results", daemon=True)
         self._thread.start()
@@ -63,17 +67,19 @@ class LoadClient:
 
     def send(self, deployment: str, encoded_inputs: Mapping[str, Any]) -> None:
         """One request (inputs already encoded: the client should not pay for it per send)."""
-        started = time.perf_counter()
-        result = self.app.send_task(
+        # Registered before the send: a fast worker's result can arrive before send returns.
+        task_id = f"{self.id_prefix}{uuid.uuid4()}"
+        with self._lock:
+            self._pending[task_id] = (deployment, time.perf_counter())
+            if self.recording:
+                self.tallies[deployment].sent += 1
+        self.app.send_task(
             TASK_NAME,
             args=[deployment, encoded_inputs, None],
             queue=queue_name(deployment),
+            task_id=task_id,
             producer=self._producer,
         )
-        with self._lock:
-            self._pending[result.id] = (deployment, started)
-            if self.recording:
-                self.tallies[deployment].sent += 1
 
     def _listen(self) -> None:
         while not self._stop.is_set():
@@ -83,7 +89,7 @@ class LoadClient:
             self._received(message)
 
     def _received(self, message: Mapping[str, Any]) -> None:
-        task_id = message["channel"].decode().removeprefix("celery-task-meta-")
+        task_id = message["channel"].decode().removeprefix(RESULT_CHANNEL)
         arrived = time.perf_counter()
         with self._lock:
             entry = self._pending.pop(task_id, None)

@@ -258,8 +258,8 @@ class Load:
 class Policy:
     """Tunables; the defaults suit ticks about a second apart."""
 
-    backlog_per_replica: int = 32
-    scale_up_step: int = 2
+    backlog_per_replica: int = 16
+    scale_up_step: int = 3
     scale_down_after_s: float = 3.0
     idle_busy: float = 0.5
     share_critical: bool = False
@@ -572,6 +572,33 @@ class _Tick:
 
     # -- 5. base replicas ----------------------------------------------------------------------
 
+    def rebalance(self) -> None:
+        """Move one base replica per tick off an overcommitted slice onto one with free reserve.
+
+        A base replica shares a full slice only when nothing else was free (rule 5); slices
+        come up one by one when a node starts, so the first plan often overcommits. Stability
+        must not make that permanent: once a slice with room exists, the replica moves there.
+        """
+        b = self.board
+        for d in self.order:
+            for r in [r for r in b.of[d.name] if r.kind == BASE]:
+                if b.free(r.slice) >= -EPS:
+                    continue
+                roomy = [
+                    k
+                    for k in b.slices
+                    if k != r.slice and b.why_not(d, k) is None and b.fits_reserve(d, k)
+                ]
+                if not roomy:
+                    continue
+                target = b.pick(d, roomy)
+                b.remove(r)
+                self.new(d, target, BASE)
+                self.log.append(
+                    f"{d.name}: base replica moved from overcommitted {r.slice} to {target}"
+                )
+                return
+
     def place_bases(self) -> None:
         for d in self.order:
             while sum(r.kind == BASE for r in self.board.of[d.name]) < d.min_replicas:
@@ -778,6 +805,7 @@ class Scheduler:
         tick.take_back()
         tick.scale_down()
         tick.place_bases()
+        tick.rebalance()
         tick.scale_up()
         plan = tick.result()
         # State changes only once the whole tick has succeeded.

@@ -7,6 +7,8 @@ fleet's API agree on one picture without talking to each other directly:
                                  stops beating disappears on its own (``node_ttl_s``)
 ``<prefix>:slice:<node>/<slice>`` a slice worker's heartbeat: what it serves and how it is doing
                                  (batching figures, delivered share, memory), expiring likewise
+``<prefix>:nodes``, ``:slices``   sets indexing the heartbeat keys (the keyspace is never scanned:
+                                 it also holds every Celery result)
 ``<prefix>:deployments``          hash of deployment name -> ``Deployment`` JSON (what to serve)
 ``<prefix>:draining``             hash of node -> who asked and when (persists across restarts)
 ``<prefix>:plan``                 the scheduler's last ``Plan`` and the routing table, also
@@ -31,7 +33,8 @@ import redis
 from inference.placement import Deployment, NodeView, Plan, SliceView
 
 DEFAULT_PREFIX = "haulmind:pool"
-HEARTBEAT_S = 1.0
+HEARTBEAT_S = 1.0  # a node's beat
+SLICE_BEAT_S = 0.5  # a slice's: its load is what the scheduler scales on, so it is fresher
 NODE_TTL_S = 5.0
 
 
@@ -80,33 +83,46 @@ class PoolStore:
 
     def beat_node(self, record: Mapping[str, Any]) -> None:
         """A node's heartbeat: ``{"name", "slices": [names], "devices", "pid", ...}``."""
-        self._put(self.key("node", record["name"]), record)
+        self._put("node", record["name"], record)
 
     def beat_slice(self, record: Mapping[str, Any]) -> None:
         """A slice worker's heartbeat: ``SliceView`` fields plus its figures."""
-        self._put(self.key("slice", f"{record['node']}/{record['name']}"), record)
+        self._put("slice", f"{record['node']}/{record['name']}", record)
 
-    def _put(self, key: str, record: Mapping[str, Any]) -> None:
+    def _put(self, kind: str, name: str, record: Mapping[str, Any]) -> None:
+        # The record expires on its own; the index of names (a set, never scanned for) lets
+        # readers find the records without walking the whole keyspace.
         payload = json.dumps({**record, "at": time.time()}, default=str)
-        self.redis.set(key, payload, px=int(self.node_ttl_s * 1000))
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(self.key(kind, name), payload, px=int(self.node_ttl_s * 1000))
+            pipe.sadd(self.key(kind + "s"), name)
+            pipe.execute()
 
     def forget_node(self, node: str) -> None:
         """Remove a node at once (a clean shutdown), rather than waiting for it to expire."""
-        keys = [self.key("node", node), *self._scan(self.key("slice", f"{node}/*"))]
-        self.redis.delete(*keys)
+        slices = [s for s in self._members("slice") if s.startswith(node + "/")]
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self.key("node", node), *(self.key("slice", s) for s in slices))
+            pipe.srem(self.key("nodes"), node)
+            if slices:
+                pipe.srem(self.key("slices"), *slices)
+            pipe.execute()
 
     def node_records(self) -> list[dict[str, Any]]:
-        return self._records(self.key("node", "*"))
+        return self._records("node")
 
     def slice_records(self) -> list[dict[str, Any]]:
-        return self._records(self.key("slice", "*"))
+        return self._records("slice")
 
-    def _scan(self, pattern: str) -> list[str]:
-        return [k.decode() if isinstance(k, bytes) else k for k in self.redis.scan_iter(pattern)]
+    def _members(self, kind: str) -> list[str]:
+        return sorted(_text(m) for m in self.redis.smembers(self.key(kind + "s")))
 
-    def _records(self, pattern: str) -> list[dict[str, Any]]:
-        keys = sorted(self._scan(pattern))
-        values = self.redis.mget(keys) if keys else []
+    def _records(self, kind: str) -> list[dict[str, Any]]:
+        names = self._members(kind)
+        values = self.redis.mget([self.key(kind, n) for n in names]) if names else []
+        expired = [n for n, v in zip(names, values, strict=True) if v is None]
+        if expired:  # their heartbeats stopped: drop them from the index too
+            self.redis.srem(self.key(kind + "s"), *expired)
         return [json.loads(v) for v in values if v is not None]
 
     def node_views(self) -> list[NodeView]:
@@ -226,10 +242,10 @@ class PoolStore:
             self.redis.delete(key)
 
     def clear(self) -> None:
-        """Remove every key of this pool (tests, and ``pool reset``)."""
-        keys = self._scan(self.key("*"))
-        if keys:
-            self.redis.delete(*keys)
+        """Remove every key of this pool (tests and benchmarks, on their own prefix)."""
+        keys = [self.key(kind, n) for kind in ("node", "slice") for n in self._members(kind)]
+        keys += [self.key(k) for k in ("nodes", "slices", "deployments", "draining", "plan", "leader")]
+        self.redis.delete(*keys)
 
 
 def slice_view(record: Mapping[str, Any]) -> SliceView:

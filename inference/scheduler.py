@@ -182,10 +182,26 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tick", type=float, default=TICK_S, help="seconds between rounds")
+    defaults = Policy()
+    parser.add_argument(
+        "--backlog-per-replica",
+        type=int,
+        default=defaults.backlog_per_replica,
+        help="scale up when a deployment's waiting requests per replica exceed this",
+    )
+    parser.add_argument(
+        "--scale-down-after",
+        type=float,
+        default=defaults.scale_down_after_s,
+        help="seconds without backlog before an added replica is given back",
+    )
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(name)s %(message)s")
-    service = SchedulerService(tick_s=args.tick)
+    policy = Policy(
+        backlog_per_replica=args.backlog_per_replica, scale_down_after_s=args.scale_down_after
+    )
+    service = SchedulerService(policy=policy, tick_s=args.tick)
     signal.signal(signal.SIGTERM, service.stop)
     signal.signal(signal.SIGINT, service.stop)
     service.run()

@@ -58,7 +58,7 @@ from celery.result import AsyncResult
 
 from inference.batching import BatchingConfig, DynamicBatcher, Response
 from inference.placement import Deployment
-from inference.pool import HEARTBEAT_S, PoolStore
+from inference.pool import SLICE_BEAT_S, PoolStore
 from inference.slices import EnforcementReport, ShareMeter, SliceSpec, apply_slice
 from inference.wire import decode_arrays, encode_arrays
 from models import Runtime, load_runtime
@@ -335,12 +335,12 @@ class SliceWorker:
     # --- following the plan --------------------------------------------------------------------
 
     def follow(self, interval_s: float = 0.2) -> None:
-        """Until stopped: read the plan and apply it; beat the slice's state every second."""
+        """Until stopped: read the plan and apply it; beat the slice's state (``SLICE_BEAT_S``)."""
         last_beat = 0.0
         while not self._stop.is_set():
             try:
                 self.sync()
-                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                if time.monotonic() - last_beat >= SLICE_BEAT_S:
                     self.store.beat_slice(self.heartbeat())
                     last_beat = time.monotonic()
             except Exception:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The platform on this machine: the demo mine, trucks driving (simulator), ingest, the outbox's
-# delivery, a Celery worker with beat, the ASGI server on :8000.
+# delivery, a Celery worker with beat, the inference pool (a scheduler and two worker nodes
+# serving the champion heads), the ASGI server on :8000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
@@ -12,6 +13,8 @@ python manage.py create_demo_mine --trucks "${DEMO_TRUCKS:-100}"
 python manage.py ensure_demo_admin
 # The domain networks: trained on the first run (about 2 minutes on 2 cores), kept after.
 python manage.py train_models --if-missing
+# The champion heads as the pool's deployments (trajectory latency-critical, the rest best-effort).
+python manage.py deploy_models
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -23,6 +26,16 @@ python manage.py ingest --replica demo > var/log/ingest.log 2>&1 &
 pids+=($!)
 python manage.py deliver_commands > var/log/outbox.log 2>&1 &
 pids+=($!)
+# The inference pool: one scheduler and two worker nodes, each a supervisor of its slice workers
+# (two quarter-CPU slices per node here; on a GPU node e.g. HAULMIND_SLICES="cuda:0=4").
+python -m inference.scheduler > var/log/pool-scheduler.log 2>&1 &
+pids+=($!)
+for node in a b; do
+    python -m inference.node --name "demo-node-$node" \
+        --slices "${HAULMIND_SLICES:-cpu=0.25,0.25}" --log-dir var/log \
+        > "var/log/pool-node-$node.log" 2>&1 &
+    pids+=($!)
+done
 # The demo's trucks enter one-lane sections by themselves when no FMS answers their traffic
 # permission request (the FMS's traffic-permission service comes with the control issue).
 python manage.py simulate --site cerro-rojo --trucks "${DEMO_TRUCKS:-100}" --hz "${DEMO_HZ:-2}" \

@@ -38,7 +38,7 @@ RUNTIME_OVERHEAD_BYTES = 32 * MIB
 
 def product_terms(name: str) -> dict[str, Any]:
     """Priority, SLO and batching of one head (see the module docstring for why)."""
-    interval_ms = float(getattr(settings, "INFERENCE_INTERVAL_S", 10.0)) * 1000.0
+    interval_ms = float(settings.INFERENCE_INTERVAL_S) * 1000.0
     if name == "trajectory":
         # 2 ms of batching fits a 50 ms SLO; positions 1 s ahead are history after a second,
         # so a request still waiting then is dropped rather than served late.

@@ -92,7 +92,7 @@ DISPATCH_SECONDS = Histogram(
 
 
 def interval_s() -> float:
-    return float(getattr(settings, "INFERENCE_INTERVAL_S", 10.0))
+    return float(settings.INFERENCE_INTERVAL_S)
 
 
 # --- 1. the hook on ingest ---------------------------------------------------------------------

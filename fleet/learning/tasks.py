@@ -148,7 +148,7 @@ def alarms(probs: np.ndarray, rule: DecisionRule, truck: Any, window_end: dateti
     and the ``consecutive - 1`` before it (``detection.run_lengths``, as the figures were
     measured). Only decisions at the live cadence count: a run broken by a gap (no decision
     for 1.5 intervals, e.g. a link outage) starts again."""
-    interval = float(getattr(settings, "INFERENCE_INTERVAL_S", 10.0))
+    interval = float(settings.INFERENCE_INTERVAL_S)
     earlier = window_end - timedelta(seconds=1.5 * interval * max(rule.consecutive - 1, 0))
     previous = list(
         Prediction.objects.filter(

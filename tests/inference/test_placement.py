@@ -53,6 +53,8 @@ def said(plan: Plan, *words: str) -> list[str]:
 
 
 TWO_NODES = [node("node-a"), node("node-b")]
+# The figures in these tests' decisions were written for these thresholds.
+TESTED = Policy(backlog_per_replica=32, scale_up_step=2)
 
 
 # -- the dataclasses --------------------------------------------------------------------------
@@ -93,14 +95,14 @@ def test_deployment_slice_node_and_plan_round_trip_through_json() -> None:
     with pytest.raises(ValueError, match="unknown field"):
         Deployment.from_dict(d.to_dict() | {"colour": "red"})
 
-    plan = Scheduler().plan(TWO_NODES, [dep("eta"), dep("fault", min_replicas=2)], {}, 0.0)
+    plan = Scheduler(TESTED).plan(TWO_NODES, [dep("eta"), dep("fault", min_replicas=2)], {}, 0.0)
     text = json.dumps(plan.to_dict())
     assert Plan.from_dict(json.loads(text)) == plan
 
 
 def test_routes_list_queue_model_and_replicas_of_served_deployments() -> None:
     eta, huge = dep("eta", min_replicas=2), dep("huge", memory_bytes=8 * GIB)
-    plan = Scheduler().plan(TWO_NODES, [eta, huge], {}, 0.0)
+    plan = Scheduler(TESTED).plan(TWO_NODES, [eta, huge], {}, 0.0)
     assert plan.routes([eta, huge]) == {
         "eta": {
             "queue": "inference.eta",
@@ -117,16 +119,16 @@ def test_routes_list_queue_model_and_replicas_of_served_deployments() -> None:
 
 def test_spread_lands_base_replicas_on_both_nodes() -> None:
     deployments = [dep(n) for n in ("eta", "fault", "payload", "wear")]
-    plan = Scheduler().plan(TWO_NODES, deployments, {}, 0.0)
+    plan = Scheduler(TESTED).plan(TWO_NODES, deployments, {}, 0.0)
     assert all(len(v) == 1 for v in plan.assignment.values())  # one per slice, both nodes
     assert {key.split("/")[0] for key, v in plan.assignment.items() if v} == {"node-a", "node-b"}
-    two = Scheduler().plan(TWO_NODES, [dep("eta", min_replicas=2)], {}, 0.0)
+    two = Scheduler(TESTED).plan(TWO_NODES, [dep("eta", min_replicas=2)], {}, 0.0)
     assert nodes_of(two, "eta") == {"node-a", "node-b"}
 
 
 def test_binpack_fills_node_a_before_node_b() -> None:
     deployments = [dep(n, strategy="binpack") for n in ("eta", "fault", "payload", "wear")]
-    plan = Scheduler().plan(TWO_NODES, deployments, {}, 0.0)
+    plan = Scheduler(TESTED).plan(TWO_NODES, deployments, {}, 0.0)
     assert plan.assignment["node-a/cpu/0"] == ("eta", "fault")
     assert plan.assignment["node-a/cpu/1"] == ("payload", "wear")
     assert plan.assignment["node-b/cpu/0"] == plan.assignment["node-b/cpu/1"] == ()
@@ -135,7 +137,7 @@ def test_binpack_fills_node_a_before_node_b() -> None:
 def test_memory_of_a_slice_is_never_exceeded_and_kinds_are_respected() -> None:
     big = [dep(n, memory_bytes=600 * MIB, strategy="binpack") for n in ("a1", "a2", "a3")]
     gpu_only = dep("vision", device_kinds=("cuda",))
-    plan = Scheduler().plan([node("node-a")], [*big, gpu_only], {}, 0.0)
+    plan = Scheduler(TESTED).plan([node("node-a")], [*big, gpu_only], {}, 0.0)
     assert plan.assignment == {"node-a/cpu/0": ("a1",), "node-a/cpu/1": ("a2",)}
     assert plan.unplaced["a3"] == (
         "0 of 1 replicas placed; other slices it may run on: 2 without 600 MiB free"
@@ -144,20 +146,20 @@ def test_memory_of_a_slice_is_never_exceeded_and_kinds_are_respected() -> None:
 
 
 def test_a_deployment_too_large_for_any_slice_is_unplaced_with_the_reason() -> None:
-    plan = Scheduler().plan(TWO_NODES, [dep("huge", memory_bytes=4 * GIB)], {}, 0.0)
+    plan = Scheduler(TESTED).plan(TWO_NODES, [dep("huge", memory_bytes=4 * GIB)], {}, 0.0)
     assert plan.replicas["huge"] == ()
     assert plan.unplaced == {"huge": "needs 4096 MiB, largest slice has 1024 MiB"}
     assert plan.routes([dep("huge", memory_bytes=4 * GIB)]) == {}
 
 
 def test_two_replicas_of_one_deployment_never_share_a_slice() -> None:
-    plan = Scheduler().plan([node("node-a")], [dep("eta", min_replicas=3)], {}, 0.0)
+    plan = Scheduler(TESTED).plan([node("node-a")], [dep("eta", min_replicas=3)], {}, 0.0)
     assert sorted(plan.replicas["eta"]) == ["node-a/cpu/0", "node-a/cpu/1"]
     assert plan.unplaced["eta"].startswith("2 of 3 replicas placed")
 
 
 def test_a_stable_cluster_is_never_reshuffled() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     deployments = [dep("eta", min_replicas=2), dep("fault"), dep("payload")]
     first = scheduler.plan(TWO_NODES, deployments, {}, 0.0)
     assert first.decisions  # the first tick says where everything went
@@ -173,8 +175,8 @@ def test_a_stable_cluster_is_never_reshuffled() -> None:
 
 def test_a_restarted_scheduler_keeps_the_stored_plan() -> None:
     deployments = [dep("eta", min_replicas=2), dep("fault", strategy="binpack")]
-    before = Scheduler().plan(TWO_NODES, deployments, {}, 0.0)
-    restarted = Scheduler()
+    before = Scheduler(TESTED).plan(TWO_NODES, deployments, {}, 0.0)
+    restarted = Scheduler(TESTED)
     restarted.restore(Plan.from_dict(json.loads(json.dumps(before.to_dict()))))
     after = restarted.plan(TWO_NODES, deployments, {}, 100.0)
     assert after.replicas == before.replicas
@@ -182,7 +184,7 @@ def test_a_restarted_scheduler_keeps_the_stored_plan() -> None:
 
 
 def test_a_removed_deployment_stops_and_the_others_stay() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     first = scheduler.plan(TWO_NODES, [dep("eta"), dep("fault")], {}, 0.0)
     second = scheduler.plan(TWO_NODES, [dep("fault")], {}, 1.0)
     assert second.replicas == {"fault": first.replicas["fault"]}
@@ -195,7 +197,7 @@ def test_a_removed_deployment_stops_and_the_others_stay() -> None:
 def test_critical_work_never_shares_its_slice_unless_the_policy_allows_it() -> None:
     one = [node("node-a", n=1, share=1.0)]
     deployments = [dep("trajectory", priority="critical"), dep("eta")]
-    plan = Scheduler().plan(one, deployments, {}, 0.0)
+    plan = Scheduler(TESTED).plan(one, deployments, {}, 0.0)
     assert plan.assignment == {"node-a/cpu/0": ("trajectory",)}
     assert plan.unplaced["eta"] == (
         "0 of 1 replicas placed; other slices it may run on: 1 held by critical work"
@@ -206,7 +208,7 @@ def test_critical_work_never_shares_its_slice_unless_the_policy_allows_it() -> N
 
 def test_critical_work_preempts_the_slice_whose_best_effort_work_runs_elsewhere_too() -> None:
     # eta runs on both slices, payload only on cpu/0: taking cpu/1 costs the least.
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     scheduler.restore(
         Plan(
             assignment={"node-a/cpu/0": ("eta", "payload"), "node-a/cpu/1": ("eta",)},
@@ -230,7 +232,7 @@ def test_critical_work_preempts_the_slice_whose_best_effort_work_runs_elsewhere_
 
 
 def test_preempted_best_effort_work_is_re_placed_elsewhere_in_the_same_tick() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     nodes = [node("node-a"), node("node-b", n=1)]
     scheduler.restore(
         Plan(
@@ -257,7 +259,7 @@ def test_preempted_best_effort_work_is_re_placed_elsewhere_in_the_same_tick() ->
 
 
 def test_critical_slices_are_never_lent_and_critical_work_never_borrows() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     nodes = [node("node-a", busy=0.0)]
     deployments = [
         dep("trajectory", priority="critical", compute_share=0.5),
@@ -277,14 +279,14 @@ def test_critical_slices_are_never_lent_and_critical_work_never_borrows() -> Non
 
 def test_best_effort_shares_the_least_reserved_slice_rather_than_stay_unplaced() -> None:
     one = [node("node-a", n=1, share=0.25)]
-    plan = Scheduler().plan(one, [dep("eta"), dep("payload")], {}, 0.0)
+    plan = Scheduler(TESTED).plan(one, [dep("eta"), dep("payload")], {}, 0.0)
     assert plan.assignment == {"node-a/cpu/0": ("eta", "payload")}
     assert said(plan, "payload: base replica on node-a/cpu/0 (overcommitted: 0.50 reserved")
     assert plan.unplaced == {}
 
 
 def test_scale_up_uses_free_reserve_first_spread_across_nodes() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     nodes = [node("node-a", share=1.0), node("node-b", share=1.0)]
     deployments = [dep("eta")]
     scheduler.plan(nodes, deployments, {}, 0.0)
@@ -295,7 +297,7 @@ def test_scale_up_uses_free_reserve_first_spread_across_nodes() -> None:
 
 
 def test_scale_up_stops_at_max_replicas_and_adds_at_most_a_step_per_tick() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     nodes = [node("node-a", n=4, share=1.0), node("node-b", n=4, share=1.0)]
     deployments = [dep("eta", max_replicas=4)]
     counts = [
@@ -304,14 +306,14 @@ def test_scale_up_stops_at_max_replicas_and_adds_at_most_a_step_per_tick() -> No
     ]
     assert counts == [3, 4, 4, 4]
     # Only as many replicas as the backlog justifies: 40 queued wants two.
-    small = Scheduler()
+    small = Scheduler(TESTED)
     small.plan(nodes, [dep("fault")], {}, 0.0)
     plan = small.plan(nodes, [dep("fault")], {"fault": Load(queued=40)}, 1.0)
     assert len(plan.replicas["fault"]) == 2
 
 
 def test_a_growing_queue_borrows_idle_slices_of_other_nodes_then_gives_them_back() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     deployments = [dep(n, compute_share=0.5) for n in ("eta", "fault", "payload", "wear")]
     base = scheduler.plan(TWO_NODES, deployments, {}, 0.0)
     assert base.replicas["fault"] == ("node-b/cpu/0",)  # every slice's reserve is now taken
@@ -344,7 +346,7 @@ def test_a_growing_queue_borrows_idle_slices_of_other_nodes_then_gives_them_back
 
 
 def test_a_loan_is_taken_back_when_the_owner_queues_up_or_misses_its_slo() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     deployments = [dep(n, compute_share=0.5, slo_ms=200.0) for n in ("eta", "fault", "payload")]
     nodes = [node("node-a", n=3)]
     scheduler.plan(nodes, deployments, {}, 0.0)
@@ -366,7 +368,7 @@ def test_a_loan_is_taken_back_when_the_owner_queues_up_or_misses_its_slo() -> No
 
 
 def test_a_deployment_without_minimum_scales_from_zero_and_back_to_zero() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     batch = dep("batch", min_replicas=0)
     assert scheduler.plan(TWO_NODES, [batch], {}, 0.0).replicas["batch"] == ()
     plan = scheduler.plan(TWO_NODES, [batch], {"batch": Load(queued=5)}, 1.0)
@@ -382,7 +384,7 @@ def test_a_deployment_without_minimum_scales_from_zero_and_back_to_zero() -> Non
 
 
 def test_replicas_of_a_dead_node_are_re_placed_in_the_same_tick() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     deployments = [dep("eta"), dep("fault"), dep("payload")]
     before = scheduler.plan(TWO_NODES, deployments, {}, 0.0)
     lost = [n for n, keys in before.replicas.items() if keys[0].startswith("node-b/")]
@@ -396,7 +398,7 @@ def test_replicas_of_a_dead_node_are_re_placed_in_the_same_tick() -> None:
 
 
 def test_a_draining_node_keeps_its_slices_in_the_plan_with_nothing_assigned() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     deployments = [dep("eta"), dep("fault"), dep("payload")]
     before = scheduler.plan(TWO_NODES, deployments, {}, 0.0)
     on_a = [n for n, keys in before.replicas.items() if keys[0].startswith("node-a/")]
@@ -409,7 +411,7 @@ def test_a_draining_node_keeps_its_slices_in_the_plan_with_nothing_assigned() ->
 
 
 def test_extra_replicas_on_a_lost_node_are_simply_stopped() -> None:
-    scheduler = Scheduler()
+    scheduler = Scheduler(TESTED)
     nodes = [node("node-a", share=1.0), node("node-b", share=1.0)]
     scheduler.plan(nodes, [dep("eta")], {}, 0.0)
     plan = scheduler.plan(nodes, [dep("eta")], {"eta": Load(queued=60)}, 1.0)
@@ -477,7 +479,7 @@ def test_no_plan_breaks_memory_isolation_max_replicas_or_one_replica_per_slice(
 ) -> None:
     nodes, deployments = cluster
     by_name = {d.name: d for d in deployments}
-    scheduler, twin = Scheduler(), Scheduler()
+    scheduler, twin = Scheduler(TESTED), Scheduler(TESTED)
     for tick in range(4):
         alive = [
             NodeView(n.name, n.slices, draining=data.draw(st.booleans()))
@@ -503,3 +505,13 @@ def test_no_plan_breaks_memory_isolation_max_replicas_or_one_replica_per_slice(
             assert all(slices[k].kind in d.device_kinds for k in keys)
             assert (d.name in plan.unplaced) == (len(keys) < d.min_replicas)
         json.dumps(plan.to_dict())
+
+
+def test_a_base_replica_leaves_an_overcommitted_slice_once_a_free_one_appears():
+    deployments = [dep("eta", compute_share=0.5), dep("payload", compute_share=0.5)]
+    sched = Scheduler(TESTED)
+    first = sched.plan([node("a", 1, share=0.5)], deployments, {}, now=0.0)
+    assert first.assignment["a/cpu/0"] == ("eta", "payload")  # overcommitted: nothing else
+    later = sched.plan([node("a", 2, share=0.5)], deployments, {}, now=1.0)
+    assert sorted(later.assignment.values()) == [("eta",), ("payload",)]
+    assert any("moved from overcommitted" in d for d in later.decisions)

@@ -24,17 +24,3 @@ def busy_probe(spec: SliceSpec, report: EnforcementReport, seconds: float) -> di
         "spins": spins,
         "slice": spec.name,
     }
-
-
-def serve_in_replica(config_dict: dict[str, Any], requests: list[dict[str, Any]]) -> dict[str, Any]:
-    """Build a replica in this (child) process, serve encoded requests, describe the replica."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from inference.worker import Replica, ReplicaConfig
-
-    replica = Replica(ReplicaConfig.from_dict(config_dict), cgroup=False)
-    with ThreadPoolExecutor(len(requests)) as pool:  # as Celery's threads pool would
-        results = list(pool.map(replica.infer, requests))
-    described = replica.describe()
-    replica.close()
-    return {"results": results, "describe": described}

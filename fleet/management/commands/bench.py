@@ -10,10 +10,13 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-# name -> module with ``run(options, log) -> dict``; the options are this command's
+# name -> "module" with ``run(options, log) -> dict`` or "module:function" of that signature;
+# the options are this command's
 BENCHMARKS = {
     "ingest": "fleet.telemetry.bench",
     "models": "fleet.learning.bench",
+    "batching": "fleet.learning.poolbench:run_batching_bench",
+    "pool": "fleet.learning.poolbench:run_pool_bench",
 }
 
 
@@ -29,11 +32,20 @@ class Command(BaseCommand):
         parser.add_argument("--rate", type=float, default=0.0, help="Offered msgs/s (0: flat out).")
         parser.add_argument("--seed", type=int, default=0, help="models: the training seed.")
         parser.add_argument("--plots-dir", default=None, help="models: where to draw the plots.")
+        parser.add_argument("--head", default=None, help="batching: which head (default fault).")
+        parser.add_argument("--concurrency", type=int, default=64, help="batching: clients.")
+        parser.add_argument(
+            "--share", type=float, default=0.5, help="batching: the slice's share of the CPU."
+        )
+        parser.add_argument(
+            "--slices", default=None, help="pool: the node's slice plan (equal CPU slices)."
+        )
 
     def handle(self, *args, **options) -> None:
-        module = importlib.import_module(BENCHMARKS[options["name"]])
+        module_name, _, function = BENCHMARKS[options["name"]].partition(":")
+        run = getattr(importlib.import_module(module_name), function or "run")
         try:
-            figures = module.run(options, log=lambda text: self.stderr.write(text))
+            figures = run(options, log=lambda text: self.stderr.write(text))
         except RuntimeError as error:
             raise CommandError(str(error)) from None
         figures = {
