@@ -244,7 +244,9 @@ class PoolStore:
     def clear(self) -> None:
         """Remove every key of this pool (tests and benchmarks, on their own prefix)."""
         keys = [self.key(kind, n) for kind in ("node", "slice") for n in self._members(kind)]
-        keys += [self.key(k) for k in ("nodes", "slices", "deployments", "draining", "plan", "leader")]
+        keys += [
+            self.key(k) for k in ("nodes", "slices", "deployments", "draining", "plan", "leader")
+        ]
         self.redis.delete(*keys)
 
 

@@ -562,6 +562,9 @@ def make_app(broker: str | None = None, backend: str | None = None) -> Celery:
     fleet's settings."""
     app = Celery(
         "haulmind-inference",
+        # No Django fixup, even when DJANGO_SETTINGS_MODULE is set (tests, fleet's clients):
+        # a slice worker knows nothing of fleet.
+        fixups=[],
         broker=broker
         or os.environ.get("CELERY_BROKER_URL")
         or "amqp://guest:guest@127.0.0.1:5672//",

@@ -49,7 +49,7 @@ class Cluster:
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
         # A session of its own, so killing a node kills its slice workers with it.
-        return subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+        return subprocess.Popen(
             [sys.executable, *args],
             cwd=ROOT,
             env=self.env,

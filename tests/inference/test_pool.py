@@ -56,10 +56,14 @@ def test_replicas_spread_over_two_nodes_and_both_serve(cluster, checkpoints):
 
     placed = cluster.wait_for(
         "two replicas on two nodes",
-        lambda: len(nodes_of(cluster.replicas(deployment.name))) == 2
-        and cluster.replicas(deployment.name),
+        lambda: (
+            len(nodes_of(cluster.replicas(deployment.name))) == 2
+            and cluster.replicas(deployment.name)
+        ),
     )
-    cluster.wait_for("both replicas consuming", lambda: cluster.serving(deployment.name) == set(placed))
+    cluster.wait_for(
+        "both replicas consuming", lambda: cluster.serving(deployment.name) == set(placed)
+    )
     responses = [read_response(r.get(timeout=60)) for r in send_many(cluster, deployment.name, 6)]
     assert all(r.outputs["payload_t"].shape == (1,) for r in responses)
     routes = cluster.store.routes()
@@ -67,28 +71,30 @@ def test_replicas_spread_over_two_nodes_and_both_serve(cluster, checkpoints):
     assert nodes_of(routes[deployment.name]["replicas"]) == {"node-a", "node-b"}
 
 
-def test_a_growing_queue_gets_more_replicas_and_they_go_back_when_it_empties(
-    cluster, checkpoints
-):
+def test_a_growing_queue_gets_more_replicas_and_they_go_back_when_it_empties(cluster, checkpoints):
     deployment = payload_deployment(cluster, checkpoints, min_replicas=1, max_replicas=3)
     cluster.deploy(deployment)
+    # The queue is long before the first replica starts: the scheduler sees it grow.
+    results = send_many(cluster, deployment.name, 3000)
     cluster.start_node("node-a")
     cluster.start_node("node-b")
-    cluster.wait_for("a first replica", lambda: cluster.serving(deployment.name))
 
-    results = send_many(cluster, deployment.name, 1500)
     grown = cluster.wait_for(
-        "scale-up on queue depth", lambda: len(cluster.replicas(deployment.name)) > 1, 60
+        "scale-up on queue depth",
+        lambda: len(replicas := cluster.replicas(deployment.name)) > 1 and replicas,
+        60,
     )
     assert len(grown) <= 3
     responses = [r.get(timeout=120) for r in results]
     served_by = {r["replica"] for r in responses}
     assert len(served_by) > 1, "the added replicas took part of the queue"
-    decisions = cluster.store.read_plan().plan.decisions
     cluster.wait_for(
-        "scale-down once the queue is empty", lambda: len(cluster.replicas(deployment.name)) == 1, 60
+        "scale-down once the queue is empty",
+        lambda: len(cluster.replicas(deployment.name)) == 1,
+        60,
     )
-    assert decisions is not None
+    decisions = " ".join(cluster.store.read_plan().plan.decisions)
+    assert "no backlog" in decisions
 
 
 def test_a_killed_nodes_requests_are_served_by_another_node(cluster, checkpoints):
@@ -100,7 +106,7 @@ def test_a_killed_nodes_requests_are_served_by_another_node(cluster, checkpoints
     doomed = first.split("/", 1)[0]
     survivor = ({"node-a", "node-b"} - {doomed}).pop()
 
-    results = send_many(cluster, deployment.name, 600)
+    results = send_many(cluster, deployment.name, 4000)
     # Kill the node while it holds prefetched, unacknowledged requests.
     cluster.wait_for(
         "the doomed node to be serving",
@@ -115,13 +121,15 @@ def test_a_killed_nodes_requests_are_served_by_another_node(cluster, checkpoints
     killed_at = time.monotonic()
 
     responses = [r.get(timeout=120) for r in results]
-    assert len(responses) == 600, "every request answered, none lost"
+    assert len(responses) == 4000, "every request answered, none lost"
     late = [r for r in responses if r["replica"].endswith("@" + survivor)]
     assert late, "the survivor served what the dead node left"
     cluster.wait_for(
         "the dead node to leave the plan",
-        lambda: cluster.replicas(deployment.name)
-        and nodes_of(cluster.replicas(deployment.name)) == {survivor},
+        lambda: (
+            cluster.replicas(deployment.name)
+            and nodes_of(cluster.replicas(deployment.name)) == {survivor}
+        ),
     )
     assert time.monotonic() - killed_at < 60
 
@@ -133,7 +141,7 @@ def test_a_request_larger_than_any_batch_is_refused_with_a_clear_error(cluster, 
     cluster.wait_for("a replica", lambda: cluster.serving(deployment.name))
 
     too_many_rows = send_request(cluster.app, deployment.name, {"window": windows(9)})
-    with pytest.raises(Exception, match="request of 9 rows exceeds .* max_batch_size 8"):
+    with pytest.raises(Exception, match=r"request of 9 rows exceeds .* max_batch_size 8"):
         too_many_rows.get(timeout=60)
     fine = send_request(cluster.app, deployment.name, {"window": windows(8)})
     assert read_response(fine.get(timeout=60)).outputs["payload_t"].shape == (8,)
@@ -150,8 +158,12 @@ def test_a_deployment_too_large_for_every_slice_is_left_unplaced_with_the_reason
     huge = payload_deployment(cluster, checkpoints, memory_bytes=1 << 50)
     cluster.deploy(huge)
     cluster.start_node("node-a", slices="cpu=1")
+    # The first plans may come before the slice is up ("no live slice"); then the size speaks.
     plan = cluster.wait_for(
-        "a plan", lambda: (r := cluster.store.read_plan()) and huge.name in r.plan.unplaced and r
+        "a plan with the slice up",
+        lambda: (
+            (r := cluster.store.read_plan()) and "MiB" in r.plan.unplaced.get(huge.name, "") and r
+        ),
     )
-    assert "MiB" in plan.plan.unplaced[huge.name]
+    assert "largest slice has" in plan.plan.unplaced[huge.name]
     assert huge.name not in plan.routes

@@ -49,7 +49,7 @@ def start_worker(deployments: list[Deployment], broker, log: Path) -> subprocess
     for deployment in deployments:
         command += ["--deployment", json.dumps(deployment.to_dict())]
     env = {**os.environ, "CELERY_BROKER_URL": broker[0], "CELERY_RESULT_BACKEND": broker[1]}
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    return subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT
     )
 
@@ -115,11 +115,12 @@ def test_one_worker_serves_two_deployments_and_refuses_bad_requests_alone(
             {"window": X[:1]},
             expires=datetime.now(UTC) - timedelta(seconds=1),
         )
-        assert read_response(good_eta.get(timeout=120)).outputs["eta_s"].shape == (1,)
+        assert read_response(good_eta.get(timeout=120)).outputs["eta_s"].shape[0] == 1
         assert read_response(good_payload.get(timeout=60)).outputs["payload_t"].shape == (1,)
         with pytest.raises(Exception, match="missing inputs"):
             missing_input.get(timeout=60)
-        with pytest.raises(Exception, match="expired"):
-            expired.get(timeout=60)
+        # Never served: RabbitMQ drops it on its TTL, or the worker refuses it as expired.
+        with pytest.raises(Exception, match="expired|timed out"):
+            expired.get(timeout=5)
     finally:
         stop(worker, client, [eta.name, payload.name])
