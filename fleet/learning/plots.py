@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # files only: no display on a server
 import matplotlib.pyplot as plt
@@ -153,3 +154,45 @@ def _l1_gain(ax: Any, run: TrainingRun) -> None:
 
 
 __all__ = ["draw_all"]
+
+
+def pool_steps(figures: dict[str, Any], path: Path) -> Path:
+    """``bench pool``: each deployment's p99 against the offered load, exclusive and pooled,
+    with the SLOs as lines: where each run leaves its SLOs is the figure."""
+    heads = sorted(
+        {
+            h
+            for mode in ("exclusive", "pooled")
+            for s in figures[f"{mode}_steps"]
+            for h in s["p99_ms"]
+        }
+    )
+    fig, axes = plt.subplots(1, len(heads), figsize=(3.2 * len(heads), 3.2), squeeze=False)
+    for ax, head in zip(axes[0], heads, strict=True):
+        for mode, colour in (("exclusive", BASELINE), ("pooled", MODEL)):
+            steps = figures[f"{mode}_steps"]
+            ax.plot(
+                [s["load_per_s"] for s in steps],
+                [s["p99_ms"].get(head) or np.nan for s in steps],
+                marker="o",
+                color=colour,
+                label=mode,
+            )
+        slo = figures["slo_ms"] if head == "trajectory" else 500
+        ax.axhline(slo, color="#d62728", linestyle="--", linewidth=1, label=f"SLO {slo} ms")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_title(head, fontsize=10)
+        ax.set_xlabel("offered load (requests/s)")
+    axes[0][0].set_ylabel("p99 latency (ms)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(
+        f"bench pool: exclusive {figures['exclusive_per_s']}/s, pooled {figures['pooled_per_s']}/s"
+        f" (gain {figures['gain']})",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

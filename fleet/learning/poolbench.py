@@ -33,7 +33,7 @@ def champions() -> dict[str, Deployment]:
 
 def random_inputs(deployment: Deployment, rows: int = 256, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs of the head's declared shapes (``[None, 25, 64]`` -> ``[rows, 25, 64]``)."""
-    _, manifest = read_manifest(deployment.checkpoint)
+    manifest = read_manifest(deployment.checkpoint)
     rng = np.random.default_rng(seed)
     return {
         name: rng.normal(size=(rows, *shape[1:])).astype(np.float32)
@@ -62,7 +62,7 @@ def run_pool_bench(options: dict[str, Any], log: Log) -> dict[str, Any]:
     deployments = [replace(d, compute_share=share) for d in heads.values()]
     log_dir = Path(settings.VAR_DIR) / "bench" / "pool"
     log_dir.mkdir(parents=True, exist_ok=True)
-    return run_pool(
+    figures = run_pool(
         deployments,
         {name: random_inputs(d) for name, d in heads.items()},
         redis_url=settings.REDIS_URL,
@@ -70,11 +70,20 @@ def run_pool_bench(options: dict[str, Any], log: Log) -> dict[str, Any]:
         log_dir=log_dir,
         log=log,
     )
+    if options.get("plots_dir"):
+        from fleet.learning.plots import pool_steps
+
+        directory = Path(options["plots_dir"])
+        directory.mkdir(parents=True, exist_ok=True)
+        figures["plot"] = str(pool_steps(figures, directory / "bench-pool.png"))
+    return figures
 
 
 def _slice_share(plan: str) -> float:
     """The compute share of the slices in a plan of equal CPU slices (``cpu=0.125,0.125``)."""
     shares = {float(x) for x in plan.partition("=")[2].split(",")} if "," in plan else set()
     if len(shares) != 1:
-        raise RuntimeError(f"the pool bench needs equal CPU slices, e.g. cpu=0.125,0.125,0.125,0.125; got {plan!r}")
+        raise RuntimeError(
+            f"the pool bench needs equal CPU slices, e.g. cpu=0.125,0.125,0.125,0.125; got {plan!r}"
+        )
     return shares.pop()
