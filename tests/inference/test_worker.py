@@ -120,7 +120,7 @@ def test_one_worker_serves_two_deployments_and_refuses_bad_requests_alone(
         with pytest.raises(Exception, match="missing inputs"):
             missing_input.get(timeout=60)
         # Never served: RabbitMQ drops it on its TTL, or the worker refuses it as expired.
-        with pytest.raises(Exception, match="expired|timed out"):
+        with pytest.raises(Exception, match=r"expired|timed out"):
             expired.get(timeout=5)
     finally:
         stop(worker, client, [eta.name, payload.name])
