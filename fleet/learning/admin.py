@@ -139,11 +139,19 @@ class PredictionAdmin(ReadOnlyAdmin):
         "equipment",
         "model_name",
         "model_id",
-        "queue_ms",
-        "compute_ms",
+        "queue",
+        "compute",
         "replica",
     )
     list_filter = ("model_name",)
     search_fields = ("equipment__name", "model_id")
     list_select_related = ("equipment",)
     date_hierarchy = "window_end"
+
+    @admin.display(description="queue ms", ordering="queue_ms")
+    def queue(self, obj: Prediction) -> str:
+        return f"{obj.queue_ms:.1f}"
+
+    @admin.display(description="compute ms", ordering="compute_ms")
+    def compute(self, obj: Prediction) -> str:
+        return f"{obj.compute_ms:.1f}"
