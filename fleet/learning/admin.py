@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -14,21 +13,9 @@ from django.http import HttpRequest
 
 from fleet.learning import services
 from fleet.learning.models import AliasChange, ModelAlias, ModelVersion, Prediction
+from fleet.telemetry.admin import ReadOnlyAdmin
 
 PROMOTE_PERMISSION = "learning.promote_modelversion"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Rows written only by the services."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ModelVersion)

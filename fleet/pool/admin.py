@@ -15,10 +15,11 @@ from django.views.decorators.http import require_POST
 
 from fleet.pool import services
 from fleet.pool.models import DRAIN_PERMISSION, DrainChange, Node
+from fleet.telemetry.admin import ReadOnlyAdmin
 
 
 @admin.register(DrainChange)
-class DrainChangeAdmin(admin.ModelAdmin):
+class DrainChangeAdmin(ReadOnlyAdmin):
     """The audit: read only, like every audit trail."""
 
     list_display = ("at", "node", "draining", "by_name", "reason")
@@ -26,28 +27,10 @@ class DrainChangeAdmin(admin.ModelAdmin):
     search_fields = ("node", "by_name", "reason")
     date_hierarchy = "at"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(ReadOnlyAdmin):
     """Not a table: the changelist is the live pool read from Redis."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def get_urls(self) -> list[URLPattern]:
         site = self.admin_site

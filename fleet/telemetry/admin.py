@@ -12,12 +12,16 @@ from fleet.telemetry.models import HaulCycle, Rejection
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records written by the system: browsed, never added or edited by hand."""
+    """Records written by the system (history, audits): browsed, never added, edited or deleted
+    by hand. A subclass may let someone delete (quarantined messages, for the superuser)."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
