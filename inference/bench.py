@@ -28,7 +28,7 @@ import numpy as np
 from celery import Celery
 
 from inference.devices import cpu_info
-from inference.loadgen import LoadClient, closed_loop, encoded_requests
+from inference.loadgen import LoadClient, Tally, closed_loop, encoded_requests
 from inference.placement import Deployment
 from inference.pool import PoolStore
 from inference.slices import SliceSpec, split_device
@@ -104,12 +104,87 @@ def wait_served(
         raise RuntimeError(f"no worker served {deployment} within {timeout_s:.0f} s")
 
 
+def _closed_loop_client(
+    deployment: str,
+    requests: list[dict[str, Any]],
+    redis_url: str,
+    concurrency: int,
+    warmup_s: float,
+    seconds: float,
+    cores: list[int],
+    results: Any,
+) -> None:
+    """One client process of the batching bench, kept off the slice's cores when it can be."""
+    if cores:
+        os.sched_setaffinity(0, cores)
+    client = LoadClient(make_app(), redis_url, id_prefix=f"{os.getpid()}-")
+    try:
+        tally = closed_loop(
+            client,
+            deployment,
+            requests,
+            concurrency=concurrency,
+            warmup_s=warmup_s,
+            seconds=seconds,
+        )
+    finally:
+        client.close()
+    results.put({"done": tally.done, "failed": tally.failed, "latencies_ms": tally.latencies_ms})
+
+
+def _closed_loop(
+    deployment: str,
+    requests: list[dict[str, Any]],
+    *,
+    redis_url: str,
+    concurrency: int,
+    processes: int,
+    warmup_s: float,
+    seconds: float,
+    cores: list[int],
+) -> Tally:
+    """``concurrency`` requests kept in flight by ``processes`` client processes (one Python
+    process sends and reads about 800 requests/s: alone it would measure itself)."""
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    share, extra = divmod(concurrency, processes)
+    workers = [
+        ctx.Process(
+            target=_closed_loop_client,
+            args=(
+                deployment,
+                requests,
+                redis_url,
+                share + (i < extra),
+                warmup_s,
+                seconds,
+                cores,
+                results,
+            ),
+            daemon=True,
+        )
+        for i in range(processes)
+    ]
+    for process in workers:
+        process.start()
+    merged = Tally()
+    for _ in workers:
+        part = results.get(timeout=warmup_s + seconds + 120)
+        merged.done += part["done"]
+        merged.failed += part["failed"]
+        merged.latencies_ms += part["latencies_ms"]
+    for process in workers:
+        process.join(10)
+    return merged
+
+
 def run_batching(
     deployment: Deployment,
     inputs: Mapping[str, np.ndarray],
     *,
     redis_url: str,
     concurrency: int = 64,
+    clients: int = 2,
     seconds: float = 10.0,
     warmup_s: float = 3.0,
     share: float = 0.5,
@@ -120,10 +195,13 @@ def run_batching(
     app = make_app()
     spec = bench_slice(share)
     requests = encoded_requests(inputs, 256)
-    client = LoadClient(app, redis_url)
+    # The clients run on the cores the slice does not have, where there are any.
+    others = sorted(set(os.sched_getaffinity(0)) - set(spec.cores))
+    probe = LoadClient(app, redis_url)
     figures: dict[str, Any] = {
         "deployment": deployment.model or deployment.name,
         "slice": f"{spec.compute_share:.2f} of the CPU (cores {list(spec.cores)})",
+        "clients": f"{clients} processes on cores {others or 'all'}",
         "concurrency": concurrency,
         "seconds": seconds,
     }
@@ -135,14 +213,16 @@ def run_batching(
             log(f"{label}: worker on {spec.name}, max_batch_size {batch}, {concurrency} clients")
             try:
                 with slice_worker(spec, [served], node=f"bench-{label}"):
-                    wait_served(client, name, requests[0], timeout_s=120)
-                    tally = closed_loop(
-                        client,
+                    wait_served(probe, name, requests[0], timeout_s=120)
+                    tally = _closed_loop(
                         name,
                         requests,
+                        redis_url=redis_url,
                         concurrency=concurrency,
+                        processes=clients,
                         warmup_s=warmup_s,
                         seconds=seconds,
+                        cores=others,
                     )
             finally:
                 delete_queues(app, [name])
@@ -153,7 +233,7 @@ def run_batching(
             log(f"{label}: {figures[f'{label}_per_s']}/s, p99 {figures[f'{label}_p99_ms']} ms")
             time.sleep(1.0)
     finally:
-        client.close()
+        probe.close()
     figures["speedup"] = round(figures["batched_per_s"] / max(figures["batch1_per_s"], 1e-9), 2)
     return figures
 

@@ -48,6 +48,7 @@ def run_batching_bench(options: dict[str, Any], log: Log) -> dict[str, Any]:
         random_inputs(deployment),
         redis_url=settings.REDIS_URL,
         concurrency=options.get("concurrency") or 64,
+        clients=options.get("clients") or 2,
         seconds=options.get("seconds") or 10.0,
         share=options.get("share") or 0.5,
         log=log,

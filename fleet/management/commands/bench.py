@@ -33,7 +33,10 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="models: the training seed.")
         parser.add_argument("--plots-dir", default=None, help="models: where to draw the plots.")
         parser.add_argument("--head", default=None, help="batching: which head (default fault).")
-        parser.add_argument("--concurrency", type=int, default=64, help="batching: clients.")
+        parser.add_argument(
+            "--concurrency", type=int, default=64, help="batching: requests in flight."
+        )
+        parser.add_argument("--clients", type=int, default=2, help="batching: client processes.")
         parser.add_argument(
             "--share", type=float, default=0.5, help="batching: the slice's share of the CPU."
         )
