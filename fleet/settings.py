@@ -23,6 +23,10 @@ VAR_DIR = Path(env_str("HAULMIND_VAR_DIR") or BASE_DIR / "var")
 MODELS_DIR = Path(env_str("HAULMIND_MODELS_DIR") or VAR_DIR / "models")
 # Each truck's telemetry window goes to the model pool at most this often (seconds).
 INFERENCE_INTERVAL_S = env_int("INFERENCE_INTERVAL_S", 10, minimum=1)
+# Live predictions (learning.Prediction: one row per head per truck per interval) older than this
+# many days are purged hourly by Celery beat (learning.purge_predictions). At least a day: the
+# fault decision rule reads a truck's last few decisions.
+PREDICTION_RETENTION_DAYS = env_int("PREDICTION_RETENTION_DAYS", 7, minimum=1)
 
 ENVIRONMENT = env_str("HAULMIND_ENV", "development")
 if ENVIRONMENT not in {"development", "production"}:
@@ -219,6 +223,7 @@ CELERY_BEAT_SCHEDULE = {
     "roll-up-positions": {"task": "telemetry.roll_up_positions", "schedule": 60.0},
     "derive-haul-cycles": {"task": "telemetry.derive_haul_cycles", "schedule": 60.0},
     "expire-commands": {"task": "control.expire_commands", "schedule": 5.0},
+    "purge-predictions": {"task": "learning.purge_predictions", "schedule": 3600.0},
 }
 
 # --- The mine map ---------------------------------------------------------------------------------

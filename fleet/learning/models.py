@@ -140,7 +140,9 @@ class Prediction(models.Model):
             # The decision rule reads a truck's last few fault predictions at every callback.
             models.Index(
                 fields=["equipment", "model_name", "-window_end"], name="learning_pred_recent"
-            )
+            ),
+            # The retention purge (tasks.purge_predictions) takes the oldest rows by this.
+            models.Index(fields=["window_end"], name="learning_pred_window_end"),
         ]
 
     def __str__(self) -> str:

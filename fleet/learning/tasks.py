@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from celery import shared_task
 from django.conf import settings
+from django.db import connection
+from django.utils import timezone
 from prometheus_client import Histogram
 
 from fleet.learning.datasets import FAULT_CLASSES, HORIZONS_S
@@ -69,6 +71,36 @@ def store_prediction(result: Mapping[str, Any], meta: Mapping[str, Any]) -> int 
     )
     broadcast_on_commit(truck["site_id"], "prediction", live_event(prediction))
     return prediction.pk
+
+
+# Rows deleted per statement: each is a short transaction, so a purge never holds locks long
+# or bloats one transaction, however far behind it is.
+PURGE_BATCH = 10_000
+
+
+@shared_task(name="learning.purge_predictions", ignore_result=True)
+def purge_predictions(days: int | None = None) -> int:
+    """Delete the predictions whose window ended more than ``days`` (default
+    ``settings.PREDICTION_RETENTION_DAYS``) ago, in batches taken by the ``window_end`` index.
+    Scheduled hourly by Celery beat; returns how many rows went."""
+    keep = int(settings.PREDICTION_RETENTION_DAYS if days is None else days)
+    cutoff = timezone.now() - timedelta(days=keep)
+    table = Prediction._meta.db_table
+    sql = (
+        f"DELETE FROM {table} WHERE id IN "  # noqa: S608 (the table name is our own)
+        f"(SELECT id FROM {table} WHERE window_end < %s LIMIT %s)"
+    )
+    deleted = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [cutoff, PURGE_BATCH])
+            n = cursor.rowcount
+        deleted += n
+        if n < PURGE_BATCH:
+            break
+    if deleted:
+        log.info("purged %d predictions older than %d days", deleted, keep)
+    return deleted
 
 
 def live_event(prediction: Prediction) -> dict[str, Any]:
