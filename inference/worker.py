@@ -69,6 +69,7 @@ TASK_NAME = "inference.infer"
 QUEUE_PREFIX = "inference."
 DEFAULT_PREFETCH = 64
 KEEP_WARM_S = 60.0
+STORE_RETRIES_S = (0.5, 1.0, 2.0)  # pauses between attempts to store a batch's results
 
 
 def queue_name(deployment: str) -> str:
@@ -86,10 +87,6 @@ def slice_hostname(spec: SliceSpec, node: str) -> str:
 
 class RequestExpired(RuntimeError):
     """The request's ``expires`` passed before it was served; it was not run."""
-
-
-class NotServedHere(RuntimeError):
-    """A message reached a worker that does not serve its deployment (a routing bug)."""
 
 
 # --- one deployment on this slice --------------------------------------------------------------
@@ -182,12 +179,23 @@ class ResultWriter:
             self._flush(batch)
 
     def _flush(self, batch: list[_Done]) -> None:
-        try:
-            self._store(batch)
-        except Exception:
-            # Not stored, so not acknowledged: the broker redelivers them when this worker's
-            # connection goes; better a request served twice than one lost.
-            logger.exception("could not store %d results; leaving them unacknowledged", len(batch))
+        for pause in STORE_RETRIES_S:
+            try:
+                self._store(batch)
+                break
+            except Exception:
+                logger.exception(
+                    "could not store %d results; retrying in %.1f s", len(batch), pause
+                )
+                time.sleep(pause)
+        else:
+            # Not stored, so never acknowledged: back to the queue, for this replica or another
+            # once the backend answers again. Better a request served twice than one lost.
+            for done in batch:
+                try:
+                    done.message.reject(requeue=True)
+                except Exception:
+                    logger.exception("could not requeue %s", done.task_id)
             return
         for done in batch:
             try:
@@ -212,10 +220,7 @@ class ResultWriter:
             for done in batch:
                 key = backend.get_key_for_task(done.task_id)
                 value = backend.encode(self._meta(done))
-                if expires:
-                    pipe.setex(key, expires, value)
-                else:
-                    pipe.set(key, value)
+                pipe.set(key, value, ex=expires or None)
                 pipe.publish(key, value)
             pipe.execute()
 
@@ -311,7 +316,11 @@ class SliceWorker:
             with self._lock:
                 replica = self.replicas.get(deployment)
             if replica is None:
-                raise NotServedHere(f"{deployment!r} is not served on {self.key}")
+                # Never consumed without its model loaded; should it happen, another replica
+                # of the deployment takes it rather than the caller getting an error.
+                logger.error("%s: %r is not served here; requeued", self.key, deployment)
+                message.reject(requeue=True)
+                return
             future = replica.batcher.submit(decode_arrays(inputs), timeout_ms=timeout_ms)
         except Exception as exc:
             self.writer.put(_Done(message, task_id, embed or {}, None, exc))
@@ -512,7 +521,9 @@ def infer(
     """Serve one request outside a slice worker (tests, eager mode): the worker's strategy
     batches messages without calling this."""
     worker = current_worker()
-    replica = worker.replicas[deployment]
+    replica = worker.replicas.get(deployment)
+    if replica is None:
+        raise LookupError(f"{deployment!r} is not served on {worker.key}")
     response = replica.batcher.infer(decode_arrays(inputs), timeout_ms=timeout_ms)
     return _encoded_response(response, worker.hostname, replica.runtime)
 

@@ -4,6 +4,8 @@ killed node's requests served elsewhere, and requests or deployments too large r
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import numpy as np
@@ -167,3 +169,29 @@ def test_a_deployment_too_large_for_every_slice_is_left_unplaced_with_the_reason
     )
     assert "largest slice has" in plan.plan.unplaced[huge.name]
     assert huge.name not in plan.routes
+
+
+def test_a_node_restarts_a_slice_worker_that_dies_and_it_serves_again(cluster, checkpoints):
+    deployment = payload_deployment(cluster, checkpoints)
+    cluster.deploy(deployment)
+    cluster.start_node("node-a", slices="cpu=1")
+    cluster.wait_for("a replica", lambda: cluster.serving(deployment.name))
+    (first,) = [r["pid"] for r in cluster.store.slice_records()]
+
+    os.kill(first, signal.SIGKILL)
+    cluster.wait_for(
+        "the node to restart its worker",
+        lambda: [
+            s for n in cluster.store.node_records() for s in n["slices"] if s["restarts"] == 1
+        ],
+    )
+    cluster.wait_for(
+        "the new worker serving",
+        lambda: [
+            r
+            for r in cluster.store.slice_records()
+            if r["pid"] != first and deployment.name in r["serving"]
+        ],
+    )
+    response = send_request(cluster.app, deployment.name, {"window": windows(1)}).get(timeout=60)
+    assert read_response(response).outputs["payload_t"].shape == (1,)

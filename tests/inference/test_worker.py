@@ -124,3 +124,49 @@ def test_one_worker_serves_two_deployments_and_refuses_bad_requests_alone(
             expired.get(timeout=5)
     finally:
         stop(worker, client, [eta.name, payload.name])
+
+
+class RecordedMessage:
+    """Stands in for the broker's message object: records what the writer did with it."""
+
+    def __init__(self) -> None:
+        self.outcome: str | None = None
+
+    def ack(self) -> None:
+        self.outcome = "acked"
+
+    def reject(self, requeue: bool = False) -> None:
+        self.outcome = "requeued" if requeue else "rejected"
+
+
+@pytest.mark.services
+def test_results_are_stored_in_celerys_format_before_their_messages_are_acked(settings):
+    from celery.result import AsyncResult
+
+    from inference.worker import ResultWriter, _Done
+
+    app = make_app(settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND)
+    writer = ResultWriter(app)
+    ok, bad = RecordedMessage(), RecordedMessage()
+    ok_id, bad_id = str(uuid.uuid4()), str(uuid.uuid4())
+    writer.put(_Done(ok, ok_id, {}, {"outputs": {}, "replica": "r"}, None))
+    writer.put(_Done(bad, bad_id, {}, None, ValueError("request of 9 rows exceeds")))
+    writer.close()
+    assert ok.outcome == bad.outcome == "acked"
+    assert AsyncResult(ok_id, app=app).get(timeout=5) == {"outputs": {}, "replica": "r"}
+    with pytest.raises(ValueError, match="9 rows"):
+        AsyncResult(bad_id, app=app).get(timeout=5)
+
+
+def test_results_that_cannot_be_stored_go_back_to_the_queue(monkeypatch):
+    from inference import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "STORE_RETRIES_S", (0.0, 0.0))
+    app = make_app("amqp://guest:guest@127.0.0.1:5672//", "redis://127.0.0.1:1/0")
+    app.conf.redis_backend_health_check_interval = None
+    app.conf.result_backend_transport_options = {"retry_policy": {"max_retries": 0}}
+    writer = worker_module.ResultWriter(app)
+    message = RecordedMessage()
+    writer.put(worker_module._Done(message, str(uuid.uuid4()), {}, {"outputs": {}}, None))
+    writer.close()
+    assert message.outcome == "requeued"
