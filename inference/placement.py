@@ -573,31 +573,42 @@ class _Tick:
     # -- 5. base replicas ----------------------------------------------------------------------
 
     def rebalance(self) -> None:
-        """Move one base replica per tick off an overcommitted slice onto one with free reserve.
+        """Move one base replica per tick to where the placement would have put it, had every
+        slice been there from the start: off an overcommitted slice onto one with free reserve,
+        or (``spread``) off a node holding two of its replicas onto a node holding none.
 
-        A base replica shares a full slice only when nothing else was free (rule 5); slices
-        come up one by one when a node starts, so the first plan often overcommits. Stability
-        must not make that permanent: once a slice with room exists, the replica moves there.
+        Slices and nodes come up one by one when a pool starts or grows, so early plans
+        overcommit and stack; stability must not make that permanent.
         """
         b = self.board
         for d in self.order:
             for r in [r for r in b.of[d.name] if r.kind == BASE]:
-                if b.free(r.slice) >= -EPS:
+                why = self._misplaced(d, r)
+                if why is None:
                     continue
                 roomy = [
                     k
                     for k in b.slices
-                    if k != r.slice and b.why_not(d, k) is None and b.fits_reserve(d, k)
+                    if k != r.slice
+                    and b.why_not(d, k) is None
+                    and b.fits_reserve(d, k)
+                    and (why != "stacked" or b.on_node(d, b.node_of[k]) == 0)
                 ]
                 if not roomy:
                     continue
                 target = b.pick(d, roomy)
                 b.remove(r)
                 self.new(d, target, BASE)
-                self.log.append(
-                    f"{d.name}: base replica moved from overcommitted {r.slice} to {target}"
-                )
+                self.log.append(f"{d.name}: base replica moved from {why} {r.slice} to {target}")
                 return
+
+    def _misplaced(self, d: Deployment, r: _Replica) -> str | None:
+        b = self.board
+        if b.free(r.slice) < -EPS:
+            return "overcommitted"
+        if d.strategy == "spread" and b.on_node(d, b.node_of[r.slice]) > 1:
+            return "stacked"
+        return None
 
     def place_bases(self) -> None:
         for d in self.order:

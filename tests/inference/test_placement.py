@@ -515,3 +515,15 @@ def test_a_base_replica_leaves_an_overcommitted_slice_once_a_free_one_appears():
     later = sched.plan([node("a", 2, share=0.5)], deployments, {}, now=1.0)
     assert sorted(later.assignment.values()) == [("eta",), ("payload",)]
     assert any("moved from overcommitted" in d for d in later.decisions)
+
+
+def test_spread_moves_a_stacked_replica_to_a_node_that_joins_later():
+    deployment = dep("eta", min_replicas=2, strategy="spread")
+    sched = Scheduler(TESTED)
+    alone = sched.plan([node("node-a")], [deployment], {}, now=0.0)
+    assert nodes_of(alone, "eta") == {"node-a"}
+    joined = sched.plan([node("node-a"), node("node-b")], [deployment], {}, now=1.0)
+    assert nodes_of(joined, "eta") == {"node-a", "node-b"}
+    assert said(joined, "eta: base replica moved from stacked node-a/")
+    again = sched.plan([node("node-a"), node("node-b")], [deployment], {}, now=2.0)
+    assert again.replicas == joined.replicas, "settled: nothing moves once spread"
