@@ -246,6 +246,7 @@ def _round(value: float | None) -> float | None:
 
 CYCLE_S = 20.0  # each best-effort deployment bursts 5 s in every 20, phases staggered by 5 s
 BURST_S = 5.0
+GRACE_S = 2.0  # a request still unanswered this long after its burst has missed any SLO here
 
 
 def burst_windows(index: int, cycles: int) -> list[tuple[float, float]]:
@@ -290,7 +291,8 @@ def _paced_sender(
                     "done": tally.done if tally else 0,
                     "failed": tally.failed if tally else 0,
                     "latencies_ms": tally.latencies_ms if tally else [],
-                    "lost": client.outstanding(),
+                    # Not answered within the grace after its window: late, whatever follows.
+                    "late": client.outstanding(),
                 }
             )
             client.wait_idle(60)  # stragglers must not count in the next step
@@ -319,7 +321,7 @@ def _judge(
         p99 = float(np.percentile(latencies, 99)) if latencies else None
         met = (
             tally["failed"] == 0
-            and tally["lost"] == 0
+            and tally["late"] == 0
             and tally["done"] == tally["sent"]
             and p99 is not None
             and p99 <= slo_ms[name]
@@ -328,7 +330,8 @@ def _judge(
         outcome[name] = {
             "sent": tally["sent"],
             "done": tally["done"],
-            "failed": tally["failed"] + tally["lost"],
+            "failed": tally["failed"],
+            "late": tally["late"],
             "p50_ms": _round(float(np.percentile(latencies, 50)) if latencies else None),
             "p99_ms": _round(p99),
             "slo_ms": slo_ms[name],
@@ -387,11 +390,11 @@ class _Senders:
                     "sent": 0,
                     "done": 0,
                     "failed": 0,
-                    "lost": 0,
+                    "late": 0,
                     "latencies_ms": [],
                 },
             )
-            for key in ("sent", "done", "failed", "lost"):
+            for key in ("sent", "done", "failed", "late"):
                 into[key] += part[key]
             into["latencies_ms"] += part["latencies_ms"]
         return list(merged.values())
@@ -468,7 +471,7 @@ def run_pool(
     cycles: int = 1,
     tick_s: float = 0.25,
     pooled_max_replicas: int = 3,
-    grace_s: float = 2.0,
+    grace_s: float = GRACE_S,
     log_dir: Path | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
@@ -579,6 +582,7 @@ def _log_step(mode: str, step: PoolStep, log: Log, verdict: str) -> None:
     worst = ", ".join(
         f"{name.split('-')[2]} p99 {o['p99_ms']} ms{'' if o['met'] else ' MISSED'}"
         + (f" ({o['failed']} failed)" if o["failed"] else "")
+        + (f" ({o['late']} unanswered {GRACE_S:g} s after the burst)" if o["late"] else "")
         for name, o in step.by_deployment.items()
     )
     log(f"{mode}: load {step.load_per_s:.0f}/s (bursts {step.burst_per_s}/s): {verdict}; {worst}")
