@@ -278,6 +278,7 @@ class SliceWorker:
         self.meter = ShareMeter(spec)
         self.replicas: dict[str, Replica] = {}
         self.plan_version = 0
+        self._unloadable: dict[str, Deployment] = {}  # deployment versions that failed to load
         self.writer = ResultWriter(self.app)
         self._lock = threading.Lock()
         self._busy_seen = 0.0
@@ -357,13 +358,13 @@ class SliceWorker:
             self._stop.wait(interval_s)
 
     def sync(self) -> None:
-        """Serve what the plan assigns to this slice, and only that."""
+        """Serve what the plan assigns to this slice, and only that, in the deployments' current
+        form: a new champion changes the deployment, not the plan, and is loaded in place."""
         if self.store is None:
             raise RuntimeError("following the plan needs a PoolStore")
         version, assigned = self.store.assigned(self.key)
-        if version != self.plan_version:
-            self._apply(set(assigned))
-            self.plan_version = version
+        self._apply(set(assigned))
+        self.plan_version = version
         self._unload_cold()
 
     def _apply(self, assigned: set[str]) -> None:
@@ -372,10 +373,13 @@ class SliceWorker:
             if deployment is None:
                 logger.warning("%s: plan names unknown deployment %s", self.key, name)
                 continue
+            if self._unloadable.get(name) == deployment:
+                continue  # said once; the replica already loaded (if any) keeps serving
             try:
                 replica = self.load(deployment)
             except Exception:
-                logger.exception("%s: cannot load %s", self.key, name)
+                logger.exception("%s: cannot load %s; keeping what serves it now", self.key, name)
+                self._unloadable[name] = deployment
                 continue
             if not replica.consuming:
                 self.consume(name, True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from inference.placement import Deployment
 from inference.worker import read_response, send_request
 from tests.inference.cluster import Cluster
-from tests.inference.conftest import windows
+from tests.inference.conftest import features, windows
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(240)]
 
@@ -195,3 +196,27 @@ def test_a_node_restarts_a_slice_worker_that_dies_and_it_serves_again(cluster, c
     )
     response = send_request(cluster.app, deployment.name, {"window": windows(1)}).get(timeout=60)
     assert read_response(response).outputs["payload_t"].shape == (1,)
+
+
+def test_a_new_model_version_rolls_out_in_place_without_a_new_plan(cluster, checkpoints):
+    deployment = payload_deployment(cluster, checkpoints)
+    cluster.deploy(deployment)
+    cluster.start_node("node-a", slices="cpu=1")
+    cluster.wait_for("a replica", lambda: cluster.serving(deployment.name))
+    version = cluster.store.read_plan().version
+
+    # The deployment now serves another checkpoint (here another network, so it shows).
+    cluster.store.put_deployment(replace(deployment, checkpoint=str(checkpoints["eta"])))
+    cluster.wait_for(
+        "the new version loaded",
+        lambda: [
+            r
+            for s in cluster.store.slice_records()
+            for r in s["replicas"]
+            if r["deployment"] == deployment.name and r["model_id"].startswith("eta")
+        ],
+    )
+    X, F = windows(1), features(1)
+    response = send_request(cluster.app, deployment.name, {"window": X, "features": F})
+    assert "eta_s" in read_response(response.get(timeout=60)).outputs
+    assert cluster.store.read_plan().version == version
