@@ -154,7 +154,12 @@ class SchedulerService:
             self.store.node_views(), deployments, loads, time.monotonic() if now is None else now
         )
         stored = self.store.read_plan()
-        if stored is not None and stored.plan.assignment == plan.assignment:
+        unchanged = (
+            stored is not None
+            and stored.plan.assignment == plan.assignment
+            and stored.routes == plan.routes(deployments)  # a new version changes the routes
+        )
+        if unchanged:
             return None
         record = self.store.write_plan(plan, deployments)
         for decision in plan.decisions:
