@@ -411,15 +411,7 @@ def _stops(
     """For the ETA labels: each sample's next stop (the first sample of the next Loading or
     Dumping, while the truck is on its way there and not first going to the park) and the
     cumulative distance, climb and descent that make the route features."""
-    rows = state.shape[1]
-    t = np.arange(rows)
-    stop = np.isin(state, STOP_STATES)
-    arrival = stop & ~np.concatenate([np.zeros_like(stop[:, :1]), stop[:, :-1]], axis=1)
-    parking = state == PARKED
-    nxt = _next_true(arrival, t)
-    park = _next_true(parking, t)
-    valid = np.isin(state, MOVING_STATES) & (nxt < rows) & (nxt < park)
-    next_stop = np.where(valid, nxt, -1).astype(np.int32)
+    next_stop = next_stops(state)
     step = np.concatenate([speed[:, :1], 0.5 * (speed[:, 1:] + speed[:, :-1])], axis=1) / hz
     dz = np.diff(z.astype(np.float64), axis=1, prepend=z[:, :1])
     return {
@@ -431,6 +423,22 @@ def _stops(
     }
 
 
+def next_stops(state: np.ndarray) -> np.ndarray:
+    """[K, T] int32 from a [K, T] array of production states sampled at a fixed rate: each
+    sample's next stop (the row where the next Loading or Dumping starts) while the truck is
+    on its way there (MOVING_STATES) and not first going to the park; -1 elsewhere. Training
+    labels and the live per-segment ETA table (fleet.learning.routes) both use it."""
+    rows = state.shape[1]
+    t = np.arange(rows)
+    stop = np.isin(state, STOP_STATES)
+    arrival = stop & ~np.concatenate([np.zeros_like(stop[:, :1]), stop[:, :-1]], axis=1)
+    parking = state == PARKED
+    nxt = _next_true(arrival, t)
+    park = _next_true(parking, t)
+    valid = np.isin(state, MOVING_STATES) & (nxt < rows) & (nxt < park)
+    return np.where(valid, nxt, -1).astype(np.int32)
+
+
 def _next_true(flags: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Per row, the first index >= it where ``flags`` is set (len when none)."""
     marked = np.where(flags, t, len(t))
@@ -440,12 +448,31 @@ def _next_true(flags: np.ndarray, t: np.ndarray) -> np.ndarray:
 def _destinations(world: World, xy: np.ndarray, next_stop: np.ndarray) -> np.ndarray:
     """Which loading unit or dump each next stop is: the service node nearest where the truck
     stands when it arrives (routes end exactly on it)."""
-    nodes = [d.node for d in (*world.loading_units, *world.dumps)]
-    points = world.node_xyz[nodes, :2]
     k = np.arange(xy.shape[0])[:, None]
     where = xy[k, np.maximum(next_stop, 0)]  # [K, T, 2]
-    dist = np.linalg.norm(where[..., None, :] - points, axis=-1)
-    return np.where(next_stop >= 0, np.argmin(dist, axis=-1), -1).astype(np.int16)
+    return np.where(next_stop >= 0, nearest_destination(world, where), -1).astype(np.int16)
+
+
+def nearest_destination(world: World, xy: np.ndarray, kinds: str = "all") -> np.ndarray:
+    """Index (loading units, then dumps: the ``dest`` numbering) of the service node nearest
+    each point of ``xy`` [..., 2]; ``kinds`` "loading" or "dump" only considers those."""
+    dests = (*world.loading_units, *world.dumps)
+    pick = {
+        "all": range(len(dests)),
+        "loading": range(len(world.loading_units)),
+        "dump": range(len(world.loading_units), len(dests)),
+    }[kinds]
+    points = world.node_xyz[[dests[i].node for i in pick], :2]
+    dist = np.linalg.norm(np.asarray(xy)[..., None, :] - points, axis=-1)
+    return np.asarray(pick)[np.argmin(dist, axis=-1)]
+
+
+def segment_keys(site: int, way: np.ndarray, dest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keys of the per-segment ETA table: (segment, stop), unique across sites (WayIds repeat
+    between maps); stop -1 where there is no destination."""
+    way = np.asarray(way).astype(np.int64)
+    dest = np.asarray(dest)
+    return site * 1_000_000 + way, np.where(dest >= 0, site * 1_000 + dest, -1)
 
 
 def _hash_arrays(params: Mapping[str, Any], arrays: Mapping[str, Any]) -> str:
@@ -681,14 +708,13 @@ def _eta_labels(run: SiteRun, k: np.ndarray, e: np.ndarray) -> dict[str, np.ndar
         axis=1,
     )
     # Keys of the per-segment baseline, unique across sites (WayIds repeat between maps).
-    site = SITES.index(run.spec.site)
-    way = run.channel("way_id")[k, e].astype(np.int64)
+    segment, stop_key = segment_keys(SITES.index(run.spec.site), run.channel("way_id")[k, e], dest)
     return {
         "eta_s": np.where(ok, run.time_s[s] - run.time_s[e], np.nan),
         "route": np.where(ok[:, None], route, np.nan).astype(np.float32),
         "dest": dest,
-        "segment": site * 1_000_000 + way,
-        "stop": np.where(dest >= 0, site * 1_000 + dest, -1),
+        "segment": segment,
+        "stop": stop_key,
     }
 
 

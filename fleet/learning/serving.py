@@ -15,7 +15,9 @@ The path (docs/models.md, "Live predictions"):
    held, as the training data holds a GPS dropout) and builds each head's inputs with the
    training code's own functions: ``datasets.cut_windows`` (the 64 s window),
    ``context.series_context`` (the fault head's history features) and
-   ``training.trajectory_features``.
+   ``training.trajectory_features``. Where the pool serves ETA, ``routes.eta_inputs`` adds
+   the planned route to each truck's next stop and the site's per-segment table
+   (``training.eta_features``); a truck not on its way to a known stop is counted and skipped.
 4. One request per truck and head goes to the head's queue from the pool's routing table
    (``PoolStore.routes``) through ``inference.worker.send_request``, with
    ``fleet.learning.tasks.store_prediction`` linked as its callback and an expiry of one
@@ -74,7 +76,9 @@ HEADS = ("fault", "eta", "trajectory", "payload")
 REQUESTS = PromCounter(
     "haulmind_inference_requests_total",
     "Live inference requests, by head and outcome: sent, no_route (the pool does not serve "
-    "the head), no_inputs (the head needs what live telemetry does not give), send_failed.",
+    "the head), no_inputs (the head needs what live telemetry does not give), send_failed; "
+    "eta only: no_stop (not on its way to a known stop), no_plan (no route from its way), "
+    "no_payload, no_history (the site's per-segment table is empty), no_map.",
     ["head", "outcome"],
 )
 WINDOWS = PromCounter(
@@ -173,11 +177,12 @@ class TruckInputs:
     window: np.ndarray  # [C, L] float32
     context: np.ndarray  # [F] float32: the fault head's history features
     trajectory: np.ndarray  # [4] float32: speed, yaw rate, acceleration, previous speed
+    eta: np.ndarray | None = None  # [9] float32: route features + per-segment table
+    eta_outcome: str = "no_inputs"  # why ``eta`` is None (routes.eta_inputs)
 
     def inputs(self, head: str) -> dict[str, np.ndarray] | None:
         """The request's inputs for ``head`` (a batch of one), or None where live telemetry
-        lacks them: the ETA head needs the planned route to the next stop and the site's
-        per-segment history, which the FMS does not compute yet."""
+        lacks them (ETA: no known next stop or route; ``eta_outcome`` says which)."""
         window = self.window[None]
         if head == "fault":
             return {"window": window, "features": self.context[None]}
@@ -185,6 +190,8 @@ class TruckInputs:
             return {"window": window, "features": self.trajectory[None]}
         if head == "payload":
             return {"window": window}
+        if head == "eta" and self.eta is not None:
+            return {"window": window, "features": self.eta[None].astype(np.float32)}
         return None
 
 
@@ -210,6 +217,8 @@ def dispatch(
             _count(report, head, "no_route", len(due))
     if served:
         built = build_inputs(due, now=now)
+        if "eta" in served:
+            add_eta(built, now=now)
         _send_all(built, served, routes, app, report)
     DISPATCH_SECONDS.observe(time.perf_counter() - started)
     return report
@@ -257,7 +266,7 @@ def _send_all(
         for head in heads:
             inputs = truck.inputs(head)
             if inputs is None:
-                _count(report, head, "no_inputs")
+                _count(report, head, truck.eta_outcome if head == "eta" else "no_inputs")
                 continue
             callback = store_prediction.s(callback_meta(truck, head))
             try:
@@ -334,6 +343,23 @@ def build_inputs(
         if inputs is not None:
             out.append(inputs)
     return out
+
+
+def add_eta(built: list[TruckInputs], *, now: datetime | None = None) -> None:
+    """The ETA head's features of each built truck (``routes.eta_inputs``), or why not."""
+    from fleet.learning import routes
+
+    if not built:
+        return
+    until = max(now or datetime.now(UTC), max(t.window_end for t in built))
+    trucks = {t.equipment_id: (t.site_id, t.origin[0], t.origin[1]) for t in built}
+    try:
+        found = routes.eta_inputs(trucks, until)
+    except Exception:
+        log.exception("could not plan the ETA inputs")
+        found = {}
+    for truck in built:
+        truck.eta_outcome, truck.eta = found.get(truck.equipment_id, ("failed", None))
 
 
 def _by_truck(

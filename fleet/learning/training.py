@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,13 +152,19 @@ def trajectory_features(windows: np.ndarray) -> np.ndarray:
     return np.stack([speed[:, -1], yaw_rate, accel, speed[:, -2]], axis=1).astype(np.float32)
 
 
-def eta_features(ws: WindowSet, history: SegmentMeanETA) -> np.ndarray:
+def eta_features(ws: WindowSet | Mapping[str, np.ndarray], history: SegmentMeanETA) -> np.ndarray:
     """[N, 9]: the route features, then the site's own history for the same way and stop
     (the per-segment table's P10, mean, P90). The network corrects what the FMS already knows
     of this road with what the truck is doing now; without the table it would have to guess
-    a new site's queues at its shovels from other sites."""
-    table = history.predict(ws.labels["segment"], ws.labels["stop"])
-    return np.concatenate([ws.labels["route"], table], axis=1).astype(np.float32)
+    a new site's queues at its shovels from other sites.
+
+    ``ws`` is a window set (its labels) or, live, the same three arrays directly:
+    ``{"route": [N, 6] (ROUTE_FEATURES), "segment": [N], "stop": [N]}``
+    (fleet.learning.routes)."""
+    labels = ws.labels if isinstance(ws, WindowSet) else ws
+    table = history.predict(labels["segment"], labels["stop"])
+    route = np.asarray(labels["route"], dtype=np.float64).reshape(len(table), len(ROUTE_FEATURES))
+    return np.concatenate([route, table], axis=1).astype(np.float32)
 
 
 @dataclass

@@ -190,7 +190,7 @@ def test_a_due_truck_gets_one_request_per_routed_head_and_the_rest_are_counted(
     assert report == {
         "fault:sent": 1,
         "trajectory:sent": 1,
-        "eta:no_inputs": 1,  # the route to the next stop is not computed live
+        "eta:no_stop": 1,  # no production state stored: no known next stop (test_routes)
         "payload:no_route": 1,  # the pool does not serve it: skipped, never an error
     }
     message = read_one(routes["fault"]["queue"])
