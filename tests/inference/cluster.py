@@ -41,6 +41,7 @@ class Cluster:
             "CELERY_RESULT_BACKEND": backend,
         }
         self.nodes: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[Any] = []
         self.scheduler = self._spawn(
             "scheduler", ["-m", "inference.scheduler", "--tick", str(tick_s)]
         )
@@ -48,6 +49,7 @@ class Cluster:
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.log_dir / f"{name}.log").open("ab")
+        self._logs.append(log)
         # A session of its own, so killing a node kills its slice workers with it.
         return subprocess.Popen(
             [sys.executable, *args],
@@ -129,3 +131,5 @@ class Cluster:
             for name in self.deployments:
                 channel.queue_delete(queue_name(name))
         self.store.clear()
+        for log in self._logs:
+            log.close()
