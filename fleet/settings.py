@@ -15,6 +15,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from fleet.conf import env_bool, env_int, env_list, env_required, env_str, env_url
+from inference import config as inference_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("HAULMIND_VAR_DIR") or BASE_DIR / "var")
@@ -141,7 +142,7 @@ SILENCED_SYSTEM_CHECKS = ["gis.W001"]
 
 # --- Redis: latest state, Channels layer, cache ----------------------------------------------------
 REDIS_URL = env_url(
-    "REDIS_URL", "redis://127.0.0.1:6379/0", schemes=("redis", "rediss"), what="a Redis URL"
+    "REDIS_URL", inference_config.redis_url(), schemes=("redis", "rediss"), what="a Redis URL"
 )
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
@@ -200,10 +201,12 @@ COMMAND_RETRY_MAX_S = env_int("COMMAND_RETRY_MAX_S", 30, minimum=1)
 # Live positions to the dashboard at most this often per site (coalesced), in ms.
 LIVE_POSITION_INTERVAL_MS = env_int("LIVE_POSITION_INTERVAL_MS", 500, minimum=50)
 
-# --- Celery: RabbitMQ where it runs (late acks redeliver a dead worker's tasks at once) ------------
+# --- Celery: RabbitMQ (late acks redeliver a dead worker's tasks at once) --------------------------
+# The same broker as the inference pool's processes (inference.config): the environment's, else
+# the one scripts/services.sh chose or started (var/services.env), else RabbitMQ on loopback.
 CELERY_BROKER_URL = env_url(
     "CELERY_BROKER_URL",
-    REDIS_URL,
+    inference_config.broker_url(),
     schemes=("amqp", "amqps", "pyamqp", "redis", "rediss"),
     what="a RabbitMQ (amqp://) or Redis (redis://) URL",
 )

@@ -30,6 +30,7 @@ from typing import Any
 
 import redis
 
+from inference import config
 from inference.placement import Deployment, NodeView, Plan, SliceView
 
 DEFAULT_PREFIX = "haulmind:pool"
@@ -39,12 +40,8 @@ NODE_TTL_S = 5.0
 
 
 def redis_url() -> str:
-    """The pool's Redis: ``HAULMIND_POOL_REDIS_URL``, else ``REDIS_URL``, else localhost."""
-    return (
-        os.environ.get("HAULMIND_POOL_REDIS_URL")
-        or os.environ.get("REDIS_URL")
-        or "redis://127.0.0.1:6379/0"
-    )
+    """The pool's Redis: ``HAULMIND_POOL_REDIS_URL``, else fleet's ``REDIS_URL``."""
+    return os.environ.get("HAULMIND_POOL_REDIS_URL") or config.redis_url()
 
 
 def pool_prefix() -> str:

@@ -56,6 +56,7 @@ import numpy as np
 from celery import Celery, Task, shared_task, signature
 from celery.result import AsyncResult
 
+from inference import config
 from inference.batching import BatchingConfig, DynamicBatcher, Response
 from inference.placement import Deployment
 from inference.pool import SLICE_BEAT_S, PoolStore
@@ -573,20 +574,14 @@ def read_response(result: Mapping[str, Any]) -> Response:
 
 def make_app(broker: str | None = None, backend: str | None = None) -> Celery:
     """A Celery app for slice workers (and for tests' clients), configured like fleet's:
-    JSON only, late acks. Broker and backend come from the same environment variables as
-    fleet's settings."""
+    JSON only, late acks. Broker and backend are fleet's (``inference.config``)."""
     app = Celery(
         "haulmind-inference",
         # No Django fixup, even when DJANGO_SETTINGS_MODULE is set (tests, fleet's clients):
         # a slice worker knows nothing of fleet.
         fixups=[],
-        broker=broker
-        or os.environ.get("CELERY_BROKER_URL")
-        or "amqp://guest:guest@127.0.0.1:5672//",
-        backend=backend
-        or os.environ.get("CELERY_RESULT_BACKEND")
-        or os.environ.get("REDIS_URL")
-        or "redis://127.0.0.1:6379/0",
+        broker=broker or config.broker_url(),
+        backend=backend or config.result_backend_url(),
     )
     app.conf.update(
         task_serializer="json",

@@ -8,9 +8,11 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
 # --- Debian packages ------------------------------------------------------------------------------
 # GDAL/GEOS/PROJ for GeoDjango, PostgreSQL 15 + PostGIS 3 (the one database engine), Redis,
-# Mosquitto (the project runs its own instance), Chromium for the browser tests.
+# Mosquitto (the project runs its own instance), RabbitMQ (Celery's broker and the inference
+# pool's; services.sh starts a project-local node where none runs), Chromium for the browser tests.
 DEB_PACKAGES=(gdal-bin libgeos-c1v5 libproj25 postgresql-15 postgresql-15-postgis-3
-              postgresql-client-15 redis-server mosquitto mosquitto-clients chromium)
+              postgresql-client-15 redis-server mosquitto mosquitto-clients rabbitmq-server
+              chromium)
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -1,6 +1,8 @@
 """Shared fixtures: the roles as named users, and a small site built through the map importer.
 
-Tests run against the real PostGIS, Redis and the project's Mosquitto that ``make test`` starts.
+Tests run against the real PostGIS, Redis, RabbitMQ and the project's Mosquitto that
+``make test`` starts. A missing service stops the run with one line naming it, and a test that
+skips for any reason other than missing hardware fails: the suite never goes green by skipping.
 """
 
 from __future__ import annotations
@@ -15,6 +17,11 @@ from fleet.accounts.roles import ADMIN, OPERATOR, SUPERVISOR, VIEWER, sync_roles
 from fleet.mine.mapfile import import_site_map
 from fleet.mine.models import Site
 from tests.factories import small_site_map
+
+# The suite never goes green by skipping (tests/strict.py): a missing service stops the run with
+# one line naming it, and a skip for anything but missing hardware fails. pytester runs the
+# plugin's own tests.
+pytest_plugins = ["tests.strict", "pytester"]
 
 
 @pytest.fixture(autouse=True)

@@ -17,14 +17,13 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.gis.geos import Polygon
+from playwright import sync_api
 
 from fleet.mine import services
 from fleet.mine.demo import create_demo_mine
 from fleet.mine.mapfile import import_site_map
 from fleet.mine.models import PolicyZone, Site
 from tests.factories import LAT0, LON0, D, small_site_map, square, zone_feature
-
-sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
 
