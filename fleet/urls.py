@@ -44,12 +44,12 @@ api_v1 = [
         "trucks/<uuid:pk>/events/", telemetry_views.TruckEventsView.as_view(), name="truck-events"
     ),
     path(
-        "trucks/<uuid:pk>/stop/",
+        "trucks/<uuid:truck_id>/stop/",
         control_views.TruckCommandView.as_view(action="stop"),
         name="truck-stop",
     ),
     path(
-        "trucks/<uuid:pk>/resume/",
+        "trucks/<uuid:truck_id>/resume/",
         control_views.TruckCommandView.as_view(action="resume"),
         name="truck-resume",
     ),
@@ -67,6 +67,9 @@ api_v1 = [
 
 # The web process's /metrics also reports the inference pool (read from its Redis at each scrape).
 pool_services.install_collector()
+
+# A path under /api/ that matches no route (a malformed id, say) gets a JSON 404, as the API's.
+handler404 = "fleet.api.not_found"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
-from rest_framework.exceptions import ValidationError
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.accounts.permissions import RolePermission
+from fleet.api import QueryParameters, query_parameters
 from fleet.control import services
+from fleet.control.filters import CommandFilter
 from fleet.control.models import Command
 from fleet.vehicles.authentication import IsMachine, TruckTokenAuthentication
 from fleet.vehicles.models import Equipment
@@ -53,6 +54,24 @@ class CommandSerializer(serializers.ModelSerializer):
         ]
 
 
+class VehicleCommandsParameters(QueryParameters):
+    after = serializers.IntegerField(
+        min_value=0, default=0, help_text="Cursor: the last serial seen (the answer's `cursor`)"
+    )
+
+
+class VehicleCommandSerializer(serializers.Serializer):
+    serial = serializers.IntegerField()
+    commandId = serializers.UUIDField()  # the envelope's own spelling
+    message = serializers.CharField()
+    envelope = serializers.JSONField(help_text="The ISO 23725 envelope, as sent over MQTT")
+
+
+class VehicleCommandsSerializer(serializers.Serializer):
+    commands = VehicleCommandSerializer(many=True)
+    cursor = serializers.IntegerField(help_text="Pass as `after` to fetch what came since")
+
+
 class VehicleCommandsView(APIView):
     """A truck's open commands after a cursor, each as the envelope it would get over MQTT."""
 
@@ -60,15 +79,12 @@ class VehicleCommandsView(APIView):
     permission_classes = [IsMachine]
 
     @extend_schema(
-        parameters=[OpenApiParameter("after", int, description="Cursor: the last serial seen")],
-        responses=OpenApiTypes.OBJECT,
+        parameters=[VehicleCommandsParameters],
+        responses=VehicleCommandsSerializer,
         summary="Fetch my commands (the MQTT fallback)",
     )
     def get(self, request: Request) -> Response:
-        try:
-            after = int(request.query_params.get("after", 0))
-        except ValueError:
-            raise ValidationError({"after": "an integer cursor"}) from None
+        after = query_parameters(request, VehicleCommandsParameters)["after"]
         commands = services.fetch_for_truck(request.auth, after=after, limit=MAX_FETCH)
         return Response(
             {
@@ -115,26 +131,25 @@ class VehicleCommandAckView(APIView):
         return Response(CommandSerializer(command).data)
 
 
-class CommandListView(APIView):
-    permission_classes = [RolePermission]
-    queryset = Command.objects.none()
+class CommandListParameters(QueryParameters):
+    limit = serializers.IntegerField(
+        min_value=1, max_value=500, default=100, help_text="How many, newest first"
+    )
+
+
+class CommandListView(generics.ListAPIView):
+    queryset = Command.objects.prefetch_related("events").select_related("issued_by")
+    serializer_class = CommandSerializer
+    filterset_class = CommandFilter
+    pagination_class = None
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("equipment", str),
-            OpenApiParameter("status", str),
-            OpenApiParameter("limit", int, description="At most 500 (default 100)"),
-        ],
-        responses=CommandSerializer(many=True),
-        summary="Recent commands with their audit trail",
+        parameters=[CommandListParameters], summary="Recent commands with their audit trail"
     )
     def get(self, request: Request) -> Response:
-        commands = Command.objects.prefetch_related("events").select_related("issued_by")
-        for field in ("equipment", "status"):
-            if request.query_params.get(field):
-                commands = commands.filter(**{field: request.query_params[field]})
-        limit = max(1, min(int(request.query_params.get("limit", 100) or 100), 500))
-        return Response(CommandSerializer(commands[:limit], many=True).data)
+        limit = query_parameters(request, CommandListParameters)["limit"]
+        commands = self.filter_queryset(self.get_queryset()).order_by("-serial")[:limit]
+        return Response(CommandSerializer(commands, many=True).data)
 
 
 class ReasonSerializer(serializers.Serializer):
@@ -150,11 +165,25 @@ class TruckCommandView(APIView):
     action = "stop"
     SERVICES = {"stop": services.stop_truck, "resume": services.resume_truck}
 
-    @extend_schema(request=ReasonSerializer, responses=CommandSerializer)
-    def post(self, request: Request, pk: str) -> Response:
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "pk",
+                OpenApiTypes.UUID,
+                OpenApiParameter.PATH,
+                description="The truck's EquipmentId",
+            )
+        ],
+        request=ReasonSerializer,
+        responses={
+            201: CommandSerializer,
+            409: OpenApiResponse(description="Nothing to do (the truck is stopped, or not)"),
+        },
+    )
+    def post(self, request: Request, truck_id: str) -> Response:
         payload = ReasonSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        equipment = get_object_or_404(Equipment, pk=pk, autonomous=True)
+        equipment = get_object_or_404(Equipment, pk=truck_id, autonomous=True)
         command = self.SERVICES[self.action](
             equipment, reason=payload.validated_data["reason"], actor=request.user
         )

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
@@ -18,6 +17,7 @@ from rest_framework.views import APIView
 
 from fleet.learning import services
 from fleet.learning.admin import PROMOTE_PERMISSION
+from fleet.learning.filters import AliasChangeFilter, ModelAliasFilter, ModelVersionFilter
 from fleet.learning.models import AliasChange, ModelAlias, ModelVersion
 from fleet.learning.serializers import (
     AliasChangeSerializer,
@@ -46,15 +46,6 @@ def _refused(exc: services.RegistryError) -> Response:
     return Response({"detail": str(exc)}, status=code)
 
 
-def _filtered(queryset: QuerySet, request: Request, fields: tuple[str, ...]) -> QuerySet:
-    for field in fields:
-        value = request.query_params.get(field)
-        if value:
-            queryset = queryset.filter(**{field: value})
-    return queryset
-
-
-NAME = OpenApiParameter("name", str, description="Only this model name")
 ALIAS_CHANGED = {
     200: ModelAliasSerializer,
     400: OpenApiResponse(description="Refused: e.g. the weights no longer match their sha256"),
@@ -73,19 +64,13 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         .order_by("-registered_at", "-pk")
     )
     serializer_class = ModelVersionSerializer
+    filterset_class = ModelVersionFilter
     lookup_value_regex = r"\d+"
-
-    def get_queryset(self) -> QuerySet[ModelVersion]:
-        return _filtered(super().get_queryset(), self.request, ("name", "kind"))
 
     def get_permissions(self) -> list[permissions.BasePermission]:
         if self.action == "promote":
             return [CanPromote()]
         return super().get_permissions()
-
-    @extend_schema(parameters=[NAME, OpenApiParameter("kind", str, enum=ModelVersion.Kind.values)])
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().list(request, *args, **kwargs)
 
     @extend_schema(
         request=AliasRequestSerializer,
@@ -135,13 +120,7 @@ class ModelAliasListView(generics.ListAPIView):
 
     queryset = ModelAlias.objects.select_related("version", "updated_by")
     serializer_class = ModelAliasSerializer
-
-    def get_queryset(self) -> QuerySet[ModelAlias]:
-        return _filtered(super().get_queryset(), self.request, ("name", "alias"))
-
-    @extend_schema(parameters=[NAME, OpenApiParameter("alias", str, enum=ModelAlias.Alias.values)])
-    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().get(request, *args, **kwargs)
+    filterset_class = ModelAliasFilter
 
 
 class AliasChangeListView(generics.ListAPIView):
@@ -149,10 +128,4 @@ class AliasChangeListView(generics.ListAPIView):
 
     queryset = AliasChange.objects.select_related("from_version", "to_version", "by")
     serializer_class = AliasChangeSerializer
-
-    def get_queryset(self) -> QuerySet[AliasChange]:
-        return _filtered(super().get_queryset(), self.request, ("name", "alias"))
-
-    @extend_schema(parameters=[NAME, OpenApiParameter("alias", str, enum=ModelAlias.Alias.values)])
-    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().get(request, *args, **kwargs)
+    filterset_class = AliasChangeFilter

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied
@@ -13,7 +13,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from fleet.accounts.permissions import RolePermission
+from fleet.api import INT_MAX, QueryParameters, query_parameters
 from fleet.mine import mapfile, services
+from fleet.mine.filters import (
+    AreaFilter,
+    DumpPointFilter,
+    LoadingUnitFilter,
+    PolicyZoneFilter,
+    RoadNetworkFilter,
+    WayFilter,
+)
 from fleet.mine.models import Area, DumpPoint, LoadingUnit, PolicyZone, RoadNetwork, Site, Way
 from fleet.mine.serializers import (
     AreaSerializer,
@@ -30,6 +39,15 @@ def _refuse(exc: DjangoValidationError) -> serializers.ValidationError:
     return serializers.ValidationError({"detail": exc.messages})
 
 
+class MapParameters(QueryParameters):
+    revision = serializers.IntegerField(
+        min_value=0,
+        max_value=INT_MAX,
+        required=False,
+        help_text="Road-network revision (default: the active one)",
+    )
+
+
 class SiteViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Site.objects.all()
     serializer_class = SiteSerializer
@@ -37,30 +55,23 @@ class SiteViewSet(viewsets.ReadOnlyModelViewSet):
 
     @extend_schema(
         responses=OpenApiTypes.OBJECT,
-        parameters=[
-            OpenApiParameter("revision", int, description="Road-network revision (default: active)")
-        ],
+        parameters=[MapParameters],
         summary="The whole site map as one GeoJSON FeatureCollection (docs/map-format.md)",
     )
     @action(detail=True, methods=["get"], url_path="map")
     def map(self, request: Request, pk: str | None = None) -> Response:
         site = self.get_object()
+        revision = query_parameters(request, MapParameters).get("revision")
         network = None
-        if "revision" in request.query_params:
-            network = get_object_or_404(
-                RoadNetwork, site=site, revision=request.query_params["revision"]
-            )
+        if revision is not None:
+            network = get_object_or_404(RoadNetwork, site=site, revision=revision)
         return Response(mapfile.export_site_map(site, network))
 
 
 class RoadNetworkViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = RoadNetwork.objects.select_related("site")
     serializer_class = RoadNetworkSerializer
-
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        site = self.request.query_params.get("site")
-        return queryset.filter(site_id=site) if site else queryset
+    filterset_class = RoadNetworkFilter
 
 
 class WayViewSet(viewsets.ReadOnlyModelViewSet):
@@ -68,16 +79,8 @@ class WayViewSet(viewsets.ReadOnlyModelViewSet):
 
     queryset = Way.objects.select_related("network", "start_node", "end_node")
     serializer_class = WaySerializer
+    filterset_class = WayFilter
     pagination_class = None
-
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        params = self.request.query_params
-        if "site" in params:
-            queryset = queryset.filter(network__site_id=params["site"])
-        if "revision" in params:
-            return queryset.filter(network__revision=params["revision"])
-        return queryset.filter(network__status=RoadNetwork.Status.ACTIVE)
 
 
 class ZonePermission(RolePermission):
@@ -97,14 +100,7 @@ class PolicyZoneViewSet(
     pagination_class = None
     permission_classes = [ZonePermission]
 
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        params = self.request.query_params
-        if "site" in params:
-            queryset = queryset.filter(site_id=params["site"])
-        if "status" in params:
-            return queryset.filter(status=params["status"])
-        return queryset.exclude(status=PolicyZone.Status.DELETED)
+    filterset_class = PolicyZoneFilter
 
     def perform_destroy(self, instance: PolicyZone) -> None:
         try:
@@ -112,6 +108,10 @@ class PolicyZoneViewSet(
         except DjangoValidationError as exc:
             raise _refuse(exc) from None
 
+    @extend_schema(
+        responses={202: PolicyZoneSerializer},
+        summary="Request a zone's deletion (Active -> Pending delete)",
+    )
     def destroy(self, request: Request, *args: object, **kwargs: object) -> Response:
         zone = self.get_object()
         self.perform_destroy(zone)
@@ -134,16 +134,19 @@ class PolicyZoneViewSet(
 class LoadingUnitViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = LoadingUnit.objects.all()
     serializer_class = LoadingUnitSerializer
+    filterset_class = LoadingUnitFilter
     pagination_class = None
 
 
 class DumpPointViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = DumpPoint.objects.all()
     serializer_class = DumpPointSerializer
+    filterset_class = DumpPointFilter
     pagination_class = None
 
 
 class AreaViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Area.objects.all()
     serializer_class = AreaSerializer
+    filterset_class = AreaFilter
     pagination_class = None

@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from django.contrib.gis.gdal import GDALException
 from django.contrib.gis.geos import GEOSException, GEOSGeometry
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from rest_framework import serializers, status
+from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import BaseParser
 from rest_framework.request import Request
@@ -24,11 +24,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.accounts.permissions import RolePermission
+from fleet.api import INT_MAX, AwareDateTimeField, QueryParameters, query_parameters
 from fleet.telemetry import latest, queries
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.models import Position
 from fleet.telemetry.services import EquipmentDirectory, LiveFeed, ingest_batch
 from fleet.vehicles.authentication import IsMachine, TruckTokenAuthentication
+from fleet.vehicles.filters import TruckFilter
 from fleet.vehicles.models import Equipment
 from fleet.vehicles.serializers import EquipmentSerializer
 
@@ -58,7 +60,20 @@ def _messages(body: bytes) -> list[Any]:
         raise ParseError("expected a non-empty JSON array of ISO 23725 envelopes")
     if len(decoded) > MAX_BATCH:
         raise ParseError(f"at most {MAX_BATCH} messages per request")
+    if _has_nul(decoded):
+        # Nothing stores a NUL in text (PostgreSQL refuses it), not even a refusal's detail.
+        raise ParseError("text in the body may not contain NUL (U+0000) characters")
     return decoded
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 class VehicleMessagesView(APIView):
@@ -70,7 +85,12 @@ class VehicleMessagesView(APIView):
 
     @extend_schema(
         request={"application/json": OpenApiTypes.OBJECT},
-        responses=OpenApiTypes.OBJECT,
+        responses={
+            200: OpenApiResponse(OpenApiTypes.OBJECT, description="Every message taken"),
+            207: OpenApiResponse(
+                OpenApiTypes.OBJECT, description="Some refused, each with its index and reason"
+            ),
+        },
         summary="Post truck messages over HTTP (a JSON array of envelopes, at most 1000)",
     )
     def post(self, request: Request) -> Response:
@@ -111,26 +131,89 @@ class VehicleMessagesView(APIView):
 
 # --- operators ------------------------------------------------------------------------------
 
-
-def _time(request: Request, name: str, default: datetime | None = None) -> datetime:
-    raw = request.query_params.get(name)
-    if raw is None:
-        if default is None:
-            raise ValidationError({name: "required (ISO 8601 with a time zone)"})
-        return default
-    value = parse_datetime(raw.replace(" ", "+"))
-    if value is None or value.tzinfo is None:
-        raise ValidationError(
-            {name: "an ISO 8601 time with a time zone, e.g. 2026-11-22T10:00:00Z"}
-        )
-    return value
+# The most a query parameter may ask of the history in one request (queries.py enforces them
+# too, as a last line).
+MAX_WINDOW_S = 3600
 
 
-def _int(request: Request, name: str, default: int) -> int:
-    try:
-        return int(request.query_params.get(name, default))
-    except ValueError:
-        raise ValidationError({name: "an integer"}) from None
+class AreaField(serializers.CharField):
+    """A GeoJSON Polygon or MultiPolygon in WGS84, read into a GEOS geometry."""
+
+    default_error_messages = {
+        "invalid": "A GeoJSON Polygon or MultiPolygon in WGS84 (EPSG:4326) is required.",
+    }
+
+    def to_internal_value(self, data: Any) -> GEOSGeometry:
+        text = super().to_internal_value(data)
+        # GeoJSON only: GEOS would also read WKT and hex WKB, which the schema does not offer.
+        if not text.lstrip().startswith("{"):
+            self.fail("invalid")
+        try:
+            area = GEOSGeometry(text)
+        except (GEOSException, GDALException, ValueError, TypeError):
+            self.fail("invalid")
+        if area.geom_type not in ("Polygon", "MultiPolygon") or area.srid not in (None, 4326):
+            self.fail("invalid")
+        if not area.valid:
+            raise serializers.ValidationError(f"The polygon is not valid: {area.valid_reason}.")
+        area.srid = 4326
+        return area
+
+
+class TimeRangeParameters(QueryParameters):
+    from_ = AwareDateTimeField(help_text="ISO 8601 with a time zone, e.g. 2026-11-22T10:00:00Z")
+    to = AwareDateTimeField(default=timezone.now, help_text="Default: now")
+
+    longest: timedelta | None = None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["to"] <= attrs["from"]:
+            raise serializers.ValidationError({"to": "Must be after 'from'."})
+        if self.longest is not None and attrs["to"] - attrs["from"] > self.longest:
+            raise serializers.ValidationError(
+                {"to": f"At most {self.longest.days} days after 'from'."}
+            )
+        return attrs
+
+
+class TrackParameters(TimeRangeParameters):
+    simplify = serializers.FloatField(
+        min_value=0,
+        max_value=500,
+        required=False,
+        help_text="Tolerance in metres (default: chosen from the range)",
+    )
+
+    longest = queries.MAX_TRACK_RANGE
+
+
+class AreaParameters(QueryParameters):
+    area = AreaField(help_text="GeoJSON Polygon or MultiPolygon (WGS84)")
+    at = AwareDateTimeField(default=timezone.now, help_text="Default: now")
+    window = serializers.IntegerField(
+        min_value=1, max_value=MAX_WINDOW_S, default=30, help_text="Oldest position used, in s"
+    )
+
+
+class PageParameters(TimeRangeParameters):
+    after = AwareDateTimeField(required=False, help_text="Cursor from `next`")
+    limit = serializers.IntegerField(min_value=1, max_value=queries.MAX_PAGE, default=1000)
+
+
+class EventPageParameters(PageParameters):
+    message = serializers.CharField(
+        required=False, max_length=64, help_text="Only this message, e.g. BasicMachineHealthV2"
+    )
+    after_message = serializers.CharField(
+        required=False, allow_blank=True, max_length=64, help_text="Cursor from `next`"
+    )
+    after_sequence = serializers.IntegerField(
+        min_value=-INT_MAX - 1, max_value=INT_MAX, required=False, help_text="Cursor from `next`"
+    )
+
+
+def _refused(error: queries.QueryError) -> ValidationError:
+    return ValidationError({"detail": [str(error)]})
 
 
 class _TruckView(APIView):
@@ -143,75 +226,74 @@ class _TruckView(APIView):
         return get_object_or_404(Equipment.objects.select_related("site"), pk=pk)
 
 
-class TruckListView(_TruckView):
+class TruckSerializer(EquipmentSerializer):
+    latest = serializers.SerializerMethodField(
+        help_text="The latest state from the truck link (empty before its first message)"
+    )
+
+    class Meta(EquipmentSerializer.Meta):
+        fields = [*EquipmentSerializer.Meta.fields, "latest"]
+
+    def get_latest(self, truck: Equipment) -> dict[str, Any]:
+        return self.context["latest"].get(str(truck.id), {})
+
+
+class TruckListView(generics.ListAPIView):
+    """Trucks with their latest state (position, production state, health, link)."""
+
+    queryset = (
+        Equipment.objects.filter(kind=Equipment.Kind.HAUL_TRUCK)
+        .exclude(status=Equipment.Status.RETIRED)
+        .select_related("site")
+    )
+    serializer_class = TruckSerializer
+    filterset_class = TruckFilter
+    pagination_class = None
+
     @extend_schema(
-        parameters=[OpenApiParameter("site", str, description="Site id")],
-        responses=OpenApiTypes.OBJECT,
-        summary="Trucks with their latest state (position, production state, health, link)",
+        summary="Trucks with their latest state (position, production state, health, link)"
     )
     def get(self, request: Request) -> Response:
-        trucks = Equipment.objects.filter(kind=Equipment.Kind.HAUL_TRUCK).exclude(
-            status=Equipment.Status.RETIRED
-        )
-        if request.query_params.get("site"):
-            trucks = trucks.filter(site_id=request.query_params["site"])
-        trucks = list(trucks.select_related("site"))
+        trucks = list(self.filter_queryset(self.get_queryset()))
         states = latest.read_latest(truck.id for truck in trucks)
-        return Response(
-            [
-                {**EquipmentSerializer(truck).data, "latest": states.get(str(truck.id), {})}
-                for truck in trucks
-            ]
-        )
+        return Response(TruckSerializer(trucks, many=True, context={"latest": states}).data)
 
 
 class TruckTrackView(_TruckView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("from", OpenApiTypes.DATETIME, required=True),
-            OpenApiParameter("to", OpenApiTypes.DATETIME),
-            OpenApiParameter(
-                "simplify", float, description="Tolerance in metres (default: by range)"
-            ),
-        ],
+        parameters=[TrackParameters],
         responses=OpenApiTypes.OBJECT,
         summary="A truck's track as a GeoJSON LineString (simplified; roll-ups beyond 6 h)",
     )
     def get(self, request: Request, pk: str) -> Response:
         truck = self.truck(pk)
-        simplify = request.query_params.get("simplify")
+        params = query_parameters(request, TrackParameters)
         try:
             options = queries.TrackOptions(
-                start=_time(request, "from"),
-                end=_time(request, "to", timezone.now()),
+                start=params["from"],
+                end=params["to"],
                 utm_srid=truck.site.utm_srid,
-                tolerance_m=float(simplify) if simplify is not None else None,
+                tolerance_m=params.get("simplify"),
             )
             return Response(queries.track(truck.id, options))
-        except (queries.QueryError, ValueError) as error:
-            raise ValidationError({"detail": str(error)}) from None
+        except queries.QueryError as error:
+            raise _refused(error) from None
 
 
 class TrucksInAreaView(_TruckView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("area", str, required=True, description="GeoJSON Polygon (WGS84)"),
-            OpenApiParameter("at", OpenApiTypes.DATETIME, description="Default: now"),
-            OpenApiParameter("window", int, description="Oldest position used, in s (default 30)"),
-        ],
+        parameters=[AreaParameters],
         responses=OpenApiTypes.OBJECT,
         summary="Trucks inside a polygon at a time, as a GeoJSON FeatureCollection",
     )
     def get(self, request: Request) -> Response:
+        params = query_parameters(request, AreaParameters)
         try:
-            area = GEOSGeometry(request.query_params.get("area", ""), srid=4326)
             features = queries.trucks_in_area(
-                area,
-                _time(request, "at", timezone.now()),
-                timedelta(seconds=max(1, min(_int(request, "window", 30), 3600))),
+                params["area"], params["at"], timedelta(seconds=params["window"])
             )
-        except (GEOSException, ValueError, queries.QueryError) as error:
-            raise ValidationError({"area": str(error) or "not a GeoJSON polygon"}) from None
+        except queries.QueryError as error:
+            raise _refused(error) from None
         return Response({"type": "FeatureCollection", "features": features})
 
 
@@ -247,62 +329,44 @@ def _page(request: Request, rows: list[dict], cursor: dict[str, str] | None) -> 
     return Response({"results": rows, "next": next_url})
 
 
-_PAGE_PARAMETERS = [
-    OpenApiParameter("from", OpenApiTypes.DATETIME, required=True),
-    OpenApiParameter("to", OpenApiTypes.DATETIME),
-    OpenApiParameter("after", OpenApiTypes.DATETIME, description="Cursor from 'next'"),
-    OpenApiParameter("limit", int, description="At most 5000 (default 1000)"),
-]
-
-
 class TruckPositionsView(_TruckView):
     @extend_schema(
-        parameters=_PAGE_PARAMETERS, responses=OpenApiTypes.OBJECT, summary="Raw positions, paged"
+        parameters=[PageParameters], responses=OpenApiTypes.OBJECT, summary="Raw positions, paged"
     )
     def get(self, request: Request, pk: str) -> Response:
         truck = self.truck(pk)
-        start = _time(request, "from")
-        after = _time(request, "after", start) if "after" in request.query_params else None
+        params = query_parameters(request, PageParameters)
         page, cursor = queries.positions_page(
-            truck.id,
-            start,
-            _time(request, "to", timezone.now()),
-            after,
-            _int(request, "limit", 1000),
+            truck.id, params["from"], params["to"], params.get("after"), params["limit"]
         )
         next_cursor = {"after": cursor.isoformat()} if cursor else None
         return _page(request, PositionSerializer(page, many=True).data, next_cursor)
 
 
-def _event_cursor(request: Request, start: datetime) -> queries.EventCursor | None:
-    if "after" not in request.query_params:
-        return None
-    return (
-        _time(request, "after", start),
-        request.query_params.get("after_message", ""),
-        _int(request, "after_sequence", -2),  # below any stored sequence (-1 = none sent)
-    )
-
-
 class TruckEventsView(_TruckView):
     @extend_schema(
-        parameters=[
-            *_PAGE_PARAMETERS,
-            OpenApiParameter("message", str, description="e.g. BasicMachineHealthV2"),
-        ],
+        parameters=[EventPageParameters],
         responses=OpenApiTypes.OBJECT,
         summary="Other truck messages (health, payload, production state, ...), paged",
     )
     def get(self, request: Request, pk: str) -> Response:
         truck = self.truck(pk)
-        start = _time(request, "from")
+        params = query_parameters(request, EventPageParameters)
+        after: queries.EventCursor | None = None
+        if "after" in params:
+            # Below any stored sequence (-1 = none sent) when the cursor names none.
+            after = (
+                params["after"],
+                params.get("after_message", ""),
+                params.get("after_sequence", -2),
+            )
         page, cursor = queries.events_page(
             truck.id,
-            start,
-            _time(request, "to", timezone.now()),
-            _event_cursor(request, start),
-            _int(request, "limit", 1000),
-            request.query_params.get("message"),
+            params["from"],
+            params["to"],
+            after,
+            params["limit"],
+            params.get("message"),
         )
         rows = [
             {

@@ -7,23 +7,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.vehicles.authentication import IsMachine, TruckTokenAuthentication
+from fleet.vehicles.filters import EquipmentFilter
 from fleet.vehicles.models import Equipment
 from fleet.vehicles.serializers import EquipmentSerializer
 
 
 class EquipmentViewSet(viewsets.ReadOnlyModelViewSet):
-    """The equipment register (operators): ``?site=``, ``?kind=``."""
+    """The equipment register (operators): ``?site=``, ``?kind=``, ``?status=``."""
 
     queryset = Equipment.objects.select_related("site")
     serializer_class = EquipmentSerializer
-
-    def get_queryset(self):
-        queryset = super().get_queryset()
-        for field in ("site", "kind", "status"):
-            value = self.request.query_params.get(field)
-            if value:
-                queryset = queryset.filter(**{field: value})
-        return queryset
+    filterset_class = EquipmentFilter
 
 
 class VehicleSelfView(APIView):
