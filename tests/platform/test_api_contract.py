@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,10 +42,7 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 
 from fleet.control import services as control_services
-from fleet.control.models import Command
 from fleet.learning import services as learning_services
-from fleet.learning.models import ModelVersion
-from fleet.mine.models import Area, DumpPoint, LoadingUnit, PolicyZone, RoadNetwork, Site, Way
 from fleet.pool import services as pool_services
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.services import EquipmentDirectory, ingest_batch
@@ -136,7 +134,8 @@ def mine(site, operator, supervisor, tmp_path, settings) -> dict[str, Any]:
         "operator": f"Token {Token.objects.create(user=operator).key}",
         "supervisor": f"Token {Token.objects.create(user=supervisor).key}",
         "truck": f"Truck {credentials.api_token}",
-        "known": _known_values(),
+        # Path parameters that no list names: a pool node, a model.
+        "names": ["node-a", "fault-head"],
     }
     pool.clear()
 
@@ -157,57 +156,54 @@ def _as(header: str) -> AuthStorage:
     return storage
 
 
-def _known_values() -> dict[type, list[Any]]:
-    """The keys of what the site holds, by the type a path parameter takes: a path parameter
-    drawn at random almost never names a row, so half the positive cases name one of these."""
-    uuids = [
-        *Site.objects.values_list("id", flat=True),
-        *Equipment.objects.values_list("id", flat=True),
-        *PolicyZone.objects.values_list("id", flat=True),
-        *Command.objects.values_list("command_id", flat=True),
-    ]
-    integers = [
-        *Area.objects.values_list("id", flat=True),
-        *DumpPoint.objects.values_list("id", flat=True),
-        *LoadingUnit.objects.values_list("id", flat=True),
-        *RoadNetwork.objects.values_list("id", flat=True),
-        *Way.objects.values_list("id", flat=True),
-        *ModelVersion.objects.values_list("id", flat=True),
-    ]
-    names = ["node-a", *ModelVersion.objects.values_list("name", flat=True).distinct()]
-    return {int: integers, uuid.UUID: [str(value) for value in uuids], str: names}
+class Keys:
+    """Keys of rows that exist, for path parameters: one drawn at random almost never names a
+    row, so half the positive cases name one the API has listed. Each list answer (a GET with no
+    path parameter) is read for the values of every field; an operation under
+    ``/api/v1/zones/{id}/`` then draws ``id`` from what ``/api/v1/zones/`` listed (any field of
+    the parameter's name, else ``id``), or from the names the fixture knows."""
 
+    def __init__(self, names: list[str]) -> None:
+        self.listed: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+        self.names = names
 
-def _with_known_keys(case: Any, data: Any, known: dict[type, list[Any]]) -> None:
-    for name, value in list(case.path_parameters.items()):
-        if isinstance(value, bool) or not data.draw(st.booleans(), label=f"known {name}"):
-            continue
-        if isinstance(value, int):
-            kind: type = int
-        else:
-            try:
-                uuid.UUID(str(value))
-                kind = uuid.UUID
-            except ValueError:
-                kind = str
-        if known[kind]:
-            case.path_parameters[name] = data.draw(st.sampled_from(known[kind]), label=name)
+    def read(self, case: Any, response: Any) -> None:
+        if case.method.upper() != "GET" or "{" in case.path or response.status_code != 200:
+            return
+        with suppress(ValueError):
+            self._walk(response.json(), self.listed[case.path])
+
+    def _walk(self, value: Any, into: dict[str, list[Any]]) -> None:
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items if isinstance(value, dict | list) else ():
+            if isinstance(item, dict | list):
+                self._walk(item, into)
+            elif isinstance(key, str) and isinstance(item, str | int) and item not in into[key]:
+                into[key].append(item)
+
+    def choose(self, case: Any, data: Any) -> None:
+        collection = case.path.split("{", 1)[0]
+        for name in list(case.path_parameters):
+            listed = self.listed.get(collection, {})
+            values = listed.get(name) or listed.get("id") or self.names
+            if values and data.draw(st.booleans(), label=f"a listed {name}"):
+                case.path_parameters[name] = data.draw(st.sampled_from(values), label=name)
 
 
 def _exercise(
     operation: Any,
     mode: GenerationMode,
     auth: AuthStorage,
-    known: dict[type, list[Any]],
-    count: Callable[[], None],
+    keys: Keys,
+    count: Callable[[int], None],
 ) -> None:
     checks = _checks()
-    # Three cases in four carry the role's credentials; the fourth keeps the credentials
-    # schemathesis generates from the security schemes (garbage, or none), which must be refused
-    # with a documented 401 or 403. An operation without parameters has one request per role,
-    # so its other cases are those.
+    # Most cases carry the role's credentials; the others keep the credentials schemathesis
+    # generates from the security schemes (garbage, or none), which must be refused with a
+    # documented 401 or 403. An operation without parameters has one request per role, so its
+    # other cases are those.
     as_role = operation.as_strategy(generation_mode=mode, auth_storage=auth)
-    strategy = st.one_of(as_role, as_role, as_role, operation.as_strategy(generation_mode=mode))
+    strategy = st.one_of(*[as_role] * 7, operation.as_strategy(generation_mode=mode))
 
     @settings(
         max_examples=MAX_EXAMPLES[mode],
@@ -221,9 +217,10 @@ def _exercise(
     @given(case=strategy, data=st.data())
     def run(case: Any, data: Any) -> None:
         if mode is GenerationMode.POSITIVE:
-            _with_known_keys(case, data, known)
-        count()
-        case.call_and_validate(checks=checks)
+            keys.choose(case, data)
+        response = case.call_and_validate(checks=checks)
+        keys.read(case, response)
+        count(response.status_code)
 
     run()
 
@@ -231,7 +228,9 @@ def _exercise(
 @pytest.mark.parametrize("role", ROLES)
 def test_every_operation_keeps_its_contract(role, api_schema, mine):
     auth = _as(mine[role])
+    keys = Keys(mine["names"])
     cases: Counter[str] = Counter()
+    answered: dict[str, Counter[int]] = defaultdict(Counter)
     failures: dict[str, str] = {}
     operations = [
         result.ok() for result in api_schema.get_all_operations() if isinstance(result, Ok)
@@ -240,19 +239,23 @@ def test_every_operation_keeps_its_contract(role, api_schema, mine):
     for operation in operations:
         label = operation.label
 
-        def count(label: str = label) -> None:
+        def count(status: int, label: str = label) -> None:
             cases[label] += 1
+            answered[label][status] += 1
 
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             try:
-                _exercise(operation, mode, auth, mine["known"], count)
+                _exercise(operation, mode, auth, keys, count)
             except Unsatisfiable:
                 continue  # nothing in this operation can be made invalid
             except (Exception, FailureGroup) as error:  # every operation's failure is reported
                 failures.setdefault(label, f"{mode}: {error}")
                 break
 
-    report = "\n".join(f"{cases[op.label]:5d}  {op.label}" for op in operations)
+    report = "\n".join(
+        f"{cases[op.label]:5d}  {op.label:50s} {dict(sorted(answered[op.label].items()))}"
+        for op in operations
+    )
     print(f"\ncases per operation as {role}:\n{report}")
     assert not failures, f"{len(failures)} operations broke their contract as {role}:\n\n" + (
         "\n\n".join(f"--- {label}\n{message}" for label, message in failures.items())
