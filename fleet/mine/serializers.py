@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 from rest_framework_gis.serializers import GeoFeatureModelSerializer
 
 from fleet.mine import services
@@ -88,6 +90,17 @@ class PolicyZoneSerializer(GeoFeatureModelSerializer):
             "delete_requested_at",
             "deleted_at",
         ]
+
+    def to_internal_value(self, data: Any) -> Any:
+        # rest_framework_gis reads the body as a Feature without checking it is one: anything
+        # but an object (or an object whose properties are not one) would be a TypeError.
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError(
+                {api_settings.NON_FIELD_ERRORS_KEY: ["Expected a GeoJSON Feature (a JSON object)."]}
+            )
+        if "properties" in data and not isinstance(data["properties"], Mapping):
+            raise serializers.ValidationError({"properties": "Expected a JSON object."})
+        return super().to_internal_value(data)
 
     def create(self, validated_data: dict[str, Any]) -> PolicyZone:
         request = self.context.get("request")

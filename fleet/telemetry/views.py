@@ -76,6 +76,25 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+# Any JSON value may stand in the array: each one that is not an envelope is refused on its own,
+# with its index and reason, in a 207.
+MESSAGES_BODY = {
+    "oneOf": [
+        {
+            "type": "array",
+            "items": {},
+            "minItems": 1,
+            "maxItems": MAX_BATCH,
+            "description": "ISO 23725 envelopes",
+        },
+        {
+            "type": "object",
+            "description": 'One envelope, or {"messages": [envelopes]}',
+        },
+    ]
+}
+
+
 class VehicleMessagesView(APIView):
     """POST a batch of ISO 23725 envelopes (the MQTT fallback). Same validation, same store."""
 
@@ -84,7 +103,7 @@ class VehicleMessagesView(APIView):
     parser_classes = [RawJSONParser]
 
     @extend_schema(
-        request={"application/json": OpenApiTypes.OBJECT},
+        request={"application/json": MESSAGES_BODY},
         responses={
             200: OpenApiResponse(OpenApiTypes.OBJECT, description="Every message taken"),
             207: OpenApiResponse(
