@@ -273,6 +273,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several models have a "status" or a "kind": each choice set gets a name of its own.
+    "ENUM_NAME_OVERRIDES": {
+        "CommandStatusEnum": "fleet.control.models.Command.Status",
+        "EquipmentStatusEnum": "fleet.vehicles.models.Equipment.Status",
+        "EquipmentKindEnum": "fleet.vehicles.models.Equipment.Kind",
+        "RoadNetworkStatusEnum": "fleet.mine.models.RoadNetwork.Status",
+        "PolicyZoneStatusEnum": "fleet.mine.models.PolicyZone.Status",
+        "DumpPointKindEnum": "fleet.mine.models.DumpPoint.Kind",
+        "AreaKindEnum": "fleet.mine.models.Area.Kind",
+        "ModelVersionKindEnum": "fleet.learning.models.ModelVersion.Kind",
+    },
 }
 
 # --- Static files ---------------------------------------------------------------------------------
