@@ -1,8 +1,9 @@
 """The API keeps its published contract, whatever it is sent.
 
 schemathesis reads the OpenAPI schema the application serves at ``/api/schema/`` and, for every
-operation in it, generates requests from it: valid ones (positive) and ones that break it
-(negative: wrong types, missing required parameters, values out of range). Each is sent
+operation in it, generates requests from it: first its coverage phase (each parameter and body
+field missing, empty, of the wrong type, one past each bound), then random valid ones
+(positive) and random ones that break the schema (negative). Each is sent
 in-process to the Django application (its WSGI handler) on a transactional test database, so
 side effects that wait for the commit run, authenticated as an operator, a supervisor and a
 truck in turn. Every answer must:
