@@ -6,11 +6,18 @@
 - supervisor: also maintains the mine map and the equipment register, decides which model
   version serves and drains inference nodes.
 - admin: everything, including users, roles and machine credentials.
+
+History is kept, for every role: none adds, changes or deletes an audit row (``fleet.audit``),
+changes or deletes a command (its status changes only through the control services), or deletes
+a machine, a site or a policy zone (they are retired or deactivated). Superusers hold every
+permission by definition, so the audit tables refuse them in the ORM model and the admin too.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.apps import apps as live_apps
 
 VIEWER, OPERATOR, SUPERVISOR, ADMIN = "viewer", "operator", "supervisor", "admin"
 ROLES = (VIEWER, OPERATOR, SUPERVISOR, ADMIN)
@@ -38,6 +45,29 @@ SUPERVISOR_MODELS = {
 # Supervisors decide which model version serves (promote, roll back) and which inference nodes
 # take work (drain, undrain).
 SUPERVISOR_EXTRA = {("learning", "promote_modelversion"), ("pool", "drain_node")}
+# What history refers to is retired or deactivated, never deleted; a command changes only
+# through the services.
+HISTORY_KEPT = {
+    ("vehicles", "delete_equipment"),
+    ("mine", "delete_site"),
+    ("mine", "delete_policyzone"),
+    ("control", "change_command"),
+    ("control", "delete_command"),
+}
+
+
+def never_granted() -> set[tuple[str, str]]:
+    """Permissions no role holds: HISTORY_KEPT, and add / change / delete of every audit table
+    (and its proxies), read from the running code so a new audit table is covered at once."""
+    from fleet.audit import AuditRecord
+
+    audit = {
+        (model._meta.app_label, f"{verb}_{model._meta.model_name}")
+        for model in live_apps.get_models()
+        if issubclass(model, AuditRecord)
+        for verb in ("add", "change", "delete")
+    }
+    return HISTORY_KEPT | audit
 
 
 def role_permissions(all_codenames: set[tuple[str, str]]) -> dict[str, set[tuple[str, str]]]:
@@ -52,7 +82,16 @@ def role_permissions(all_codenames: set[tuple[str, str]]) -> dict[str, set[tuple
                 (app, f"{verb}_{model}") for verb in ("add", "change", "delete")
             } & all_codenames
     admin = set(all_codenames)
-    return {VIEWER: viewer, OPERATOR: operator, SUPERVISOR: supervisor, ADMIN: admin}
+    never = never_granted()
+    return {
+        role: keys - never
+        for role, keys in {
+            VIEWER: viewer,
+            OPERATOR: operator,
+            SUPERVISOR: supervisor,
+            ADMIN: admin,
+        }.items()
+    }
 
 
 def sync_roles(apps: Any) -> None:

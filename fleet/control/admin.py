@@ -1,26 +1,32 @@
 """The outbox in the admin: every command with its audit trail, and each truck's desired and
-reported state. Commands are issued by the services (stop, resume, zones), never typed in."""
+reported state. Commands are issued by the services (stop, resume, zones), never typed in, and
+their status changes only through the services: nobody edits or deletes one here."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
+from fleet.audit.admin import AuditAdmin, AuditInline
 from fleet.control.models import Command, CommandEvent, TruckState
 from fleet.telemetry.admin import ReadOnlyAdmin
 
 
-class CommandEventInline(admin.TabularInline):
+class CommandEventInline(AuditInline):
     model = CommandEvent
     fields = ("at", "status", "actor", "detail")
     readonly_fields = fields
-    extra = 0
-    can_delete = False
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+
+@admin.register(CommandEvent)
+class CommandEventAdmin(AuditAdmin):
+    """Every command's trail in one list: what changed, when, by whom or what."""
+
+    list_display = ("at", "command", "status", "actor", "detail")
+    list_filter = ("status", "actor", "command__message_name", "command__equipment__site")
+    search_fields = ("command__equipment__name", "command__command_id", "actor", "detail")
+    date_hierarchy = "at"
+    list_select_related = ("command",)
+    readonly_fields = ("command", "at", "status", "actor", "detail")
 
 
 @admin.register(Command)

@@ -1,13 +1,48 @@
 """The outbox: every message the FMS sends a truck is a Command with one lifecycle, and beside
-it, per truck, the desired state and the last reported state."""
+it, per truck, the desired state and the last reported state.
+
+A command's status changes only through ``Command.change_status``, which the control services
+(``fleet.control.services``) call and which writes the ``CommandEvent`` of the change in the same
+transaction; saving a new status or setting it with a query is refused. The events are an audit
+record (``fleet.audit``): append-only. A command is history too: its trail PROTECTs it, and it
+keeps the machine and the user it names from being deleted.
+"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.db import models
+from django.db import models, transaction
+
+from fleet.audit import AuditError, AuditRecord
+
+
+def _status_refused(what: str) -> AuditError:
+    return AuditError(
+        f"{what} is refused: a command's status changes only through fleet.control.services "
+        "(Command.change_status), which writes the change to its audit trail"
+    )
+
+
+class CommandQuerySet(models.QuerySet["Command"]):
+    def update(self, **kwargs: Any) -> int:
+        if "status" in kwargs:
+            raise _status_refused("setting a command's status with a query")
+        return super().update(**kwargs)
+
+    update.alters_data = True  # type: ignore[attr-defined]
+
+    def bulk_update(self, objs: Iterable[Command], fields: Any, batch_size: Any = None) -> int:
+        # Refused before Django's bulk_update opens its transaction, like update().
+        if "status" in fields:
+            raise _status_refused("setting commands' status with bulk_update")
+        return super().bulk_update(objs, fields, batch_size=batch_size)
+
+    bulk_update.alters_data = True  # type: ignore[attr-defined]
 
 
 class Command(models.Model):
@@ -27,7 +62,7 @@ class Command(models.Model):
     serial = models.BigAutoField(primary_key=True)
     command_id = models.UUIDField("CommandId", unique=True, default=uuid.uuid4, editable=False)
     equipment = models.ForeignKey(
-        "vehicles.Equipment", on_delete=models.CASCADE, related_name="commands"
+        "vehicles.Equipment", on_delete=models.PROTECT, related_name="commands"
     )
     message_name = models.CharField(max_length=64)
     body = models.JSONField(help_text="The message body in its ISO 23725 wire form.")
@@ -46,9 +81,11 @@ class Command(models.Model):
     )
     reason = models.CharField(max_length=300, help_text="Why it was sent, for the operator.")
     issued_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ISSUED)
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.ISSUED, editable=False
+    )
     issued_at = models.DateTimeField(auto_now_add=True, db_index=True)
     expires_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True, help_text="First delivery.")
@@ -56,6 +93,10 @@ class Command(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)
     answer = models.CharField(max_length=300, blank=True, help_text="The truck's reason, if any.")
+
+    objects = CommandQuerySet.as_manager()
+    # The status as stored, to tell a new one apart on save (not a field).
+    _stored_status: str | None
 
     class Meta:
         ordering = ["-serial"]
@@ -71,25 +112,81 @@ class Command(models.Model):
     def __str__(self) -> str:
         return f"{self.message_name} to {self.equipment_id} ({self.status})"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self._state.adding:
+            if self.status != self.Status.ISSUED:
+                raise _status_refused(f"a new command with status {self.status!r} (not Issued)")
+        elif "status" in (kwargs.get("update_fields") or ("status",)) and self.status != getattr(
+            self, "_stored_status", self.status
+        ):
+            raise _status_refused(f"saving command {self.serial} with a new status")
+        super().save(*args, **kwargs)
+        self._stored_status = self.status
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Command:
+        command = super().from_db(db, field_names, values)
+        command._stored_status = command.__dict__.get("status")
+        return command
+
+    def change_status(
+        self,
+        status: str,
+        *,
+        actor: str,
+        detail: str = "",
+        when: Iterable[str] = OPEN,
+        **fields: Any,
+    ) -> bool:
+        """Move the command to ``status`` (with other ``fields``) if it is still in one of
+        ``when``, and write the event, in one transaction. False if it had moved on (another
+        process answered or expired it first): then nothing changes and no event is written."""
+        with transaction.atomic():
+            still = Command.objects.filter(pk=self.pk, status__in=list(when))
+            # The one place a status is written (CommandQuerySet.update refuses it).
+            if not models.QuerySet.update(still, status=status, **fields):
+                return False
+            for name, value in fields.items():
+                setattr(self, name, value)
+            self.status = self._stored_status = status
+            CommandEvent.objects.create(
+                command=self, status=status, detail=detail[:300], actor=actor
+            )
+        return True
+
     @property
     def is_open(self) -> bool:
         return self.status in self.OPEN
 
 
-class CommandEvent(models.Model):
+class CommandEvent(AuditRecord):
     """The audit trail: every change of a command's status, with who or what caused it."""
 
-    command = models.ForeignKey(Command, on_delete=models.CASCADE, related_name="events")
+    audit_time_field = "at"
+    audit_archive_parent = "command"
+
+    command = models.ForeignKey(Command, on_delete=models.PROTECT, related_name="events")
     at = models.DateTimeField(auto_now_add=True)
     status = models.CharField(max_length=12, choices=Command.Status.choices)
     detail = models.CharField(max_length=300, blank=True)
     actor = models.CharField(max_length=80, help_text="A user name, 'truck', 'outbox' or 'rest'.")
 
-    class Meta:
+    class Meta(AuditRecord.Meta):
         ordering = ["at", "id"]
 
     def __str__(self) -> str:
         return f"{self.command_id} {self.status} at {self.at:%H:%M:%S}"
+
+    @classmethod
+    def archivable(cls, cutoff: Any) -> models.QuerySet:
+        """Whole trails only, of closed commands whose last event is older than ``cutoff``: a
+        trail is never split between the database and a file, and an open command stays."""
+        done = (
+            Command.objects.exclude(status__in=Command.OPEN)
+            .annotate(last_event=models.Max("events__at"))
+            .filter(last_event__lt=cutoff)
+        )
+        return cls.objects.filter(command__in=done.values("pk"))
 
 
 class TruckState(models.Model):

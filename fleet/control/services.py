@@ -48,6 +48,8 @@ def _answer_key(message_name: str, body: Any) -> str:
 
 
 def _audit(command: Command, status: str, detail: str, actor: str) -> None:
+    """The Issued event of a new command; every later status is written by
+    ``Command.change_status``, which writes its own event."""
     CommandEvent.objects.create(command=command, status=status, detail=detail[:300], actor=actor)
 
 
@@ -92,9 +94,7 @@ def issue_command(
         for old in Command.objects.select_for_update().filter(
             equipment=equipment, supersede_key=supersede_key, status__in=Command.OPEN
         ):
-            old.status = Status.SUPERSEDED
-            old.save(update_fields=["status"])
-            _audit(old, Status.SUPERSEDED, f"replaced: {reason}", "outbox")
+            old.change_status(Status.SUPERSEDED, actor="outbox", detail=f"replaced: {reason}")
     now = timezone.now()
     command = Command.objects.create(
         equipment=equipment,
@@ -153,14 +153,20 @@ def mark_sent(command: Command, *, actor: str) -> None:
         "attempts": command.attempts + 1,
         "next_attempt_at": now + timedelta(seconds=backoff),
     }
-    first = command.status == Status.ISSUED
-    if first:
-        updates.update(status=Status.SENT, sent_at=now)
-    changed = Command.objects.filter(pk=command.pk, status__in=Command.OPEN).update(**updates)
-    if changed and first:
-        command.status = Status.SENT
-        _audit(command, Status.SENT, f"via {actor}", actor)
+    # The first attempt: Issued -> Sent, with its event (unless another process sent it first).
+    if command.status == Status.ISSUED and command.change_status(
+        Status.SENT,
+        actor=actor,
+        detail=f"via {actor}",
+        when=[Status.ISSUED],
+        sent_at=now,
+        **updates,
+    ):
         _changed(command)
+        return
+    if Command.objects.filter(pk=command.pk, status__in=Command.OPEN).update(**updates):
+        for name, value in updates.items():
+            setattr(command, name, value)
 
 
 @transaction.atomic
@@ -186,11 +192,13 @@ def record_answer(
         return None
     if command is None:
         return None
-    command.status = Status.ACKNOWLEDGED if accepted else Status.REJECTED
-    command.answered_at = timezone.now()
-    command.answer = (reason or "")[:300]
-    command.save(update_fields=["status", "answered_at", "answer"])
-    _audit(command, command.status, reason or "", actor)
+    command.change_status(
+        Status.ACKNOWLEDGED if accepted else Status.REJECTED,
+        actor=actor,
+        detail=reason or "",
+        answered_at=timezone.now(),
+        answer=(reason or "")[:300],
+    )
     _changed(command)
     return command
 
@@ -204,9 +212,9 @@ def expire_commands() -> int:
         .filter(status__in=Command.OPEN, expires_at__lte=timezone.now())
     )
     for command in expired:
-        command.status = Status.EXPIRED
-        command.save(update_fields=["status"])
-        _audit(command, Status.EXPIRED, f"no answer after {command.attempts} attempt(s)", "outbox")
+        command.change_status(
+            Status.EXPIRED, actor="outbox", detail=f"no answer after {command.attempts} attempt(s)"
+        )
         _changed(command)
     return len(expired)
 

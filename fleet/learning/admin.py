@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from fleet.audit.admin import AuditAdmin
 from fleet.learning import services
 from fleet.learning.models import AliasChange, ModelAlias, ModelVersion, Prediction
 from fleet.telemetry.admin import ReadOnlyAdmin
@@ -100,7 +101,7 @@ class ModelAliasAdmin(ReadOnlyAdmin):
 
 
 @admin.register(AliasChange)
-class AliasChangeAdmin(ReadOnlyAdmin):
+class AliasChangeAdmin(AuditAdmin):
     """The audit trail: who moved which alias, when, from which version to which."""
 
     list_display = (

@@ -9,9 +9,13 @@ who, when, from which version to which. Changes go through ``fleet.learning.serv
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from fleet.audit import AuditRecord
 
 
 class ModelVersion(models.Model):
@@ -44,7 +48,7 @@ class ModelVersion(models.Model):
     created_at = models.DateTimeField(help_text="When the checkpoint was written (manifest).")
     registered_at = models.DateTimeField(default=timezone.now)
     registered_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
 
     class Meta:
@@ -68,7 +72,7 @@ class ModelAlias(models.Model):
     version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
     updated_at = models.DateTimeField(default=timezone.now)
     updated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
 
     class Meta:
@@ -82,8 +86,12 @@ class ModelAlias(models.Model):
         return f"{self.name}:{self.alias} -> {self.version.version}"
 
 
-class AliasChange(models.Model):
-    """The audit trail of aliases: one row per promotion or roll-back."""
+class AliasChange(AuditRecord):
+    """The audit trail of aliases: one row per promotion or roll-back. An audit record; the one
+    change it allows is a roll-back marking the promotion it undid (``rolled_back``, once)."""
+
+    audit_time_field = "at"
+    audit_one_way_flags = ("rolled_back",)
 
     class Action(models.TextChoices):
         PROMOTE = "promote"
@@ -97,19 +105,24 @@ class AliasChange(models.Model):
     )
     to_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
     by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     at = models.DateTimeField(default=timezone.now)
     # A promotion undone by a roll-back; the next roll-back looks past it.
     rolled_back = models.BooleanField(default=False)
 
-    class Meta:
+    class Meta(AuditRecord.Meta):
         ordering = ["-at", "-pk"]
         indexes = [models.Index(fields=["name", "alias", "-at"], name="learning_change_recent")]
 
     def __str__(self) -> str:
         source = self.from_version.version if self.from_version else "-"
         return f"{self.name}:{self.alias} {self.action} {source} -> {self.to_version.version}"
+
+    @classmethod
+    def archivable(cls, cutoff: datetime) -> models.QuerySet:
+        # A promotion still in force is what services.roll_back steps back through: kept.
+        return super().archivable(cutoff).exclude(action=cls.Action.PROMOTE, rolled_back=False)
 
 
 class Prediction(models.Model):
@@ -122,7 +135,7 @@ class Prediction(models.Model):
     """
 
     equipment = models.ForeignKey(
-        "vehicles.Equipment", on_delete=models.CASCADE, related_name="predictions"
+        "vehicles.Equipment", on_delete=models.PROTECT, related_name="predictions"
     )
     model_name = models.CharField(max_length=100, help_text='The head: "fault", "eta", ...')
     model_id = models.CharField(max_length=120, help_text='The version that answered: "fault@3".')

@@ -1,7 +1,8 @@
 """The admin console for the mine map, working offline (vendored OpenLayers, no tiles).
 
 Policy zones follow the ISO 23725 lifecycle: they are created through ``services.create_zone``,
-never edited in place, and activated or retired by admin actions that call the services.
+never edited in place, and activated or retired by admin actions that call the services. A site
+with history is deactivated, not deleted; the trucks' zone responses are an audit record.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from fleet.audit.admin import AuditAdmin, KeepsHistoryMixin
 from fleet.mine import services
 from fleet.mine.mapfile import export_site_map
 from fleet.mine.models import (
@@ -94,21 +96,74 @@ class MapAdmin(GISModelAdmin):
 
 
 @admin.register(Site)
-class SiteAdmin(MapAdmin):
+class SiteAdmin(KeepsHistoryMixin, MapAdmin):
     list_display = (
         "name",
         "slug",
+        "active",
         "utm_srid",
         "default_speed_kmh",
         "active_revision",
         "active_zones",
         "map_link",
     )
+    list_filter = ("active",)
     search_fields = ("name", "slug")
     ordering = ("name",)
-    readonly_fields = ("id", "area_display", "created_at")
-    fields = ("id", "name", "slug", "utm_srid", "default_speed_kmh", "boundary", "area_display")
+    readonly_fields = ("id", "active", "area_display", "created_at")
+    fields = (
+        "id",
+        "name",
+        "slug",
+        "active",
+        "utm_srid",
+        "default_speed_kmh",
+        "boundary",
+        "area_display",
+    )
     prepopulated_fields = {"slug": ("name",)}
+    actions = ("deactivate", "reactivate")
+    keep_instead = "deactivate it instead (the “Deactivate” action, once its machines are retired)"
+
+    @admin.action(
+        description="Deactivate the selected sites (kept with their history)",
+        permissions=["change"],
+    )
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        from fleet.vehicles.models import Equipment
+
+        done = []
+        for site in Site.objects.filter(pk__in=queryset.values("pk"), active=True):
+            running = list(
+                site.equipment.exclude(status=Equipment.Status.RETIRED)
+                .order_by("name")
+                .values_list("name", flat=True)
+            )
+            if running:
+                more = f" and {len(running) - 10} more" if len(running) > 10 else ""
+                self.message_user(
+                    request,
+                    f"{site} is not deactivated: retire its machines first "
+                    f"({', '.join(running[:10])}{more})",
+                    messages.ERROR,
+                )
+                continue
+            site.active = False
+            site.save(update_fields=["active"])
+            done.append(site.name)
+        if done:
+            self.message_user(request, f"Deactivated {', '.join(done)}.", messages.SUCCESS)
+
+    @admin.action(description="Reactivate the selected sites", permissions=["change"])
+    def reactivate(self, request: HttpRequest, queryset: QuerySet[Site]) -> None:
+        names = list(
+            Site.objects.filter(pk__in=queryset.values("pk"), active=False).values_list(
+                "name", flat=True
+            )
+        )
+        Site.objects.filter(name__in=names).update(active=True)
+        if names:
+            self.message_user(request, f"Reactivated {', '.join(names)}.", messages.SUCCESS)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Site]:
         return (
@@ -513,20 +568,14 @@ class PolicyZoneAdmin(MapAdmin):
 
 
 @admin.register(ZoneResponse)
-class ZoneResponseAdmin(admin.ModelAdmin):
-    """What the trucks answered; written by ingest, never by hand."""
+class ZoneResponseAdmin(AuditAdmin):
+    """What the trucks answered; written by ingest, never by hand, never deleted."""
 
     list_display = ("zone", "equipment", "request", "accepted", "reason", "responded_at")
     list_filter = ("request", "accepted", "zone__site")
     search_fields = ("zone__name", "equipment__name", "reason")
     ordering = ("-responded_at",)
     list_select_related = ("zone", "equipment")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- destinations and areas --------------------------------------------------------------------

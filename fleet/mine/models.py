@@ -7,6 +7,7 @@ in the site's own projected metric CRS (its UTM zone, ``Site.utm_srid``), never 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.contrib.gis.db import models
 from django.contrib.gis.geos import GEOSGeometry
@@ -14,6 +15,8 @@ from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db.models import Q
+
+from fleet.audit import AuditRecord
 
 
 def validate_utm_srid(value: int) -> None:
@@ -23,7 +26,8 @@ def validate_utm_srid(value: int) -> None:
 
 
 class Site(models.Model):
-    """One mine. Everything on the map belongs to exactly one site."""
+    """One mine. Everything on the map belongs to exactly one site. A site with history (its
+    machines, its zones) is deactivated, never deleted."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=120, unique=True)
@@ -43,6 +47,11 @@ class Site(models.Model):
         help_text="Operating speed of a way that sets none; speedLimit percent policies refer to it.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    active = models.BooleanField(
+        default=True,
+        editable=False,
+        help_text="A closed site is deactivated (the admin's Deactivate action), not deleted.",
+    )
 
     class Meta:
         ordering = ["name"]
@@ -183,7 +192,7 @@ class PolicyZone(models.Model):
         DELETED = "deleted", "Deleted"
 
     id = models.UUIDField("ZoneId", primary_key=True, default=uuid.uuid4, editable=False)
-    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="zones")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="zones")
     name = models.CharField(max_length=120)
     geometry = models.PolygonField(srid=4326)
     policies = models.JSONField(
@@ -191,10 +200,10 @@ class PolicyZone(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     replaces = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replaced_by"
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="replaced_by"
     )
     created_by = models.ForeignKey(
-        "auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "auth.User", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     activated_at = models.DateTimeField(null=True, blank=True)
@@ -240,24 +249,26 @@ class PolicyZone(models.Model):
         }
 
 
-class ZoneResponse(models.Model):
+class ZoneResponse(AuditRecord):
     """A truck's answer to a zone activation or deactivation request (apart from the zone's
-    own lifecycle: a zone can be Active while one truck has rejected it)."""
+    own lifecycle: a zone can be Active while one truck has rejected it). An audit record."""
+
+    audit_time_field = "responded_at"
 
     class Request(models.TextChoices):
         ACTIVATE = "activate", "Activate"
         DEACTIVATE = "deactivate", "Deactivate"
 
-    zone = models.ForeignKey(PolicyZone, on_delete=models.CASCADE, related_name="responses")
+    zone = models.ForeignKey(PolicyZone, on_delete=models.PROTECT, related_name="responses")
     equipment = models.ForeignKey(
-        "vehicles.Equipment", on_delete=models.CASCADE, related_name="zone_responses"
+        "vehicles.Equipment", on_delete=models.PROTECT, related_name="zone_responses"
     )
     request = models.CharField(max_length=10, choices=Request.choices)
     accepted = models.BooleanField()
     reason = models.CharField(max_length=200, blank=True)
     responded_at = models.DateTimeField()
 
-    class Meta:
+    class Meta(AuditRecord.Meta):
         ordering = ["-responded_at"]
         constraints = [
             models.UniqueConstraint(
@@ -268,6 +279,11 @@ class ZoneResponse(models.Model):
     def __str__(self) -> str:
         verdict = "accepted" if self.accepted else "rejected"
         return f"{self.equipment} {verdict} {self.request} of {self.zone.name}"
+
+    @classmethod
+    def archivable(cls, cutoff: Any) -> models.QuerySet:
+        # A zone being deleted waits for its trucks' answers (services.complete_zone_deletions).
+        return super().archivable(cutoff).exclude(zone__status=PolicyZone.Status.PENDING_DELETE)
 
 
 class LoadingUnit(models.Model):

@@ -13,13 +13,13 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.views.decorators.http import require_POST
 
+from fleet.audit.admin import AuditAdmin
 from fleet.pool import services
 from fleet.pool.models import DRAIN_PERMISSION, DrainChange, Node
-from fleet.telemetry.admin import ReadOnlyAdmin
 
 
 @admin.register(DrainChange)
-class DrainChangeAdmin(ReadOnlyAdmin):
+class DrainChangeAdmin(AuditAdmin):
     """The audit: read only, like every audit trail."""
 
     list_display = ("at", "node", "draining", "by_name", "reason")
@@ -29,8 +29,9 @@ class DrainChangeAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Node)
-class NodeAdmin(ReadOnlyAdmin):
-    """Not a table: the changelist is the live pool read from Redis."""
+class NodeAdmin(AuditAdmin):
+    """Not a table: the changelist is the live pool read from Redis. Node is a proxy of the drain
+    audit (the drain permission's home), so its admin is an audit admin too."""
 
     def get_urls(self) -> list[URLPattern]:
         site = self.admin_site

@@ -6,24 +6,27 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from fleet.audit import AuditRecord
+
 DRAIN_PERMISSION = "pool.drain_node"
 
 
-class DrainChange(models.Model):
-    """One drain or undrain of a node: who, when, why. Written with the change in Redis."""
+class DrainChange(AuditRecord):
+    """One drain or undrain of a node: who, when, why. Written with the change in Redis. An
+    audit record."""
+
+    audit_time_field = "at"
 
     node = models.CharField(max_length=200)
     draining = models.BooleanField(help_text="True: drained; False: put back in service")
     by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    by_name = models.CharField(
-        max_length=150, help_text="The username at the time (kept if the user is deleted)"
-    )
+    by_name = models.CharField(max_length=150, help_text="The username at the time")
     reason = models.CharField(max_length=500, blank=True)
     at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta(AuditRecord.Meta):
         ordering = ["-at", "-pk"]
         indexes = [models.Index(fields=["node", "-at"], name="pool_drain_node_recent")]
 

@@ -1,7 +1,8 @@
 """The equipment register and machine credentials in the admin console.
 
 Secrets are shown once, on the page that issues them, and never stored: the database keeps only
-hashes (``fleet.vehicles.credentials``). Credentials are never edited; they are revoked.
+hashes (``fleet.vehicles.credentials``). Credentials are never edited; they are revoked. A machine
+with history is retired, never deleted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
+from fleet.audit.admin import KeepsHistoryMixin
 from fleet.vehicles.broker import sync_broker_auth
 from fleet.vehicles.credentials import IssuedCredentials, issue_credentials, revoke_credentials
 from fleet.vehicles.models import Credential, Equipment
@@ -51,7 +53,7 @@ class CredentialInline(admin.TabularInline):
 
 
 @admin.register(Equipment)
-class EquipmentAdmin(ProvisioningMixin, admin.ModelAdmin):
+class EquipmentAdmin(KeepsHistoryMixin, ProvisioningMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "kind",
@@ -80,7 +82,8 @@ class EquipmentAdmin(ProvisioningMixin, admin.ModelAdmin):
         "created_at",
     )
     inlines = (CredentialInline,)
-    actions = ("issue_machine_credentials", "revoke_all_credentials")
+    actions = ("retire", "issue_machine_credentials", "revoke_all_credentials")
+    keep_instead = "retire it instead (the “Retire” action)"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Equipment]:
         live = Q(credentials__revoked_at__isnull=True)
@@ -89,6 +92,31 @@ class EquipmentAdmin(ProvisioningMixin, admin.ModelAdmin):
     @admin.display(description="live credentials", ordering="n_live")
     def live_credentials(self, equipment: Equipment) -> int:
         return equipment.n_live  # type: ignore[attr-defined]
+
+    @admin.action(
+        description="Retire the selected machines (kept with their history; credentials revoked)",
+        permissions=["change"],
+    )
+    def retire(self, request: HttpRequest, queryset: QuerySet[Equipment]) -> None:
+        retired: list[str] = []
+        revoked = 0
+        with transaction.atomic():
+            machines = Equipment.objects.select_for_update().filter(
+                pk__in=list(queryset.values_list("pk", flat=True))
+            )
+            for machine in machines.exclude(status=Equipment.Status.RETIRED):
+                machine.status = Equipment.Status.RETIRED
+                machine.save(update_fields=["status"])
+                # A retired machine keeps no working key: the broker's logins come from the
+                # live credentials, whatever the machine's status.
+                revoked += revoke_credentials(machine)
+                retired.append(machine.name)
+        if not retired:
+            self.message_user(request, "Nothing to retire: the selection is already retired.")
+            return
+        retired.sort()
+        note = f"; {revoked} credential(s) revoked, {_broker_note()}" if revoked else ""
+        self.message_user(request, f"Retired {', '.join(retired)}{note}.", messages.SUCCESS)
 
     @admin.action(
         description="Issue credentials (revokes the current ones; secrets shown once)",

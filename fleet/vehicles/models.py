@@ -11,6 +11,9 @@ from django.db.models import Q
 
 
 class Equipment(models.Model):
+    """A machine. One with history (commands, zone responses, predictions, credentials, haul
+    cycles) is retired, never deleted: those relations PROTECT it."""
+
     class Kind(models.TextChoices):
         HAUL_TRUCK = "haul_truck", "Haul truck"
         LOADING_UNIT = "loading_unit", "Loading unit"
@@ -77,7 +80,8 @@ class Credential(models.Model):
         MQTT = "mqtt", "MQTT"
         API = "api", "REST API"
 
-    equipment = models.ForeignKey(Equipment, on_delete=models.CASCADE, related_name="credentials")
+    # Which key a machine used, and when it stopped working, is history.
+    equipment = models.ForeignKey(Equipment, on_delete=models.PROTECT, related_name="credentials")
     kind = models.CharField(max_length=4, choices=Kind.choices)
     key_id = models.CharField(max_length=64, unique=True)
     secret_hash = models.CharField(max_length=200)
