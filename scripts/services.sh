@@ -154,17 +154,27 @@ own-rabbitmq() {
 }
 
 mosquitto_up() {
+  # Writes the configuration and the logins' initial state (the dynamic-security plugin's file)
+  # from the credential table; with the broker running, reconciles its logins instead.
   .venv/bin/python manage.py broker_config
   if [ -n "${MQTT_URL:-}" ]; then return; fi
-  local pidfile="$VAR/mosquitto/mosquitto.pid"
-  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
+  local dir="$VAR/mosquitto" pidfile="$VAR/mosquitto/mosquitto.pid"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    # A broker started from an older configuration is restarted (sessions persist on disk).
+    if cmp -s "$dir/mosquitto.conf" "$dir/mosquitto.conf.running"; then return; fi
+    say "restarting the project's Mosquitto: its configuration changed"
+    kill "$(cat "$pidfile")"
+    for _ in $(seq 1 100); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+    .venv/bin/python manage.py broker_config >/dev/null  # the state file, now that it is stopped
+  fi
   if port_open 1884; then
     echo "port 1884 is taken by a broker this checkout did not start (another checkout?);" \
          "stop it, or set MQTT_URL to use it" >&2
     return 1
   fi
   say "starting the project's Mosquitto (127.0.0.1:1884)"
-  mosquitto -c "$VAR/mosquitto/mosquitto.conf" -d
+  cp "$dir/mosquitto.conf" "$dir/mosquitto.conf.running"
+  mosquitto -c "$dir/mosquitto.conf" -d
   wait_port 1884 Mosquitto
 }
 

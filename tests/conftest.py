@@ -127,12 +127,16 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 
 class Broker:
-    """A project Mosquitto instance of a test's own, configured exactly as the embedded one."""
+    """A project Mosquitto instance of a test's own, configured exactly as the embedded one, in
+    the test's scratch VAR_DIR. The test's settings point at it, so machines' logins reach it
+    as their credentials commit, as they reach the embedded broker."""
 
-    def __init__(self, directory, port: int) -> None:
-        from fleet.vehicles.broker import BrokerPaths
+    def __init__(self, settings, port: int) -> None:
+        from fleet.vehicles.broker import embedded_paths
 
-        self.paths = BrokerPaths(directory)
+        settings.MQTT_URL = f"mqtt://127.0.0.1:{port}"
+        settings.MQTT_MANAGE_LOGINS = True
+        self.paths = embedded_paths()
         self.port = port
         self.process = None
 
@@ -147,18 +151,22 @@ class Broker:
         )
         wait_for_port(self.port)
 
-    def sync(self) -> None:
-        """Regenerate auth files from the credential table and make the broker reload them."""
-        from fleet.vehicles.broker import reload_broker, write_broker_files
+    def sync(self):
+        """Reconcile the broker's logins with the credential table (what the periodic task and
+        ``broker_config`` do); the report."""
+        from fleet.vehicles.logins import reconcile_logins
 
-        write_broker_files(self.paths, port=self.port)
-        assert reload_broker(self.paths)
+        return reconcile_logins()
 
-    @property
-    def service_credentials(self) -> tuple[str, str]:
-        from fleet.vehicles.broker import ensure_service_secret, service_username
+    def credentials(self, name: str = "ingest") -> tuple[str, str]:
+        """(username, password) of one of the FMS's service logins: ingest, outbox or admin."""
+        from fleet.vehicles.broker import SERVICE_LOGINS, service_password
 
-        return service_username(), ensure_service_secret(self.paths)
+        (login,) = [login for login in SERVICE_LOGINS if login.name == name]
+        return login.username, service_password(login, self.paths)
+
+    def log(self) -> str:
+        return (self.paths.directory / "mosquitto.log").read_text()
 
     def stop(self) -> None:
         if self.process:
@@ -166,9 +174,18 @@ class Broker:
             self.process.wait(timeout=10)
 
 
+@pytest.fixture(autouse=True)
+def no_broker_unless_asked(settings):
+    """A test without a broker of its own changes no broker's logins (least of all the running
+    demo's); ``mqtt_broker`` turns login management on against the test's own."""
+    settings.MQTT_URL = "mqtt://127.0.0.1:1"  # nothing listens on port 1
+    settings.MQTT_MANAGE_LOGINS = False
+
+
 @pytest.fixture
-def mqtt_broker(db, tmp_path):
-    broker = Broker(tmp_path / "mosquitto", free_port())
+def mqtt_broker(transactional_db, settings, isolated_var_dir):
+    """Transactional: a machine's login reaches the broker when its credential commits."""
+    broker = Broker(settings, free_port())
     broker.start()
     yield broker
     broker.stop()

@@ -15,6 +15,7 @@ from django.db import DatabaseError, connection, transaction
 from fleet.control import services
 from fleet.control.models import Command
 from fleet.vehicles import topics
+from fleet.vehicles.broker import OUTBOX
 from fleet.vehicles.mqtt import broker_address, service_client
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class OutboxDelivery:
         self.client_id = client_id or f"haulmind-outbox-{socket.gethostname()}"[:64]
         self.connected = threading.Event()
         self._stopping = threading.Event()
-        self._client = service_client(self.client_id)
+        self._client = service_client(OUTBOX, self.client_id)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = lambda *args: self.connected.clear()
         self._expired_at = 0.0

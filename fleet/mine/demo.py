@@ -34,6 +34,7 @@ from fleet.mine import services
 from fleet.mine.mapfile import import_site_map
 from fleet.mine.models import PolicyZone, Site
 from fleet.vehicles.models import Equipment
+from fleet.vehicles.services import retire_equipment
 
 XY = tuple[float, float]
 XYZ = tuple[float, float, float]
@@ -786,14 +787,15 @@ def sync_trucks(site: Site, count: int) -> tuple[int, int]:
         e.pk for n, e in existing.items() if n in wanted and e.status == Equipment.Status.RETIRED
     ]
     surplus = [
-        e.pk
+        e
         for n, e in existing.items()
         if (m := TRUCK_NAME.match(n))
         and int(m.group(1)) > count
         and e.status != Equipment.Status.RETIRED
     ]
     Equipment.objects.filter(pk__in=revived).update(status=Equipment.Status.ACTIVE)
-    Equipment.objects.filter(pk__in=surplus).update(status=Equipment.Status.RETIRED)
+    for truck in surplus:  # their broker logins go too
+        retire_equipment(truck)
     return len(missing) + len(revived), len(surplus)
 
 

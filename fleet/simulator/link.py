@@ -127,7 +127,7 @@ class SimulatedFleet:
         eid = identity.equipment_id
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"haulmind-sim-{eid}",
+            client_id=eid,  # the broker binds a machine's login to its EquipmentId
             protocol=mqtt.MQTTv5,
             userdata=index,
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,9 +17,9 @@ from fleet.mine.models import Site
 from fleet.simulator.engine import Engine, TruckSpec
 from fleet.simulator.link import LinkOptions, SimulatedFleet, TruckIdentity
 from fleet.simulator.world import world_for_site
-from fleet.vehicles.broker import sync_broker_auth
-from fleet.vehicles.credentials import check_mosquitto_hash, issue_credentials
+from fleet.vehicles.credentials import issue_credentials
 from fleet.vehicles.models import Credential, Equipment
+from fleet.vehicles.passwords import check_mosquitto_hash
 
 
 class SimulatorSetupError(Exception):
@@ -48,25 +48,20 @@ def haul_trucks(site: Site, count: int, offset: int = 0) -> list[Equipment]:
 
 
 def ensure_credentials(
-    trucks: Sequence[Equipment],
-    path: Path | None = None,
-    *,
-    sync: Callable[[], object] | None = None,
+    trucks: Sequence[Equipment], path: Path | None = None
 ) -> list[TruckIdentity]:
     """Broker identities for ``trucks``: the MQTT secrets kept in ``path`` (mode 0600) where
-    they still match the live credential, new ones issued otherwise (then ``sync`` rewrites the
-    broker's password file and ACL; default: the project's broker, ``sync_broker_auth``)."""
+    they still match the live credential, new ones issued otherwise (each reaches the broker as
+    it commits)."""
     path = path or credentials_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     # Several simulator processes may share the file: one at a time reads, issues, writes.
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _ensure_credentials(trucks, path, sync or sync_broker_auth)
+        return _ensure_credentials(trucks, path)
 
 
-def _ensure_credentials(
-    trucks: Sequence[Equipment], path: Path, sync: Callable[[], object]
-) -> list[TruckIdentity]:
+def _ensure_credentials(trucks: Sequence[Equipment], path: Path) -> list[TruckIdentity]:
     stored: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
     live = {
         str(c.equipment_id): c.secret_hash
@@ -84,7 +79,6 @@ def _ensure_credentials(
             issued += 1
     if issued:
         _write_secret_file(path, stored)
-        sync()
     return [
         TruckIdentity(
             str(t.id), t.name, stored[str(t.id)]["mqtt_password"], t.payload_capacity_t or 90.0
@@ -124,12 +118,11 @@ def build_fleet(
     fault_rate: float = 0.0,
     permission_timeout_s: float | None = None,
     offset: int = 0,
-    sync: Callable[[], object] | None = None,
     **options: object,
 ) -> SimulatedFleet:
     """A fleet of ``count`` of the site's trucks, not yet connected (the load generator for
     benchmarks: ``fleet.connect(); fleet.run(seconds); fleet.shutdown(); fleet.sent``)."""
-    identities = ensure_credentials(haul_trucks(site, count, offset), sync=sync)
+    identities = ensure_credentials(haul_trucks(site, count, offset))
     specs = [TruckSpec(t.equipment_id, t.name, t.capacity_t) for t in identities]
     engine = Engine(
         world_for_site(site),

@@ -31,8 +31,9 @@ from fleet.mine.models import Site
 from fleet.telemetry import loadgen
 from fleet.telemetry.models import Position
 from fleet.vehicles import topics
-from fleet.vehicles.broker import sync_broker_auth
+from fleet.vehicles.broker import INGEST
 from fleet.vehicles.credentials import issue_credentials
+from fleet.vehicles.logins import BrokerAdminError, reconcile_logins
 from fleet.vehicles.models import Equipment
 from fleet.vehicles.mqtt import broker_address, connect_properties, service_client
 
@@ -115,12 +116,12 @@ def _provision(trucks: int) -> tuple[Site, list[tuple[str, str, str]]]:
                 topics.up_topic(site.slug, str(truck.id), "MachinePositionV1"),
             )
         )
-    if not sync_broker_auth():
-        raise RuntimeError(
-            "could not reload the project's Mosquitto with the benchmark's credentials: "
-            "run `make services` (the bench needs the embedded broker, or load the ACL yourself)"
-        )
-    time.sleep(0.5)  # the broker re-reads its password file on SIGHUP
+    try:
+        missing = reconcile_logins().missing  # each login was sent as it committed
+    except BrokerAdminError as exc:
+        raise RuntimeError(f"the broker's logins cannot be managed: {exc}") from exc
+    if missing:
+        raise RuntimeError(f"the broker lacks the logins of {len(missing)} bench truck(s)")
     return site, identities
 
 
@@ -168,7 +169,7 @@ def _baseline(site: Site, identities, options: dict, log: Log) -> dict:
             counted[0] += 1
             counted[1] = time.time()
 
-    client = service_client(f"bench-baseline-{os.getpid()}", manual_ack=True)
+    client = service_client(INGEST, f"bench-baseline-{os.getpid()}", manual_ack=True)
     client.on_message = on_message
     address = broker_address()
     client.connect(

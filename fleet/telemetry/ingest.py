@@ -32,6 +32,7 @@ from fleet.telemetry.intake import Inbound
 from fleet.telemetry.partitions import ensure_history_partitions
 from fleet.telemetry.services import EquipmentDirectory, LiveFeed, ingest_batch
 from fleet.telemetry.signals import connection_changed
+from fleet.vehicles.broker import INGEST
 from fleet.vehicles.mqtt import broker_address, connect_properties, service_client
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class IngestRunner:
         self.live = LiveFeed()
         self.connected = threading.Event()
         self._stopping = threading.Event()
-        self._client = service_client(self.options.client_id, manual_ack=True)
+        self._client = service_client(INGEST, self.options.client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect

@@ -39,7 +39,10 @@ def publish_positions(
     clients = []
     for username, password, topic in identities:
         client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"bench-{username}", protocol=paho.MQTTv5
+            # The broker binds a machine's login to its EquipmentId as the client id.
+            CallbackAPIVersion.VERSION2,
+            client_id=username,
+            protocol=paho.MQTTv5,
         )
         client.username_pw_set(username, password)
         client.max_inflight_messages_set(200)

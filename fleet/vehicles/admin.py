@@ -17,19 +17,16 @@ from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
 from fleet.audit.admin import KeepsHistoryMixin
-from fleet.vehicles.broker import sync_broker_auth
 from fleet.vehicles.credentials import IssuedCredentials, issue_credentials, revoke_credentials
+from fleet.vehicles.logins import confirm_logins
 from fleet.vehicles.models import Credential, Equipment
 
 PROVISION_PERMISSION = "vehicles.provision_equipment"
 
 
 def _broker_note() -> str:
-    # The broker reads its password file, generated from the credential table; a running
-    # broker is told to reload it so a revoked password stops working at once.
-    if sync_broker_auth():
-        return "the broker reloaded its password file"
-    return "broker files written; the broker is not running here"
+    # Each change reached the broker as it committed; confirming tells what it really holds.
+    return confirm_logins()
 
 
 class ProvisioningMixin:

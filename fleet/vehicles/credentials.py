@@ -1,8 +1,11 @@
-"""Issuing, checking and revoking machine credentials. Secrets are returned once, never stored."""
+"""Issuing, checking and revoking machine credentials. Secrets are returned once, never stored.
+
+The broker learns of a change when it commits: a new MQTT password becomes the machine's login
+there, a revocation removes the login and closes the machine's session (``fleet.vehicles.logins``).
+"""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
@@ -11,12 +14,11 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from fleet.vehicles import logins
 from fleet.vehicles.models import Credential, Equipment
+from fleet.vehicles.passwords import mosquitto_hash
 
 API_TOKEN_PREFIX = "hm"  # noqa: S105 - a public marker, not a secret
-# Mosquitto 2's password file format: $7$ = PBKDF2-HMAC-SHA512, 101 iterations (its default),
-# a 12-byte salt, a 64-byte key. We write the same so the broker reads our hashes directly.
-MOSQUITTO_ITERATIONS = 101
 
 
 @dataclass(frozen=True)
@@ -25,25 +27,6 @@ class IssuedCredentials:
     mqtt_username: str
     mqtt_password: str
     api_token: str
-
-
-def mosquitto_hash(password: str, *, salt: bytes | None = None) -> str:
-    salt = salt or secrets.token_bytes(12)
-    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, MOSQUITTO_ITERATIONS, 64)
-    return f"$7${MOSQUITTO_ITERATIONS}${base64.b64encode(salt).decode()}${base64.b64encode(key).decode()}"
-
-
-def check_mosquitto_hash(password: str, hashed: str) -> bool:
-    try:
-        _, kind, iterations, salt_b64, key_b64 = hashed.split("$")
-    except ValueError:
-        return False
-    if kind != "7":
-        return False
-    key = hashlib.pbkdf2_hmac(
-        "sha512", password.encode(), base64.b64decode(salt_b64), int(iterations), 64
-    )
-    return hmac.compare_digest(key, base64.b64decode(key_b64))
 
 
 def _sha256(secret: str) -> str:
@@ -55,7 +38,7 @@ def issue_credentials(equipment: Equipment) -> IssuedCredentials:
     """Revoke the machine's live credentials and issue a new MQTT password and REST token."""
     if not equipment.autonomous:
         raise ValueError(f"{equipment} is not autonomous; only AHS machines get credentials")
-    revoke_credentials(equipment)
+    _revoke(equipment)
     mqtt_password = secrets.token_urlsafe(24)
     Credential.objects.create(
         equipment=equipment,
@@ -70,6 +53,7 @@ def issue_credentials(equipment: Equipment) -> IssuedCredentials:
     Credential.objects.create(
         equipment=equipment, kind=Credential.Kind.API, key_id=key_id, secret_hash=_sha256(secret)
     )
+    transaction.on_commit(lambda: logins.publish_machine_login(equipment, mqtt_password))
     return IssuedCredentials(
         equipment_id=str(equipment.id),
         mqtt_username=str(equipment.id),
@@ -79,6 +63,16 @@ def issue_credentials(equipment: Equipment) -> IssuedCredentials:
 
 
 def revoke_credentials(equipment: Equipment) -> int:
+    """Revoke the machine's live credentials; once committed, its broker login is removed and
+    a connected session closed. The number revoked."""
+    revoked = _revoke(equipment)
+    if revoked:
+        eid, name = str(equipment.id), equipment.name
+        transaction.on_commit(lambda: logins.withdraw_machine_login(eid, name))
+    return revoked
+
+
+def _revoke(equipment: Equipment) -> int:
     return Credential.objects.filter(equipment=equipment, revoked_at__isnull=True).update(
         revoked_at=timezone.now()
     )

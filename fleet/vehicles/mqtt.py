@@ -1,4 +1,5 @@
-"""The FMS's own MQTT 5 client (ingest, the outbox), configured from ``MQTT_URL``."""
+"""The FMS's own MQTT 5 clients (ingest, the outbox), configured from ``MQTT_URL``, each logged
+in as its service (``fleet.vehicles.broker``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from fleet.vehicles.broker import service_username
+from fleet.vehicles.broker import ServiceLogin, service_password
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,9 @@ def broker_address() -> BrokerAddress:
 
 
 def service_client(
-    client_id: str, *, manual_ack: bool = False, userdata: object = None
+    login: ServiceLogin, client_id: str, *, manual_ack: bool = False, userdata: object = None
 ) -> paho.Client:
-    """A paho client logged in as the FMS service user (not yet connected)."""
+    """A paho client logged in as one of the FMS's services (not yet connected)."""
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -39,7 +40,7 @@ def service_client(
         manual_ack=manual_ack,
         userdata=userdata,
     )
-    client.username_pw_set(service_username(), settings.MQTT_PASSWORD)
+    client.username_pw_set(login.username, service_password(login))
     if broker_address().tls:
         client.tls_set(cert_reqs=ssl.CERT_REQUIRED)
     return client

@@ -229,15 +229,11 @@ def test_operators_stop_and_resume_with_a_reason_and_viewers_cannot(
 def test_delivery_publishes_retries_and_closes_on_the_trucks_answer(mqtt_broker, site, settings):
     truck = haul_truck(site)
     secrets = issue_credentials(truck)
-    mqtt_broker.sync()
-    user, password = mqtt_broker.service_credentials
-    settings.MQTT_URL = f"mqtt://{user}@127.0.0.1:{mqtt_broker.port}"
-    settings.MQTT_PASSWORD = password
     settings.COMMAND_RETRY_S = 1
 
     received: queue.Queue = queue.Queue()
     client = paho.Client(
-        CallbackAPIVersion.VERSION2, client_id="truck-under-test", protocol=paho.MQTTv5
+        CallbackAPIVersion.VERSION2, client_id=secrets.mqtt_username, protocol=paho.MQTTv5
     )
     client.username_pw_set(secrets.mqtt_username, secrets.mqtt_password)
     client.on_message = lambda c, u, message: received.put(message)

@@ -15,12 +15,9 @@ from django.test import Client
 from django.urls import reverse
 
 from fleet.mine.models import PolicyZone, ZoneResponse
-from fleet.vehicles.credentials import (
-    authenticate_api_token,
-    check_mosquitto_hash,
-    issue_credentials,
-)
+from fleet.vehicles.credentials import authenticate_api_token, issue_credentials
 from fleet.vehicles.models import Credential, Equipment
+from fleet.vehicles.passwords import check_mosquitto_hash
 from tests.factories import LAT0, LON0, square
 
 DOMAIN_APPS = ("mine", "vehicles")

@@ -8,7 +8,6 @@ import stat
 import pytest
 from django.core.management import CommandError, call_command
 
-from fleet.simulator import runner
 from fleet.vehicles.models import Equipment
 
 
@@ -21,10 +20,8 @@ def two_trucks(site):
 
 
 @pytest.fixture
-def on_test_broker(settings, mqtt_broker, monkeypatch):
-    settings.MQTT_URL = f"mqtt://haulmind-fms@127.0.0.1:{mqtt_broker.port}"
-    monkeypatch.setattr(runner, "sync_broker_auth", mqtt_broker.sync)
-    return mqtt_broker
+def on_test_broker(mqtt_broker):
+    return mqtt_broker  # the settings point the simulator at it
 
 
 def test_it_runs_the_first_trucks_by_name_and_writes_labels(

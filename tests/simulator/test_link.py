@@ -26,24 +26,32 @@ ROOT = settings.MQTT_TOPIC_ROOT
 
 
 class Observer:
-    """The FMS side: a service-user client that records everything under the topic root."""
+    """The FMS side, with its real logins: records what trucks publish under the topic root (as
+    ingest) and sends them commands (as the outbox)."""
 
-    def __init__(self, port: int, username: str, password: str, topic: str = f"{ROOT}/#") -> None:
+    def __init__(self, broker, topic: str = f"{ROOT}/#") -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Condition()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"fms-{uuid.uuid4().hex[:6]}",
-            protocol=mqtt.MQTTv5,
-        )
-        self.client.username_pw_set(username, password)
+        self.client = self._client(broker, "ingest")
+        self.sender = self._client(broker, "outbox")
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *args: subscribed.set()
         self.client.on_message = self._record
         self.client.on_connect = lambda client, *args: client.subscribe(topic, qos=1)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
+        for client in (self.client, self.sender):
+            client.connect("127.0.0.1", broker.port)
+            client.loop_start()
         assert subscribed.wait(10)
+
+    @staticmethod
+    def _client(broker, login: str) -> mqtt.Client:
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"fms-{login}-{uuid.uuid4().hex[:6]}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.username_pw_set(*broker.credentials(login))
+        return client
 
     def _record(self, client, userdata, message) -> None:
         with self.lock:
@@ -65,7 +73,7 @@ class Observer:
         raise AssertionError("timed out waiting for the expected messages")
 
     def publish(self, topic: str, payload: bytes) -> None:
-        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+        self.sender.publish(topic, payload, qos=1).wait_for_publish(5)
 
     def up(self, equipment_id: str, name: str) -> list:
         prefix = f"{ROOT}/testpit/{equipment_id}/up/{name}"
@@ -73,8 +81,9 @@ class Observer:
             return [wire.parse_message(p) for t, p, _ in self.messages if t == prefix]
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in (self.client, self.sender):
+            client.disconnect()
+            client.loop_stop()
 
 
 @pytest.fixture
@@ -89,12 +98,12 @@ def trucks(site):
 
 @pytest.fixture
 def identities(mqtt_broker, trucks, tmp_path):
-    return ensure_credentials(trucks, tmp_path / "credentials.json", sync=mqtt_broker.sync)
+    return ensure_credentials(trucks, tmp_path / "credentials.json")
 
 
 @pytest.fixture
 def observer(mqtt_broker):
-    fms = Observer(mqtt_broker.port, *mqtt_broker.service_credentials)
+    fms = Observer(mqtt_broker)
     yield fms
     fms.close()
 
@@ -163,12 +172,12 @@ def test_every_truck_publishes_valid_messages_on_its_own_topics_only(observer, f
 def test_the_connection_state_is_retained_online_then_offline(mqtt_broker, fleet, identities):
     eid = identities[0].equipment_id
     topic = topics.connection_topic("testpit", eid)
-    online = Observer(mqtt_broker.port, *mqtt_broker.service_credentials, topic=topic)
+    online = Observer(mqtt_broker, topic=topic)
     online.wait_for(lambda ms: any(retained for _, _, retained in ms))
     assert orjson.loads(online.messages[0][1])["ConnectionState"] == "Online"
     online.close()
     fleet.shutdown()
-    later = Observer(mqtt_broker.port, *mqtt_broker.service_credentials, topic=topic)
+    later = Observer(mqtt_broker, topic=topic)
     later.wait_for(lambda ms: bool(ms))
     assert orjson.loads(later.messages[0][1])["ConnectionState"] == "Offline"
     later.close()
@@ -178,7 +187,9 @@ def test_a_truck_credential_cannot_publish_on_another_trucks_topic(mqtt_broker, 
     mine, other = identities[0], identities[1]
     outcome: dict = {}
     done = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="intruder", protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=mine.equipment_id, protocol=mqtt.MQTTv5
+    )
     client.username_pw_set(mine.equipment_id, mine.password)
 
     def published(client, userdata, mid, reason, properties):

@@ -24,21 +24,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def link(mqtt_broker, site, settings):
-    """A provisioned truck and the settings that point the FMS at the test's own broker."""
+def link(mqtt_broker, site):
+    """A provisioned truck on the test's own broker (the settings point the FMS at it)."""
     truck = haul_truck(site)
     secrets = issue_credentials(truck)
-    mqtt_broker.sync()
-    user, password = mqtt_broker.service_credentials
-    settings.MQTT_URL = f"mqtt://{user}@127.0.0.1:{mqtt_broker.port}"
-    settings.MQTT_PASSWORD = password
     return truck, secrets, mqtt_broker
 
 
 def truck_client(secrets, port: int) -> paho.Client:
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"truck-{secrets.mqtt_username}",
+        client_id=secrets.mqtt_username,  # a machine's login is bound to its EquipmentId
         protocol=paho.MQTTv5,
     )
     client.username_pw_set(secrets.mqtt_username, secrets.mqtt_password)
@@ -107,7 +103,6 @@ def test_a_truck_cannot_publish_on_another_trucks_topic(link, site):
     truck, secrets, broker = link
     other = haul_truck(site, "HT-002")
     issue_credentials(other)
-    broker.sync()
     runner = IngestRunner(IngestOptions(client_id="ingest-acl-test", batch_delay_s=0.02))
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
@@ -132,7 +127,7 @@ def test_a_replica_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     truck, secrets, broker = link
     env = {
         "MQTT_URL": settings.MQTT_URL,
-        "MQTT_PASSWORD": settings.MQTT_PASSWORD,
+        "HAULMIND_VAR_DIR": str(settings.VAR_DIR),  # the services' broker passwords
         "REDIS_KEY_PREFIX": settings.REDIS_KEY_PREFIX,
         "INGEST_METRICS_PORT": "0",
         "INGEST_BATCH_SIZE": "50",

@@ -6,6 +6,7 @@ from django.core.management import CommandError, call_command
 
 from fleet.vehicles.credentials import authenticate_api_token
 from fleet.vehicles.models import Credential, Equipment
+from tests.mqtt import Session
 
 
 @pytest.fixture
@@ -20,8 +21,8 @@ def fleet_of_three(site):
     return trucks
 
 
-def test_it_provisions_every_autonomous_machine_of_a_site(
-    fleet_of_three, tmp_path, isolated_var_dir
+def test_it_provisions_every_autonomous_machine_of_a_site_and_the_broker_lets_them_in(
+    mqtt_broker, fleet_of_three, tmp_path, capsys
 ):
     out = tmp_path / "secrets.json"
     call_command("provision_equipment", "--site", "testpit", "--out", str(out))
@@ -30,8 +31,12 @@ def test_it_provisions_every_autonomous_machine_of_a_site(
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     token = secrets[str(fleet_of_three[0].id)]["api_token"]
     assert authenticate_api_token(token) == fleet_of_three[0]
-    acl = (isolated_var_dir / "mosquitto" / "acl").read_text()
-    assert all(f"user {t.id}" in acl for t in fleet_of_three)
+    assert "broker: the broker's logins match" in capsys.readouterr().out
+    for truck in fleet_of_three:
+        issued = secrets[str(truck.id)]
+        session = Session(mqtt_broker.port, issued["mqtt_username"], issued["mqtt_password"])
+        assert not session.reason.is_failure
+        session.close()
 
 
 def test_missing_only_leaves_provisioned_machines_alone(fleet_of_three, tmp_path):

@@ -40,7 +40,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         days = options["older_than_days"]
         if days is None:
-            days = getattr(settings, "AUDIT_ARCHIVE_AFTER_DAYS", None)
+            days = settings.AUDIT_ARCHIVE_AFTER_DAYS
             if not days:
                 self.stdout.write(
                     "Audit rows are kept indefinitely: AUDIT_ARCHIVE_AFTER_DAYS is not set and "
@@ -50,9 +50,7 @@ class Command(BaseCommand):
         if days < 1:
             raise CommandError(f"--older-than-days must be at least 1 (got {days})")
         directory = (
-            options["out"]
-            or getattr(settings, "AUDIT_ARCHIVE_DIR", None)
-            or Path(settings.VAR_DIR) / "audit-archive"
+            options["out"] or settings.AUDIT_ARCHIVE_DIR or Path(settings.VAR_DIR) / "audit-archive"
         )
         result = archive_audit(days, directory=Path(directory), dry_run=options["dry_run"])
         when = f"older than {days} days (before {result.cutoff:%Y-%m-%d %H:%M} UTC)"

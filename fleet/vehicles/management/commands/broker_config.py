@@ -1,21 +1,37 @@
-"""Write the project's Mosquitto configuration, password file and ACL (var/mosquitto)."""
+"""Write the project's Mosquitto configuration and its logins' initial state (var/mosquitto), and
+bring a running broker's logins to the credential table's."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from fleet.vehicles.broker import reload_broker, write_broker_files
+from fleet.vehicles.broker import broker_running, write_broker_files
+from fleet.vehicles.logins import BrokerAdminError, reconcile_logins
 
 
 class Command(BaseCommand):
-    help = "Generate var/mosquitto/{mosquitto.conf,passwd,acl} from the credential table and reload a running broker."
+    help = (
+        "Generate var/mosquitto/{mosquitto.conf,dynamic-security.json} from the credential table "
+        "and reconcile the logins of a running broker."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         paths = write_broker_files()
-        reloaded = reload_broker(paths)
-        state = "reloaded the running broker" if reloaded else "broker not running"
-        self.stdout.write(
-            f"wrote {paths.config}, {paths.passwords.name}, {paths.acl.name}; {state}"
-        )
+        wrote = f"wrote {paths.config}, {paths.dynsec.name}"
+        if not settings.MQTT_MANAGE_LOGINS:
+            self.stdout.write(f"{wrote}; MQTT_MANAGE_LOGINS is off: logins left to the broker")
+            return
+        external = bool(os.environ.get("MQTT_URL"))  # not the project's own broker
+        if not external and not broker_running(paths):
+            self.stdout.write(f"{wrote}; broker not running (it loads them when it starts)")
+            return
+        try:
+            report = reconcile_logins()
+        except BrokerAdminError as exc:
+            self.stderr.write(f"{wrote}; the broker's logins were not reconciled: {exc}")
+            return
+        self.stdout.write(f"{wrote}; broker reconciled: {report.summary()}")

@@ -11,8 +11,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
-from fleet.vehicles.broker import sync_broker_auth
 from fleet.vehicles.credentials import issue_credentials
+from fleet.vehicles.logins import confirm_logins
 from fleet.vehicles.models import Credential, Equipment
 
 
@@ -51,10 +51,9 @@ class Command(BaseCommand):
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(existing, handle, indent=1)
-        reloaded = sync_broker_auth()
         self.stdout.write(
             f"issued credentials to {len(issued)} machine(s); secrets in {out}; "
-            + ("broker reloaded" if reloaded else "broker files written (broker not running)")
+            f"broker: {confirm_logins()}"
         )
 
     def _machines(self, options: dict[str, Any]):
