@@ -20,6 +20,7 @@ from fleet.audit.admin import KeepsHistoryMixin
 from fleet.vehicles.credentials import IssuedCredentials, issue_credentials, revoke_credentials
 from fleet.vehicles.logins import confirm_logins
 from fleet.vehicles.models import Credential, Equipment
+from fleet.vehicles.services import retire_equipment
 
 PROVISION_PERMISSION = "vehicles.provision_equipment"
 
@@ -82,6 +83,12 @@ class EquipmentAdmin(KeepsHistoryMixin, ProvisioningMixin, admin.ModelAdmin):
     actions = ("retire", "issue_machine_credentials", "revoke_all_credentials")
     keep_instead = "retire it instead (the “Retire” action)"
 
+    def save_model(self, request: HttpRequest, obj: Equipment, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and "status" in form.changed_data and obj.status == Equipment.Status.RETIRED:
+            # Retired by editing the form: the same as the action, its logins go too.
+            retire_equipment(obj)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Equipment]:
         live = Q(credentials__revoked_at__isnull=True)
         return super().get_queryset(request).annotate(n_live=Count("credentials", filter=live))
@@ -102,11 +109,7 @@ class EquipmentAdmin(KeepsHistoryMixin, ProvisioningMixin, admin.ModelAdmin):
                 pk__in=list(queryset.values_list("pk", flat=True))
             )
             for machine in machines.exclude(status=Equipment.Status.RETIRED):
-                machine.status = Equipment.Status.RETIRED
-                machine.save(update_fields=["status"])
-                # A retired machine keeps no working key: the broker's logins come from the
-                # live credentials, whatever the machine's status.
-                revoked += revoke_credentials(machine)
+                revoked += retire_equipment(machine)
                 retired.append(machine.name)
         if not retired:
             self.message_user(request, "Nothing to retire: the selection is already retired.")

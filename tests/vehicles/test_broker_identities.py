@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from django.test import Client
 
 from fleet.control import services as control
 from fleet.control.delivery import OutboxDelivery
@@ -154,3 +155,27 @@ def test_the_broker_starts_with_the_logins_of_the_credential_table(mqtt_broker, 
     )
     assert refused.reason.getName() == REFUSED
     refused.close()
+
+
+def test_retiring_a_machine_in_its_admin_form_closes_its_session(mqtt_broker, site, supervisor):
+    truck = haul_truck(site)
+    issued = issue_credentials(truck)
+    session = Session(mqtt_broker.port, issued.mqtt_username, issued.mqtt_password)
+    supervisor.is_staff = True
+    supervisor.save()
+    client = Client()
+    client.force_login(supervisor)
+    url = f"/admin/vehicles/equipment/{truck.pk}/change/"
+    form = client.get(url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields}
+    data = {name: "" if value is None else value for name, value in data.items()}
+    data |= {"status": Equipment.Status.RETIRED, "_save": "Save"}
+    data |= {f"credentials-{k}": v for k, v in {"TOTAL_FORMS": 0, "INITIAL_FORMS": 0}.items()}
+    try:
+        response = client.post(url, data)
+        assert response.status_code == 302, response.content[:2000]
+        assert session.disconnected.wait(5), "the broker kept the session open"
+    finally:
+        session.close()
+    assert Equipment.objects.get(pk=truck.pk).status == Equipment.Status.RETIRED
+    assert not truck.credentials.filter(revoked_at__isnull=True).exists()
