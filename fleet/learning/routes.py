@@ -221,7 +221,7 @@ SELECT DISTINCT ON (equipment_id) equipment_id, body->>'ProductionState', body->
 FROM telemetry_event
 WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(state)s
     AND sent_at >= %(since)s AND sent_at <= %(until)s
-ORDER BY equipment_id, sent_at DESC
+ORDER BY equipment_id, sent_at DESC, sequence DESC, received_at DESC
 """
 
 _STOPS_SQL = """
@@ -233,7 +233,7 @@ FROM (
     WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(state)s
         AND sent_at >= %(since)s AND sent_at <= %(until)s
         AND body->>'ProductionState' IN ('Loading', 'Dumping')
-    ORDER BY equipment_id, body->>'ProductionState', sent_at DESC
+    ORDER BY equipment_id, body->>'ProductionState', sent_at DESC, sequence DESC, received_at DESC
 ) s
 LEFT JOIN LATERAL (
     SELECT location FROM telemetry_position p
@@ -249,7 +249,7 @@ SELECT DISTINCT ON (equipment_id) equipment_id, body->>'PayloadWeight'
 FROM telemetry_event
 WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(payload)s
     AND sent_at >= %(since)s AND sent_at <= %(until)s
-ORDER BY equipment_id, sent_at DESC
+ORDER BY equipment_id, sent_at DESC, sequence DESC, received_at DESC
 """
 
 

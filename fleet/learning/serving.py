@@ -307,19 +307,20 @@ _POSITIONS_SQL = """
 SELECT DISTINCT ON (equipment_id, second) equipment_id, second, lon, lat, heading_deg,
     speed_kmh, elevation_m
 FROM (
-    SELECT equipment_id, sent_at, floor(extract(epoch FROM sent_at))::bigint AS second,
+    SELECT equipment_id, sent_at, sequence, received_at,
+        floor(extract(epoch FROM sent_at))::bigint AS second,
         ST_X(location) AS lon, ST_Y(location) AS lat, heading_deg, speed_kmh, elevation_m
     FROM telemetry_position
     WHERE equipment_id = ANY(%(trucks)s) AND sent_at >= %(since)s
 ) p
-ORDER BY equipment_id, second, sent_at DESC
+ORDER BY equipment_id, second, sent_at DESC, sequence DESC, received_at DESC
 """
 
 _HEALTH_SQL = """
 SELECT equipment_id, floor(extract(epoch FROM sent_at))::bigint, body
 FROM telemetry_event
 WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(name)s AND sent_at >= %(since)s
-ORDER BY equipment_id, sent_at
+ORDER BY equipment_id, sent_at, sequence, received_at
 """
 
 

@@ -125,7 +125,8 @@ def _provision(trucks: int) -> tuple[Site, list[tuple[str, str, str]]]:
     return site, identities
 
 
-def _run_publishers(identities, processes: int, seconds: float, rate: float) -> tuple[int, float]:
+def _run_publishers(identities, options: dict) -> tuple[int, float]:
+    processes, seconds, rate = options["publishers"], options["seconds"], options["rate"]
     address = broker_address()
     context = multiprocessing.get_context("spawn")
     sent = context.Value("q", 0)
@@ -141,6 +142,8 @@ def _run_publishers(identities, processes: int, seconds: float, rate: float) -> 
                 rate / processes if rate else 0.0,
                 sent,
                 start_at,
+                options.get("same_timestamp") or 1,
+                not options.get("no_header_id"),
             ),
         )
         for i in range(processes)
@@ -182,9 +185,7 @@ def _baseline(site: Site, identities, options: dict, log: Log) -> dict:
     client.loop_start()
     time.sleep(0.5)
     log("baseline: publishing to a subscriber that only counts")
-    sent, started = _run_publishers(
-        identities, options["publishers"], options["seconds"], options["rate"]
-    )
+    sent, started = _run_publishers(identities, options)
     _wait_stable(lambda: counted[0], sent)
     client.disconnect()
     client.loop_stop()
@@ -278,9 +279,7 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
                 last.update(count=value, at=time.time())
             return value
 
-        sent, started = _run_publishers(
-            identities, options["publishers"], options["seconds"], options["rate"]
-        )
+        sent, started = _run_publishers(identities, options)
         _wait_stable(count, sent, quiet_s=5.0)
         total = stored.count()
         metrics = (
@@ -326,6 +325,8 @@ def run(options: dict, log: Log) -> dict:
         "trucks": options["trucks"],
         "seconds": options["seconds"],
         "publishers": options["publishers"],
+        "per_timestamp": options.get("same_timestamp") or 1,
+        "header_id": not options.get("no_header_id"),
         "sent": ingest["sent"],
         "stored": ingest["stored"],
         "lost": ingest["sent"] - ingest["stored"],

@@ -25,10 +25,16 @@ def publish_positions(
     rate: float,
     sent: Any,
     start_at: float,
+    per_timestamp: int = 1,
+    header_id: bool = True,
 ) -> None:
     """One publisher process: a client per truck, QoS 1 positions for ``seconds`` from the
     wall-clock ``start_at``, flat out or at ``rate`` msgs/s; adds the broker-acked count to
-    ``sent`` (a shared multiprocessing value)."""
+    ``sent`` (a shared multiprocessing value).
+
+    ``per_timestamp``: how many successive positions of a truck share one envelope Timestamp
+    (a truck batching its fixes); ``header_id``: whether they carry a HeaderId. Either way each
+    position is a different message (its heading moves on), which the history must keep."""
     acked = [0]
     lock = threading.Lock()
 
@@ -70,16 +76,17 @@ def publish_positions(
     last_ms = 0
     while time.monotonic() < deadline:
         round_started = time.monotonic()
-        now_ms = max(int(time.time() * 1000), last_ms + 1)  # unique Timestamp per truck
-        last_ms = now_ms
-        at = datetime.fromtimestamp(now_ms / 1000, UTC)
+        if sequence % per_timestamp == 0:  # a new Timestamp, later than the last
+            last_ms = max(int(time.time() * 1000), last_ms + 1)
+        at = datetime.fromtimestamp(last_ms / 1000, UTC)
+        body["Heading"] = sequence % 360
         for client, equipment_id, topic in clients:
             payload = wire.encode(
                 "MachinePositionV1",
                 body,
                 equipment_id=equipment_id,
                 timestamp=at,
-                sequence=sequence,
+                sequence=sequence if header_id else None,
                 validate=False,
             )
             while client.publish(topic, payload, qos=1).rc == paho.MQTT_ERR_QUEUE_SIZE:

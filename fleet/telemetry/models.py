@@ -3,19 +3,28 @@
 1,000 trucks at 10 Hz is 864 million positions a day, so the history tables are PostgreSQL
 range-partitioned on the envelope Timestamp (``sent_at``): a day is one partition, retention
 drops whole partitions, and the de-duplication key (which must include the partition column) is
-the primary key. The tables are created by SQL in the migrations (Django does not declare
-partitioning); these ORM models only read them.
+the primary key: the message's declared identity (EquipmentId, message name, Timestamp, HeaderId)
+plus a digest of the body's canonical form (``fleet.telemetry.store``). Rows that share a
+Timestamp are read in HeaderId order, then in order of arrival. The tables are created by SQL in
+the migrations (Django does not declare partitioning); these ORM models only read them.
 """
 
 from __future__ import annotations
 
 from django.contrib.gis.db import models
 
+NO_SEQUENCE = -1  # the truck sent no HeaderId (a key column cannot be NULL)
+# The order of rows that share a Timestamp: HeaderId, then arrival; the digest makes it total.
+TIME_ORDER = ("sent_at", "sequence", "received_at", "body_digest")
+# An envelope may carry several bodies: they share all but the name.
+EVENT_TIME_ORDER = ("sent_at", "sequence", "received_at", "message_name", "body_digest")
+
 
 class Position(models.Model):
-    """One MachinePositionV1 body. Key: (EquipmentId, envelope Timestamp)."""
+    """One MachinePositionV1 body. Key: (EquipmentId, envelope Timestamp, HeaderId or -1, body
+    digest)."""
 
-    pk = models.CompositePrimaryKey("equipment_id", "sent_at")
+    pk = models.CompositePrimaryKey("equipment_id", "sent_at", "sequence", "body_digest")
     equipment_id = models.UUIDField()
     sent_at = models.DateTimeField(help_text="Envelope Timestamp: when the truck sent it.")
     measured_at = models.DateTimeField(null=True, help_text="The body's own Timestamp, if given.")
@@ -26,35 +35,38 @@ class Position(models.Model):
     speed_kmh = models.FloatField()
     horizontal_accuracy_m = models.FloatField(null=True)
     road_revision = models.IntegerField(null=True, help_text="Active road network when received.")
-    sequence = models.BigIntegerField(null=True)
+    sequence = models.BigIntegerField(help_text="HeaderId, or -1 when the truck sent none.")
+    body_digest = models.BigIntegerField(help_text="64 bits of BLAKE2b of the canonical body.")
     late = models.BooleanField(help_text="Back-filled: stored, never used for live decisions.")
 
     class Meta:
         managed = False
         db_table = "telemetry_position"
-        ordering = ["equipment_id", "sent_at"]
+        ordering = ["equipment_id", *TIME_ORDER]
 
 
 class Event(models.Model):
     """Any other truck message body (health, diagnostics, payload, production state, ...).
-    Key: (EquipmentId, message name, envelope Timestamp, HeaderId): ISO 23725 has no message
-    id, and the sequence number tells two messages of the same millisecond apart."""
+    Key: (EquipmentId, message name, envelope Timestamp, HeaderId or -1, body digest): ISO 23725
+    has no message id; the HeaderId, where sent, and the body tell two messages of the same
+    millisecond apart."""
 
-    NO_SEQUENCE = -1  # the truck sent no HeaderId (a key column cannot be NULL)
-
-    pk = models.CompositePrimaryKey("equipment_id", "message_name", "sent_at", "sequence")
+    pk = models.CompositePrimaryKey(
+        "equipment_id", "message_name", "sent_at", "sequence", "body_digest"
+    )
     equipment_id = models.UUIDField()
     message_name = models.CharField(max_length=64)
     sent_at = models.DateTimeField()
     received_at = models.DateTimeField()
     body = models.JSONField()
     sequence = models.BigIntegerField(help_text="HeaderId, or -1 when the truck sent none.")
+    body_digest = models.BigIntegerField(help_text="64 bits of BLAKE2b of the canonical body.")
     late = models.BooleanField()
 
     class Meta:
         managed = False
         db_table = "telemetry_event"
-        ordering = ["equipment_id", "sent_at"]
+        ordering = ["equipment_id", *EVENT_TIME_ORDER]
 
 
 class PositionMinute(models.Model):
@@ -103,14 +115,16 @@ class HaulCycle(models.Model):
     """One haul cycle of a truck, from the start of one loading to the start of the next:
     the labels for ETA models and the base of production KPIs. Phase times in seconds."""
 
+    # Production history: the machine, shovel and dump it names are kept (retired), never
+    # deleted from under it.
     equipment = models.ForeignKey(
-        "vehicles.Equipment", on_delete=models.CASCADE, related_name="haul_cycles"
+        "vehicles.Equipment", on_delete=models.PROTECT, related_name="haul_cycles"
     )
     loading_unit = models.ForeignKey(
-        "mine.LoadingUnit", null=True, on_delete=models.SET_NULL, related_name="+"
+        "mine.LoadingUnit", null=True, on_delete=models.PROTECT, related_name="+"
     )
     dump_point = models.ForeignKey(
-        "mine.DumpPoint", null=True, on_delete=models.SET_NULL, related_name="+"
+        "mine.DumpPoint", null=True, on_delete=models.PROTECT, related_name="+"
     )
     started_at = models.DateTimeField(help_text="Loading began.")
     ended_at = models.DateTimeField(help_text="The next loading began (or the truck parked).")

@@ -3,6 +3,8 @@ Raw SQL where PostGIS does the work (line building, simplification in metres, co
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,7 +15,7 @@ from django.contrib.gis.geos import GEOSGeometry
 from django.db import connection
 from django.db.models import Q
 
-from fleet.telemetry.models import Event, Position
+from fleet.telemetry.models import EVENT_TIME_ORDER, TIME_ORDER, Event, Position
 
 # Beyond this range a track is drawn from the one-minute roll-ups, not from raw positions
 # (a day at 10 Hz is 864,000 points per truck; a browser wants a few thousand).
@@ -58,10 +60,11 @@ class TrackOptions:
 
 _TRACK_SQL = """
 WITH points AS (
-    SELECT location, {time_column} AS at FROM {table}
+    SELECT location, {time_column} AS at, {tie} AS tie FROM {table}
     WHERE equipment_id = %(truck)s AND {time_column} >= %(start)s AND {time_column} < %(end)s
 ), line AS (
-    SELECT ST_MakeLine(location ORDER BY at) AS geom, count(*) AS n, min(at) AS first, max(at) AS last
+    SELECT ST_MakeLine(location ORDER BY at, tie) AS geom, count(*) AS n, min(at) AS first,
+        max(at) AS last
     FROM points
 )
 SELECT n, first, last,
@@ -75,12 +78,13 @@ FROM line
 def track(equipment_id: uuid.UUID, options: TrackOptions) -> dict[str, Any]:
     """A truck's path over a time range as one GeoJSON Feature (LineString)."""
     options = options.checked()
-    table, column = (
-        ("telemetry_position_minute", "minute")
+    # Positions that share a Timestamp follow each other in HeaderId order, then arrival.
+    table, column, tie = (
+        ("telemetry_position_minute", "minute", "0")
         if options.from_rollups
-        else ("telemetry_position", "sent_at")
+        else ("telemetry_position", "sent_at", "(sequence, received_at)")
     )
-    sql = _TRACK_SQL.format(table=table, time_column=column)
+    sql = _TRACK_SQL.format(table=table, time_column=column, tie=tie)
     with connection.cursor() as cursor:
         cursor.execute(
             sql,
@@ -114,7 +118,7 @@ SELECT DISTINCT ON (equipment_id) equipment_id, sent_at, ST_X(location), ST_Y(lo
     speed_kmh, heading_deg, ST_Within(location, ST_GeomFromEWKT(%(area)s)) AS inside
 FROM telemetry_position
 WHERE sent_at > %(since)s AND sent_at <= %(at)s
-ORDER BY equipment_id, sent_at DESC
+ORDER BY equipment_id, sent_at DESC, sequence DESC, received_at DESC
 """
 
 
@@ -142,48 +146,88 @@ def trucks_in_area(area: GEOSGeometry, at: datetime, window: timedelta) -> list[
     ]
 
 
-def positions_page(
-    equipment_id: uuid.UUID, start: datetime, end: datetime, after: datetime | None, limit: int
-) -> tuple[list[Position], datetime | None]:
-    """Raw positions in time order, a page at a time; the cursor is the last ``sent_at``."""
+# --- paged history -----------------------------------------------------------------------------
+# A page ends at a row's place in time order (models.TIME_ORDER, EVENT_TIME_ORDER), which is its
+# whole identity for one truck: a page boundary between rows of the same millisecond loses none
+# and repeats none. Clients get it as an opaque token (``next``), never as parts to assemble.
+
+_DATETIME_FIELDS = {"sent_at", "received_at"}
+_INT_FIELDS = {"sequence", "body_digest"}
+
+
+def cursor_token(row: Position | Event, fields: tuple[str, ...]) -> str:
+    values = [getattr(row, name) for name in fields]
+    encoded = [v.isoformat() if isinstance(v, datetime) else v for v in values]
+    return base64.urlsafe_b64encode(orjson.dumps(encoded)).decode().rstrip("=")
+
+
+def read_cursor(token: str, fields: tuple[str, ...]) -> tuple[Any, ...]:
+    """The values a ``cursor_token`` holds; ``QueryError`` for anything else."""
+    try:
+        encoded = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(encoded, list) or len(encoded) != len(fields):
+            raise ValueError
+        return tuple(
+            _cursor_value(name, value) for name, value in zip(fields, encoded, strict=True)
+        )
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise QueryError("not a cursor this endpoint gave: use the `next` link as it is") from None
+
+
+def _cursor_value(name: str, value: Any) -> Any:
+    if name in _DATETIME_FIELDS:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None:
+            raise ValueError
+        return parsed
+    if name in _INT_FIELDS:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError
+        return value
+    if not isinstance(value, str):
+        raise ValueError
+    return value
+
+
+def after_in_order(fields: tuple[str, ...], values: tuple[Any, ...]) -> Q:
+    """Rows strictly after ``values`` in the lexicographic order of ``fields``."""
+    condition, equal = Q(), {}
+    for name, value in zip(fields, values, strict=True):
+        condition |= Q(**equal, **{f"{name}__gt": value})
+        equal[name] = value
+    return condition
+
+
+def _page(
+    rows: Any, fields: tuple[str, ...], cursor: str | None, limit: int
+) -> tuple[list, str | None]:
     limit = max(1, min(limit, MAX_PAGE))
-    rows = Position.objects.filter(
-        equipment_id=equipment_id, sent_at__gte=after or start, sent_at__lt=end
-    )
-    if after is not None:
-        rows = rows.filter(sent_at__gt=after)
-    page = list(rows.order_by("sent_at")[: limit + 1])
+    if cursor is not None:
+        rows = rows.filter(after_in_order(fields, read_cursor(cursor, fields)))
+    page = list(rows.order_by(*fields)[: limit + 1])
     more = len(page) > limit
     page = page[:limit]
-    return page, (page[-1].sent_at if more else None)
+    return page, cursor_token(page[-1], fields) if more else None
 
 
-# An event's place in time order: (sent_at, message name, sequence), its whole key for one truck,
-# so a page boundary between two events of the same millisecond loses neither.
-EventCursor = tuple[datetime, str, int]
+def positions_page(
+    equipment_id: uuid.UUID, start: datetime, end: datetime, cursor: str | None, limit: int
+) -> tuple[list[Position], str | None]:
+    """Raw positions in time order, a page at a time, and the cursor of the next page."""
+    rows = Position.objects.filter(equipment_id=equipment_id, sent_at__gte=start, sent_at__lt=end)
+    return _page(rows, TIME_ORDER, cursor, limit)
 
 
 def events_page(
     equipment_id: uuid.UUID,
     start: datetime,
     end: datetime,
-    after: EventCursor | None,
+    cursor: str | None,
     limit: int,
     message_name: str | None = None,
-) -> tuple[list[Event], EventCursor | None]:
-    limit = max(1, min(limit, MAX_PAGE))
+) -> tuple[list[Event], str | None]:
+    """Other truck messages in time order, a page at a time, and the cursor of the next page."""
     rows = Event.objects.filter(equipment_id=equipment_id, sent_at__gte=start, sent_at__lt=end)
-    if after is not None:
-        at, name, sequence = after
-        rows = rows.filter(
-            Q(sent_at__gt=at)
-            | Q(sent_at=at, message_name__gt=name)
-            | Q(sent_at=at, message_name=name, sequence__gt=sequence)
-        )
     if message_name:
         rows = rows.filter(message_name=message_name)
-    page = list(rows.order_by("sent_at", "message_name", "sequence")[: limit + 1])
-    more = len(page) > limit
-    page = page[:limit]
-    last = page[-1] if more else None
-    return page, (last.sent_at, last.message_name, last.sequence) if last else None
+    return _page(rows, EVENT_TIME_ORDER, cursor, limit)

@@ -11,7 +11,7 @@ _ROLL_UP = """
 INSERT INTO telemetry_position_minute
     (equipment_id, minute, samples, location, mean_speed_kmh, max_speed_kmh)
 SELECT equipment_id, date_trunc('minute', sent_at), count(*),
-    (array_agg(location ORDER BY sent_at DESC))[1], avg(speed_kmh), max(speed_kmh)
+    (array_agg(location ORDER BY sent_at DESC, sequence DESC, received_at DESC))[1], avg(speed_kmh), max(speed_kmh)
 FROM telemetry_position
 WHERE sent_at >= %(start)s AND sent_at < %(end)s
 GROUP BY 1, 2

@@ -1,6 +1,11 @@
 """Batch writes into the partitioned history: COPY into a staging table, then
 ``INSERT ... ON CONFLICT DO NOTHING`` into the history, so a redelivered message is never stored
-twice (COPY alone cannot skip conflicts). Called inside the caller's transaction."""
+twice (COPY alone cannot skip conflicts). Called inside the caller's transaction.
+
+A row's key is its message's declared identity (EquipmentId, the body's message name, the
+envelope Timestamp, the HeaderId or -1) plus the digest of the body's canonical form: a
+redelivered copy is recognised, and two different messages never merge, even when a truck sends
+them in the same millisecond without a HeaderId."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from django.db import connection
 
 from fleet.telemetry import wire
 from fleet.telemetry.intake import Admitted
-from fleet.telemetry.models import Event
+from fleet.telemetry.models import NO_SEQUENCE
 
 # Session-local staging tables, emptied at every commit. UNLOGGED/TEMP: no WAL for rows that
 # live a few milliseconds.
@@ -20,37 +25,40 @@ CREATE TEMP TABLE IF NOT EXISTS staging_position (
     equipment_id uuid, sent_at timestamptz, measured_at timestamptz, received_at timestamptz,
     lon double precision, lat double precision, elevation_m real, heading_deg smallint,
     speed_kmh real, horizontal_accuracy_m real, road_revision integer, sequence bigint,
-    late boolean
+    body_digest bigint, late boolean
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS staging_event (
     equipment_id uuid, message_name varchar(64), sent_at timestamptz, received_at timestamptz,
-    body jsonb, sequence bigint, late boolean
+    body jsonb, sequence bigint, body_digest bigint, late boolean
 ) ON COMMIT DELETE ROWS;
 """
 
 _INSERT_POSITIONS = """
 INSERT INTO telemetry_position (equipment_id, sent_at, measured_at, received_at, location,
-    elevation_m, heading_deg, speed_kmh, horizontal_accuracy_m, road_revision, sequence, late)
+    elevation_m, heading_deg, speed_kmh, horizontal_accuracy_m, road_revision, sequence,
+    body_digest, late)
 SELECT equipment_id, sent_at, measured_at, received_at,
     ST_SetSRID(ST_MakePoint(lon, lat), 4326), elevation_m, heading_deg, speed_kmh,
-    horizontal_accuracy_m, road_revision, sequence, late
+    horizontal_accuracy_m, road_revision, sequence, body_digest, late
 FROM staging_position
 ON CONFLICT DO NOTHING
 """
 
 _INSERT_EVENTS = """
 INSERT INTO telemetry_event (equipment_id, message_name, sent_at, received_at, body, sequence,
-    late)
-SELECT equipment_id, message_name, sent_at, received_at, body, sequence, late
+    body_digest, late)
+SELECT equipment_id, message_name, sent_at, received_at, body, sequence, body_digest, late
 FROM staging_event
 ON CONFLICT DO NOTHING
 """
 
 _POSITION_COLUMNS = (
     "equipment_id, sent_at, measured_at, received_at, lon, lat, elevation_m, heading_deg, "
-    "speed_kmh, horizontal_accuracy_m, road_revision, sequence, late"
+    "speed_kmh, horizontal_accuracy_m, road_revision, sequence, body_digest, late"
 )
-_EVENT_COLUMNS = "equipment_id, message_name, sent_at, received_at, body, sequence, late"
+_EVENT_COLUMNS = (
+    "equipment_id, message_name, sent_at, received_at, body, sequence, body_digest, late"
+)
 
 
 @dataclass(slots=True)
@@ -58,6 +66,11 @@ class StoreCounts:
     positions: int = 0  # new position rows
     events: int = 0  # new event rows
     duplicates: int = 0  # rows that were already stored (redeliveries)
+
+
+def _sequence(envelope: wire.Envelope) -> int:
+    # A key column cannot be NULL: -1 stands for "the truck sent no HeaderId".
+    return NO_SEQUENCE if envelope.sequence is None else envelope.sequence
 
 
 def position_row(item: Admitted, position: wire.MachinePositionV1) -> tuple:
@@ -75,28 +88,34 @@ def position_row(item: Admitted, position: wire.MachinePositionV1) -> tuple:
         position.speed,
         accuracy,
         item.truck.road_revision,
-        envelope.sequence,
+        _sequence(envelope),
+        wire.body_digest(wire.body_json(position)),
         item.late,
     )
 
 
 def event_rows(item: Admitted) -> list[tuple]:
     envelope = item.envelope
-    sequence = Event.NO_SEQUENCE if envelope.sequence is None else envelope.sequence
+    sequence = _sequence(envelope)
     received_at: datetime = item.inbound.received_at
-    return [
-        (
-            envelope.equipment_id,
-            name,
-            envelope.timestamp,
-            received_at,
-            wire.body_json(body).decode(),
-            sequence,
-            item.late,
+    rows = []
+    for name, body in envelope.bodies.items():
+        if name == wire.POSITION:
+            continue
+        canonical = wire.body_json(body)
+        rows.append(
+            (
+                envelope.equipment_id,
+                name,
+                envelope.timestamp,
+                received_at,
+                canonical.decode(),
+                sequence,
+                wire.body_digest(canonical),
+                item.late,
+            )
         )
-        for name, body in envelope.bodies.items()
-        if name != wire.POSITION
-    ]
+    return rows
 
 
 def store_admitted(items: list[Admitted]) -> StoreCounts:

@@ -24,10 +24,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.accounts.permissions import RolePermission
-from fleet.api import INT_MAX, AwareDateTimeField, QueryParameters, query_parameters
+from fleet.api import AwareDateTimeField, QueryParameters, query_parameters
 from fleet.telemetry import latest, queries
 from fleet.telemetry.intake import Inbound
-from fleet.telemetry.models import Position
+from fleet.telemetry.models import NO_SEQUENCE, Position
 from fleet.telemetry.services import EquipmentDirectory, LiveFeed, ingest_batch
 from fleet.vehicles.authentication import IsMachine, TruckTokenAuthentication
 from fleet.vehicles.filters import TruckFilter
@@ -215,19 +215,15 @@ class AreaParameters(QueryParameters):
 
 
 class PageParameters(TimeRangeParameters):
-    after = AwareDateTimeField(required=False, help_text="Cursor from `next`")
+    cursor = serializers.CharField(
+        required=False, max_length=200, help_text="Where the previous page ended: from its `next`"
+    )
     limit = serializers.IntegerField(min_value=1, max_value=queries.MAX_PAGE, default=1000)
 
 
 class EventPageParameters(PageParameters):
     message = serializers.CharField(
         required=False, max_length=64, help_text="Only this message, e.g. BasicMachineHealthV2"
-    )
-    after_message = serializers.CharField(
-        required=False, allow_blank=True, max_length=64, help_text="Cursor from `next`"
-    )
-    after_sequence = serializers.IntegerField(
-        min_value=-INT_MAX - 1, max_value=INT_MAX, required=False, help_text="Cursor from `next`"
     )
 
 
@@ -316,9 +312,14 @@ class TrucksInAreaView(_TruckView):
         return Response({"type": "FeatureCollection", "features": features})
 
 
+def _sequence(value: int) -> int | None:
+    return None if value == NO_SEQUENCE else value
+
+
 class PositionSerializer(serializers.ModelSerializer):
     lon = serializers.FloatField(source="location.x")
     lat = serializers.FloatField(source="location.y")
+    sequence = serializers.SerializerMethodField(help_text="HeaderId; null when none was sent")
 
     class Meta:
         model = Position
@@ -337,15 +338,22 @@ class PositionSerializer(serializers.ModelSerializer):
             "late",
         ]
 
+    def get_sequence(self, position: Position) -> int | None:
+        return _sequence(position.sequence)
 
-def _page(request: Request, rows: list[dict], cursor: dict[str, str] | None) -> Response:
-    """A page of rows and the URL of the next one (the same query with the cursor set)."""
+
+def _page(request: Request, rows: list[dict], cursor: str | None) -> Response:
+    """A page of rows and the URL of the next one (the same query with its cursor)."""
     next_url = None
     if cursor is not None:
         query = request.query_params.copy()
-        query.update(cursor)
+        query["cursor"] = cursor
         next_url = request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
     return Response({"results": rows, "next": next_url})
+
+
+def _refused_cursor(error: queries.QueryError) -> ValidationError:
+    return ValidationError({"cursor": [str(error)]})
 
 
 class TruckPositionsView(_TruckView):
@@ -355,11 +363,13 @@ class TruckPositionsView(_TruckView):
     def get(self, request: Request, pk: str) -> Response:
         truck = self.truck(pk)
         params = query_parameters(request, PageParameters)
-        page, cursor = queries.positions_page(
-            truck.id, params["from"], params["to"], params.get("after"), params["limit"]
-        )
-        next_cursor = {"after": cursor.isoformat()} if cursor else None
-        return _page(request, PositionSerializer(page, many=True).data, next_cursor)
+        try:
+            page, cursor = queries.positions_page(
+                truck.id, params["from"], params["to"], params.get("cursor"), params["limit"]
+            )
+        except queries.QueryError as error:
+            raise _refused_cursor(error) from None
+        return _page(request, PositionSerializer(page, many=True).data, cursor)
 
 
 class TruckEventsView(_TruckView):
@@ -371,42 +381,29 @@ class TruckEventsView(_TruckView):
     def get(self, request: Request, pk: str) -> Response:
         truck = self.truck(pk)
         params = query_parameters(request, EventPageParameters)
-        after: queries.EventCursor | None = None
-        if "after" in params:
-            # Below any stored sequence (-1 = none sent) when the cursor names none.
-            after = (
-                params["after"],
-                params.get("after_message", ""),
-                params.get("after_sequence", -2),
+        try:
+            page, cursor = queries.events_page(
+                truck.id,
+                params["from"],
+                params["to"],
+                params.get("cursor"),
+                params["limit"],
+                params.get("message"),
             )
-        page, cursor = queries.events_page(
-            truck.id,
-            params["from"],
-            params["to"],
-            after,
-            params["limit"],
-            params.get("message"),
-        )
+        except queries.QueryError as error:
+            raise _refused_cursor(error) from None
         rows = [
             {
                 "message": event.message_name,
                 "sent_at": event.sent_at,
                 "received_at": event.received_at,
-                "sequence": None if event.sequence < 0 else event.sequence,
+                "sequence": _sequence(event.sequence),
                 "late": event.late,
                 "body": event.body,
             }
             for event in page
         ]
-        next_cursor = None
-        if cursor is not None:
-            at, name, sequence = cursor
-            next_cursor = {
-                "after": at.isoformat(),
-                "after_message": name,
-                "after_sequence": str(sequence),
-            }
-        return _page(request, rows, next_cursor)
+        return _page(request, rows, cursor)
 
 
 LOOPBACK = {"127.0.0.1", "::1"}

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from hashlib import blake2b
 from typing import Any, Final
 
 import orjson
@@ -1678,8 +1679,18 @@ def _require_equipment(envelope: Envelope) -> Envelope:
 
 
 def body_json(body: Body) -> bytes:
-    """A typed body back in its wire form, as JSON bytes (what the history stores)."""
+    """A typed body back in its wire form, as JSON bytes (what the history stores). Canonical:
+    the same body, however the truck spelled it (key order, spacing, "12.0" or 12), gives the
+    same bytes, because it is written from the parsed, typed fields."""
     return orjson.dumps(body.to_wire(), default=_json_default)
+
+
+def body_digest(canonical: bytes) -> int:
+    """The part of a history row's key that tells two different bodies apart when everything
+    the message declares (truck, name, Timestamp, HeaderId) is the same: 64 bits of BLAKE2b of
+    the body's canonical form (``body_json``), as a signed bigint. A redelivered copy has the
+    same digest; two different bodies collide with a chance of 2**-64."""
+    return int.from_bytes(blake2b(canonical, digest_size=8).digest(), "big", signed=True)
 
 
 def parse_fms_message(payload: bytes) -> Envelope:

@@ -293,6 +293,8 @@ def write_broker_files(paths: BrokerPaths | None = None, *, port: int | None = N
     (paths.directory / "data").mkdir(parents=True, exist_ok=True)
     _write(paths.config, render_config(paths, port or embedded_port()), 0o644)
     _write(paths.dynsec, json.dumps(render_dynsec(paths), indent=1) + "\n", 0o600)
+    for obsolete in ("passwd", "acl", "fms.secret"):  # the password-file set-up's, superseded
+        (paths.directory / obsolete).unlink(missing_ok=True)
     return paths
 
 

@@ -11,6 +11,7 @@ from django.test import Client
 
 from fleet.learning.models import Prediction
 from fleet.mine.models import PolicyZone, Site
+from fleet.telemetry.models import HaulCycle
 from fleet.vehicles.credentials import issue_credentials
 from fleet.vehicles.models import Credential, Equipment
 from tests.factories import LAT0, LON0, haul_truck, square
@@ -45,7 +46,25 @@ def prediction(truck) -> Prediction:
     )
 
 
-@pytest.mark.parametrize("history", ["command", "zone_response", "prediction", "credentials"])
+@pytest.fixture
+def haul_cycle(truck) -> HaulCycle:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    started = timezone.now() - timedelta(minutes=20)
+    return HaulCycle.objects.create(
+        equipment=truck,
+        loading_unit=truck.site.loading_units.first(),
+        started_at=started,
+        ended_at=started + timedelta(minutes=18),
+        tonnes=88.0,
+    )
+
+
+@pytest.mark.parametrize(
+    "history", ["command", "zone_response", "prediction", "credentials", "haul_cycle"]
+)
 def test_a_machine_with_history_cannot_be_deleted(request, truck, history):
     if history == "credentials":
         issue_credentials(truck)
@@ -115,6 +134,11 @@ def test_retiring_machines_keeps_their_history_and_revokes_their_credentials(
     assert truck.status == Equipment.Status.RETIRED
     assert not Credential.objects.filter(equipment=truck, revoked_at__isnull=True).exists()
     assert truck.commands.get() == command and command.events.count() == 1
+
+
+def test_a_loading_unit_named_by_a_haul_cycle_cannot_be_deleted(haul_cycle):
+    with pytest.raises(ProtectedError):
+        haul_cycle.loading_unit.delete()
 
 
 # --- sites --------------------------------------------------------------------------------------

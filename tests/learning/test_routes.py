@@ -92,13 +92,13 @@ def store(
     with connection.cursor() as cursor:
         cursor.executemany(
             "INSERT INTO telemetry_position (equipment_id, sent_at, received_at, location, "
-            "elevation_m, heading_deg, speed_kmh, late) VALUES (%s, %s, %s, "
-            "ST_SetSRID(ST_MakePoint(%s, %s), 4326), 0, 0, 0, false)",
+            "elevation_m, heading_deg, speed_kmh, body_digest, late) VALUES (%s, %s, %s, "
+            "ST_SetSRID(ST_MakePoint(%s, %s), 4326), 0, 0, 0, 0, false)",
             [(e, at, at, lo, la) for e, at, lo, la in positions],
         )
         cursor.executemany(
             "INSERT INTO telemetry_event (equipment_id, message_name, sent_at, received_at, "
-            "body, sequence, late) VALUES (%s, %s, %s, %s, %s, -1, false)",
+            "body, sequence, body_digest, late) VALUES (%s, %s, %s, %s, %s, -1, 0, false)",
             [(e, name, at, at, orjson.dumps(body).decode()) for e, name, at, body in events],
         )
 

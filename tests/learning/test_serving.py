@@ -103,13 +103,14 @@ def store_history(run: SiteRun, truck, end_at: datetime, rows: int = serving.HIS
     with connection.cursor() as cursor:
         cursor.executemany(
             "INSERT INTO telemetry_position (equipment_id, sent_at, received_at, location, "
-            "elevation_m, heading_deg, speed_kmh, late) VALUES (%s, %s, %s, "
-            "ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s, %s, %s, false)",
+            "elevation_m, heading_deg, speed_kmh, body_digest, late) VALUES (%s, %s, %s, "
+            "ST_SetSRID(ST_MakePoint(%s, %s), 4326), %s, %s, %s, 0, false)",
             [(e, at, at, lo, la, el, h, s) for e, at, lo, la, h, s, el in positions],
         )
         cursor.executemany(
             "INSERT INTO telemetry_event (equipment_id, message_name, sent_at, received_at, "
-            "body, sequence, late) VALUES (%s, 'BasicMachineHealthV2', %s, %s, %s, -1, false)",
+            "body, sequence, body_digest, late) "
+            "VALUES (%s, 'BasicMachineHealthV2', %s, %s, %s, -1, 0, false)",
             [(e, at, at, body) for e, at, body in events],
         )
 

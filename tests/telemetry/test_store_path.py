@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from django.test import override_settings
 
@@ -73,6 +74,93 @@ def test_two_messages_of_one_millisecond_are_told_apart_by_their_sequence(site, 
 
     assert ingest_batch(batch, EquipmentDirectory()).stored == 2
     assert Event.objects.filter(equipment_id=truck.id).count() == 2
+
+
+def test_two_different_positions_with_one_timestamp_and_no_header_id_are_both_stored(site, truck):
+    at = datetime.now(UTC)
+    first, second = (truck_message(truck.id, at=at, speed=s) for s in (30.0, 31.0))
+
+    result = ingest_batch(
+        [mqtt(site, truck.id, first), mqtt(site, truck.id, second)], EquipmentDirectory()
+    )
+
+    assert result.stored == 2 and result.counts.duplicates == 0
+    assert sorted(Position.objects.values_list("speed_kmh", flat=True)) == [30.0, 31.0]
+
+
+def test_two_positions_with_one_timestamp_and_header_id_but_different_bodies_are_both_stored(
+    site, truck
+):
+    """A truck whose HeaderId counter restarted (a reboot) reuses numbers: the body still tells
+    its messages apart."""
+    at = datetime.now(UTC)
+    batch = [
+        mqtt(site, truck.id, truck_message(truck.id, at=at, sequence=0, lon=lon))
+        for lon in (-68.9, -68.8)
+    ]
+
+    assert ingest_batch(batch, EquipmentDirectory()).stored == 2
+
+
+def test_the_same_body_spelled_differently_is_the_same_message(site, truck):
+    """The digest is taken from the parsed body, so a redelivery through another path (REST,
+    another encoder) with other key order or spacing is still recognised."""
+    at = datetime.now(UTC)
+    payload = truck_message(truck.id, at=at, sequence=3)
+    respelled = orjson.dumps(
+        orjson.loads(payload), option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
+    )
+
+    result = ingest_batch(
+        [mqtt(site, truck.id, payload), mqtt(site, truck.id, respelled)], EquipmentDirectory()
+    )
+
+    assert result.stored == 1 and result.counts.duplicates == 1
+
+
+def test_rows_that_share_a_timestamp_are_read_in_header_id_order_then_arrival(
+    site, truck, api_client, supervisor
+):
+    at = datetime.now(UTC) - timedelta(seconds=5)
+    arrivals = [  # (HeaderId or None, speed): sent in this order, in separate batches
+        (2, 20.0),
+        (1, 10.0),
+        (None, 5.0),
+        (None, 6.0),
+    ]
+    for n, (sequence, speed) in enumerate(arrivals):
+        ingest_batch(
+            [
+                mqtt(
+                    site,
+                    truck.id,
+                    truck_message(truck.id, at=at, sequence=sequence, speed=speed),
+                    received_at=datetime.now(UTC) + timedelta(milliseconds=n),
+                )
+            ],
+            EquipmentDirectory(),
+        )
+    api_client.force_authenticate(supervisor)
+    url = f"/api/v1/trucks/{truck.id}/positions/"
+    seen, query = [], {"from": (at - timedelta(seconds=1)).isoformat(), "limit": 1}
+    while url:
+        page = api_client.get(url, query).json()
+        seen += page["results"]
+        url, query = page["next"], None
+    assert [p["speed_kmh"] for p in seen] == [5.0, 6.0, 10.0, 20.0]  # -1 (none) first
+    assert [p["sequence"] for p in seen] == [None, None, 1, 2]
+
+
+def test_a_page_cursor_that_is_not_one_is_refused_naming_the_parameter(
+    truck, api_client, supervisor
+):
+    api_client.force_authenticate(supervisor)
+    start = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    for path in ("positions", "events"):
+        response = api_client.get(
+            f"/api/v1/trucks/{truck.id}/{path}/", {"from": start, "cursor": "bm90LWEtY3Vyc29y"}
+        )
+        assert response.status_code == 400 and "cursor" in response.json()
 
 
 def test_a_malformed_message_is_quarantined_and_its_neighbours_are_stored(site, truck):

@@ -30,6 +30,18 @@ class Command(BaseCommand):
         parser.add_argument("--seconds", type=float, default=20.0)
         parser.add_argument("--publishers", type=int, default=2, help="Publisher processes.")
         parser.add_argument("--rate", type=float, default=0.0, help="Offered msgs/s (0: flat out).")
+        parser.add_argument(
+            "--same-timestamp",
+            type=int,
+            default=1,
+            metavar="N",
+            help="ingest: N successive positions of a truck share one envelope Timestamp.",
+        )
+        parser.add_argument(
+            "--no-header-id",
+            action="store_true",
+            help="ingest: positions carry no HeaderId (only their bodies tell them apart).",
+        )
         parser.add_argument("--seed", type=int, default=0, help="models: the training seed.")
         parser.add_argument("--plots-dir", default=None, help="models: where to draw the plots.")
         parser.add_argument("--head", default=None, help="batching: which head (default fault).")
