@@ -289,3 +289,40 @@ def test_a_truck_provisioned_after_the_directory_was_loaded_is_accepted_at_once(
     result = ingest_batch([mqtt(site, newcomer.id, truck_message(newcomer.id))], directory)
 
     assert result.stored == 1, result.refused
+
+
+def test_nul_characters_are_refused_or_stored_without_losing_the_batch(site, truck):
+    """PostgreSQL keeps no NUL in text or jsonb: a message quoting one (an unknown key, a text
+    value) must not fail the batch that holds it, over MQTT no less than over REST."""
+    now = datetime.now(UTC)
+    good_before = truck_message(truck.id, at=now - timedelta(seconds=2))
+    good_after = truck_message(truck.id, at=now - timedelta(seconds=1))
+    envelope = orjson.loads(truck_message(truck.id, at=now))
+    envelope["MachinePositionV1"]["Bad\u0000Key"] = 1
+    unknown_key = orjson.dumps(envelope)
+    batch = [mqtt(site, truck.id, p) for p in (good_before, unknown_key, good_after)]
+
+    result = ingest_batch(batch, EquipmentDirectory())
+
+    assert result.stored == 2
+    (rejection,) = Rejection.objects.all()
+    assert "\x00" not in rejection.detail and "Bad" in rejection.detail
+    assert bytes(rejection.payload) == unknown_key  # the bytes as received, for the admin
+
+
+def test_a_nul_in_a_text_value_loses_only_its_own_message(site, truck):
+    now = datetime.now(UTC)
+    ack = truck_message(
+        truck.id,
+        "CommandAcknowledgementV1",
+        {"CommandId": str(uuid.uuid4()), "Status": "Rejected", "Reason": "brake\u0000fault"},
+        at=now,
+    )
+    batch = [mqtt(site, truck.id, truck_message(truck.id, at=now - timedelta(seconds=1)))]
+    batch.append(mqtt(site, truck.id, ack, "CommandAcknowledgementV1"))
+
+    result = ingest_batch(batch, EquipmentDirectory())
+
+    assert Position.objects.filter(equipment_id=truck.id).count() == 1
+    assert result.stored + len(result.refused) == 2
+    assert all("\x00" not in r.detail for r in Rejection.objects.all())
