@@ -1,5 +1,5 @@
 """The Celery app. Workers: ``celery -A fleet worker``; the broker is ``CELERY_BROKER_URL``
-(RabbitMQ where it runs, else Redis)."""
+(RabbitMQ: the one services.sh chose or started, see inference/config.py)."""
 
 import os
 

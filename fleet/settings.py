@@ -202,6 +202,11 @@ INGEST_BATCH_DELAY_MS = env_int("INGEST_BATCH_DELAY_MS", 50, minimum=1, maximum=
 INGEST_QUEUE_LIMIT = env_int("INGEST_QUEUE_LIMIT", 20_000, minimum=100)
 INGEST_RECEIVE_MAXIMUM = env_int("INGEST_RECEIVE_MAXIMUM", 10_000, minimum=10, maximum=65_535)
 INGEST_QUARANTINE_ROWS = env_int("INGEST_QUARANTINE_ROWS", 10_000, minimum=10)
+# This ingest replica's stable name (its broker session), when --replica does not give one.
+INGEST_REPLICA = env_str("INGEST_REPLICA")
+# A known replica without a heartbeat for this long is reported silent (its session is
+# collecting messages nobody stores).
+INGEST_REPLICA_SILENT_S = env_int("INGEST_REPLICA_SILENT_S", 60, minimum=10)
 INGEST_METRICS_PORT = env_int("INGEST_METRICS_PORT", 9108, minimum=0, maximum=65_535)
 # The outbox: a command unanswered after COMMAND_TTL_S expires; attempts are retried after
 # COMMAND_RETRY_S, doubling up to COMMAND_RETRY_MAX_S.
@@ -221,6 +226,9 @@ CELERY_BROKER_URL = env_url(
     what="a RabbitMQ (amqp://) or Redis (redis://) URL",
 )
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or REDIS_URL
+# Fleet's tasks' queue. Another name keeps a second deployment (or the test suite) on the same
+# RabbitMQ from taking, or leaving behind, this one's tasks.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -235,6 +243,7 @@ CELERY_BEAT_SCHEDULE = {
     "maintain-history": {"task": "telemetry.maintain_history", "schedule": 3600.0},
     "roll-up-positions": {"task": "telemetry.roll_up_positions", "schedule": 60.0},
     "derive-haul-cycles": {"task": "telemetry.derive_haul_cycles", "schedule": 60.0},
+    "watch-ingest-replicas": {"task": "telemetry.watch_ingest_replicas", "schedule": 30.0},
     "expire-commands": {"task": "control.expire_commands", "schedule": 5.0},
     "purge-predictions": {"task": "learning.purge_predictions", "schedule": 3600.0},
 }

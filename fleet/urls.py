@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
@@ -7,6 +8,7 @@ from fleet.control import views as control_views
 from fleet.learning import views as learning_views
 from fleet.mine import views as mine_views
 from fleet.pool import services as pool_services
+from fleet.telemetry import replicas
 from fleet.telemetry import views as telemetry_views
 from fleet.vehicles import views as vehicle_views
 
@@ -54,6 +56,11 @@ api_v1 = [
         name="truck-resume",
     ),
     path("commands/", control_views.CommandListView.as_view(), name="command-list"),
+    path(
+        "ingest/replicas/",
+        telemetry_views.IngestReplicaListView.as_view(),
+        name="ingest-replica-list",
+    ),
     path("models/aliases/", learning_views.ModelAliasListView.as_view(), name="model-alias-list"),
     path("models/changes/", learning_views.AliasChangeListView.as_view(), name="alias-change-list"),
     path(
@@ -67,11 +74,15 @@ api_v1 = [
 
 # The web process's /metrics also reports the inference pool (read from its Redis at each scrape).
 pool_services.install_collector()
+# ... and the known ingest replicas, with the age of each one's last heartbeat.
+replicas.install_collector()
 
 # A path under /api/ that matches no route (a malformed id, say) gets a JSON 404, as the API's.
 handler404 = "fleet.api.not_found"
 
 urlpatterns = [
+    # Until the operator dashboard is built: where to go from here.
+    path("", TemplateView.as_view(template_name="home.html"), name="home"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("metrics", telemetry_views.metrics_view, name="metrics"),

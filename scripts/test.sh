@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
 [ -f var/services.env ] && . var/services.env
 export PATH="$PWD/.venv/bin:$PATH"
+# The suite's Celery tasks go to a queue of their own, emptied when it starts (tests/conftest.py),
+# never into the demo's: tasks enqueued by tests that run no worker must not pile up there.
+export CELERY_TASK_DEFAULT_QUEUE=haulmind-tests
 
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 step "ruff"

@@ -24,6 +24,22 @@ from tests.factories import small_site_map
 pytest_plugins = ["tests.strict", "pytester"]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def empty_task_queue_of_the_suite():
+    """Tasks left by an earlier run (enqueued by tests that start no worker) would be taken
+    first by this run's workers. The suite's own queue (scripts/test.sh) starts empty; the
+    default queue, a demo's, is never touched."""
+    from django.conf import settings
+    from kombu import Connection
+
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    if queue != "celery":
+        with Connection(settings.CELERY_BROKER_URL) as connection:
+            channel = connection.default_channel
+            channel.queue_declare(queue, durable=True, auto_delete=False)  # as Celery does
+            channel.queue_purge(queue)
+
+
 @pytest.fixture(autouse=True)
 def isolated_var_dir(settings, tmp_path):
     """Files a test makes under VAR_DIR (broker auth, secrets) go to a scratch directory, so a
@@ -124,6 +140,18 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Broker:

@@ -1,5 +1,7 @@
 """The admin side of audit records and of the rows history refers to.
 
+- ``ReadOnlyAdmin``: records written by the system (history, the outbox, the registry), browsed
+  and never edited by hand.
 - ``AuditAdmin`` / ``AuditInline``: an audit table in the admin console is browsed, filtered and
   searched by whoever may view it, and never added to, changed or deleted by anyone, superusers
   included (a superuser passes every permission check, so these answer False outright).
@@ -21,13 +23,11 @@ from django.db import models, router
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
-from fleet.telemetry.admin import ReadOnlyAdmin
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records written by the system (history, audits): browsed, never added, edited or deleted
+    by hand. A subclass may let someone delete (quarantined messages, for the superuser)."""
 
-class AuditAdmin(ReadOnlyAdmin):
-    """Every audit table's admin. ``fleet.audit.checks`` fails start-up for one that is not."""
-
-    # Pinned here, whatever a ReadOnlyAdmin subclass elsewhere may loosen.
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -36,6 +36,11 @@ class AuditAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class AuditAdmin(ReadOnlyAdmin):
+    """Every audit table's admin. ``fleet.audit.checks`` fails start-up for one that is not.
+    Unlike a ReadOnlyAdmin, it may not be loosened: no delete action, no save."""
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)

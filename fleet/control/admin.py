@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from fleet.audit.admin import AuditAdmin, AuditInline
+from fleet.audit.admin import AuditAdmin, AuditInline, ReadOnlyAdmin
 from fleet.control.models import Command, CommandEvent, TruckState
-from fleet.telemetry.admin import ReadOnlyAdmin
 
 
 class CommandEventInline(AuditInline):

@@ -11,10 +11,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from fleet.audit.admin import AuditAdmin
+from fleet.audit.admin import AuditAdmin, ReadOnlyAdmin
 from fleet.learning import services
 from fleet.learning.models import AliasChange, ModelAlias, ModelVersion, Prediction
-from fleet.telemetry.admin import ReadOnlyAdmin
 
 PROMOTE_PERMISSION = "learning.promote_modelversion"
 

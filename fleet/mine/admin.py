@@ -555,12 +555,19 @@ class PolicyZoneAdmin(MapAdmin):
         if changed:
             self.message_user(request, f"{done}: {', '.join(changed)}", messages.SUCCESS)
 
-    @admin.action(description="Activate the selected zones", permissions=["activate"])
+    # Trucks learn of zone changes when they (re)connect or report being out of sync: the
+    # zone set is re-synchronised then. Sending each change to the connected trucks at once
+    # comes with the control loop.
+    @admin.action(
+        description="Activate the selected zones (trucks get them when they next re-synchronise)",
+        permissions=["activate"],
+    )
     def activate(self, request: HttpRequest, queryset: QuerySet[PolicyZone]) -> None:
         self._run_lifecycle(request, queryset, services.activate_zone, "Activated")
 
     @admin.action(
-        description="Request deletion of the selected zones (trucks must drop them)",
+        description="Request deletion of the selected zones (Pending Delete until every truck "
+        "dropped them or the timeout passed)",
         permissions=["activate"],
     )
     def request_deletion(self, request: HttpRequest, queryset: QuerySet[PolicyZone]) -> None:
@@ -569,7 +576,8 @@ class PolicyZoneAdmin(MapAdmin):
 
 @admin.register(ZoneResponse)
 class ZoneResponseAdmin(AuditAdmin):
-    """What the trucks answered; written by ingest, never by hand, never deleted."""
+    """What the trucks answered to zone activations and deactivations; never written by hand,
+    never deleted."""
 
     list_display = ("zone", "equipment", "request", "accepted", "reason", "responded_at")
     list_filter = ("request", "accepted", "zone__site")

@@ -87,8 +87,8 @@ def activate_zone(zone: PolicyZone) -> PolicyZone:
 
 @transaction.atomic
 def request_zone_deletion(zone: PolicyZone) -> PolicyZone:
-    """Active -> Pending Delete (trucks are asked to deactivate it); a Pending zone that no truck
-    has seen is deleted at once."""
+    """Active -> Pending Delete (no longer in the zone set trucks are re-synchronised to); a
+    Pending zone that no truck has seen is deleted at once."""
     zone = PolicyZone.objects.select_for_update().get(pk=zone.pk)
     _require(zone, {Status.PENDING, Status.ACTIVE}, "delete")
     now = timezone.now()

@@ -1,4 +1,5 @@
-"""The quarantine of refused messages and the derived haul cycles, read-only in the admin."""
+"""The quarantine of refused messages, the derived haul cycles and the known ingest replicas,
+read-only in the admin."""
 
 from __future__ import annotations
 
@@ -6,23 +7,12 @@ from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html
 
-from fleet.telemetry.models import HaulCycle, Rejection
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records written by the system (history, audits): browsed, never added, edited or deleted
-    by hand. A subclass may let someone delete (quarantined messages, for the superuser)."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
+from fleet.audit.admin import ReadOnlyAdmin
+from fleet.telemetry import replicas
+from fleet.telemetry.models import HaulCycle, IngestReplica, Rejection
 
 
 @admin.register(Rejection)
@@ -70,3 +60,50 @@ class HaulCycleAdmin(ReadOnlyAdmin):
     search_fields = ("equipment__name",)
     date_hierarchy = "started_at"
     list_select_related = ("equipment", "loading_unit", "dump_point")
+
+
+class ReplicaStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return replicas.STATES
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        return queryset if self.value() is None else replicas.in_state(queryset, self.value())
+
+
+@admin.register(IngestReplica)
+class IngestReplicaAdmin(ReadOnlyAdmin):
+    """The known ingest replicas. Retiring one (a scale-down, a renamed host) is a command, not
+    a button: it resumes the replica's broker session to store what it holds, which takes as
+    long as the backlog does. ``manage.py ingest --retire NAME``."""
+
+    list_display = (
+        "name",
+        "replica_state",
+        "last_seen",
+        "host",
+        "stored",
+        "retired_at",
+        "drained",
+        "drain_lag_max_s",
+    )
+    list_filter = (ReplicaStateFilter,)
+    readonly_fields = [f.name for f in IngestReplica._meta.fields]
+
+    @admin.display(description="state")
+    def replica_state(self, replica: IngestReplica) -> str:
+        state = replicas.state(replica)
+        if state != "silent":
+            return state
+        return format_html(
+            "<strong style='color:#b00'>silent</strong> (retire: <code>manage.py ingest "
+            "--retire {}</code>)",
+            replica.name,
+        )
+
+    @admin.display(description="last seen", ordering="last_seen_at")
+    def last_seen(self, replica: IngestReplica) -> str:
+        age = (timezone.now() - replica.last_seen_at).total_seconds()
+        return f"{age:.0f} s ago" if age < 3600 else f"{age / 3600:.1f} h ago"

@@ -28,7 +28,7 @@ from django.db import connection
 
 from fleet.mine.mapfile import import_site_map
 from fleet.mine.models import Site
-from fleet.telemetry import loadgen
+from fleet.telemetry import loadgen, replicas
 from fleet.telemetry.models import Position
 from fleet.vehicles import topics
 from fleet.vehicles.broker import INGEST
@@ -248,6 +248,7 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
     Position.objects.filter(equipment_id__in=truck_ids).delete()
     metrics_port = _free_port()
     log_path = Path(settings.VAR_DIR) / "bench-ingest.log"
+    replica_name = f"bench-{os.getpid()}"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     replica = subprocess.Popen(  # noqa: S603 - our own command
         [
@@ -255,7 +256,7 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
             "manage.py",
             "ingest",
             "--replica",
-            f"bench-{os.getpid()}",
+            replica_name,
             "--share-group",
             f"bench{os.getpid()}",
             "--session-expiry",
@@ -290,6 +291,9 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
     finally:
         replica.terminate()
         replica.wait(30)
+        # Its session expires in a minute and its share group dies with it: not a replica to
+        # watch or retire.
+        replicas.forget(replica_name)
     lag = _p99_from_histogram(metrics, "haulmind_ingest_lag_seconds")
     return {
         "sent": sent,

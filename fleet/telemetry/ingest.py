@@ -10,13 +10,16 @@ once stored.
 - Back-pressure: the MQTT thread hands messages to the writer through a bounded queue; when the
   database is slow the queue fills, the MQTT thread waits, unacknowledged messages reach the
   Receive Maximum and the broker holds the rest. Memory stays bounded.
+- A replica has a stable name (``fleet.telemetry.replicas``); it announces itself and beats, so
+  one that has gone silent is seen. Retiring one (``retiring=True``) resumes its session without
+  taking new work (it unsubscribes), stores what the broker queued for it, and ends the session
+  (expiry 0), so nothing stays behind at the broker for a replica that never returns.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,8 +29,10 @@ import orjson
 import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
-from fleet.telemetry import latest, metrics
+from fleet.telemetry import latest, metrics, replicas
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.partitions import ensure_history_partitions
 from fleet.telemetry.services import EquipmentDirectory, LiveFeed, ingest_batch
@@ -39,11 +44,9 @@ log = logging.getLogger(__name__)
 
 SHARE_GROUP = "ingest"
 PARTITION_CHECK_S = 600.0
-
-
-def default_client_id(replica: str | None = None) -> str:
-    """Stable across restarts of the same replica, so its persistent session is found again."""
-    return f"haulmind-ingest-{replica or socket.gethostname()}"[:64]
+# Retiring: the session is drained once nothing has arrived for this long after unsubscribing
+# (the broker sends an offline session's queue at once, as fast as the Receive Maximum allows).
+DRAIN_IDLE_S = 2.0
 
 
 def subscriptions(root: str | None = None, group: str = SHARE_GROUP) -> list[str]:
@@ -56,7 +59,10 @@ def subscriptions(root: str | None = None, group: str = SHARE_GROUP) -> list[str
 
 @dataclass
 class IngestOptions:
-    client_id: str = field(default_factory=default_client_id)
+    """``replica``: the stable name; ``client_id`` (its broker session) follows from it."""
+
+    replica: str = ""
+    client_id: str = ""
     batch_size: int = field(default_factory=lambda: settings.INGEST_BATCH_SIZE)
     batch_delay_s: float = field(default_factory=lambda: settings.INGEST_BATCH_DELAY_MS / 1000)
     queue_limit: int = field(default_factory=lambda: settings.INGEST_QUEUE_LIMIT)
@@ -64,15 +70,25 @@ class IngestOptions:
     session_expiry_s: int = 24 * 3600
     share_group: str = SHARE_GROUP
 
+    def __post_init__(self) -> None:
+        if not self.client_id:
+            self.client_id = replicas.client_id_for(replicas.replica_name(self.replica))
+        self.replica = self.replica or self.client_id.removeprefix(replicas.CLIENT_ID_PREFIX)
+
 
 class IngestRunner:
     """One ingest replica. ``run()`` blocks until ``stop()``; safe to stop from a signal."""
 
-    def __init__(
-        self,
-        options: IngestOptions | None = None,
-    ) -> None:
-        self.options = options or IngestOptions()
+    def __init__(self, options: IngestOptions, *, retiring: bool = False) -> None:
+        self.options = options
+        self.retiring = retiring
+        self.retired = False  # retiring: drained, and the session ended
+        self.drained = 0  # retiring: messages the session held
+        self.drain_lags_s: list[float] = []
+        self._unsubscribed = threading.Event()
+        self._last_arrival = time.monotonic()
+        self._stored_since_beat = 0
+        self._beat_at = float("-inf")
         self.inbox: queue.Queue[Inbound] = queue.Queue(maxsize=self.options.queue_limit)
         self.directory = EquipmentDirectory()
         self.live = LiveFeed()
@@ -82,6 +98,8 @@ class IngestRunner:
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_unsubscribe = self._on_unsubscribe
+        self._client.on_subscribe = self._on_subscribe
         self._partitions_checked = float("-inf")
 
     # --- MQTT thread ---------------------------------------------------------------------
@@ -89,8 +107,16 @@ class IngestRunner:
         if reason_code.is_failure:
             log.error("MQTT connection refused: %s", reason_code)
             return
-        # Subscribing again on a resumed session is harmless and covers a first start.
-        client.subscribe([(topic, 1) for topic in subscriptions(group=self.options.share_group)])
+        topics = subscriptions(group=self.options.share_group)
+        if self.retiring:
+            # No new work for a replica that is leaving; what the broker queued still comes.
+            if flags.session_present:
+                client.unsubscribe(topics)
+            else:
+                self._unsubscribed.set()  # no session: nothing was queued
+        else:
+            # Subscribing again on a resumed session is harmless and covers a first start.
+            client.subscribe([(topic, 1) for topic in topics])
         self.connected.set()
         log.info(
             "ingest connected as %s (session present: %s)",
@@ -103,7 +129,19 @@ class IngestRunner:
         if not self._stopping.is_set():
             log.warning("MQTT disconnected (%s); paho reconnects", reason_code)
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("ingest subscription refused by the broker: %s", refused)
+        else:
+            log.info("ingest subscribed as %s: receiving", self.options.client_id)
+
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self._last_arrival = time.monotonic()
+        self._unsubscribed.set()
+
     def _on_message(self, client, userdata, message) -> None:
+        self._last_arrival = time.monotonic()
         inbound = Inbound(
             channel="mqtt",
             payload=message.payload,
@@ -121,6 +159,10 @@ class IngestRunner:
 
     # --- writer (the caller's thread) ----------------------------------------------------
     def run(self) -> None:
+        if self.retiring:
+            replicas.check_retirable(self.options.replica)
+        else:
+            replicas.announce(self.options.replica, self.options.client_id)
         address = broker_address()
         self._ensure_partitions()
         self._client.connect(
@@ -138,10 +180,48 @@ class IngestRunner:
             while not self._stopping.is_set():
                 self._write(self._take_batch())
                 self.live.flush()
+                self._beat()
+                if self.retiring and self._drained_all():
+                    self.retired = True
+                    break
             self._drain()
         finally:
+            self._disconnect()
+        if self.retired:
+            replicas.record_retired(self.options.replica, self.drain)
+
+    @property
+    def drain(self) -> replicas.Drain:
+        return replicas.Drain(self.drained, self.drain_lags_s)
+
+    def _drained_all(self) -> bool:
+        return (
+            self._unsubscribed.is_set()
+            and self.inbox.empty()
+            and time.monotonic() - self._last_arrival > DRAIN_IDLE_S
+        )
+
+    def _disconnect(self) -> None:
+        if self.retired:
+            # Session expiry 0 on DISCONNECT: the broker forgets the session and its group
+            # membership; nothing more is queued for this name.
+            properties = Properties(PacketTypes.DISCONNECT)
+            properties.SessionExpiryInterval = 0
+            self._client.disconnect(properties=properties)
+        else:
             self._client.disconnect()
-            self._client.loop_stop()
+        self._client.loop_stop()
+
+    def _beat(self) -> None:
+        if self.retiring or time.monotonic() - self._beat_at < replicas.BEAT_S:
+            return
+        try:
+            replicas.beat(self.options.replica, self._stored_since_beat)
+        except DatabaseError:
+            connection.close()  # the store path retries the database; the beat waits
+            return
+        self._stored_since_beat = 0
+        self._beat_at = time.monotonic()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -201,6 +281,14 @@ class IngestRunner:
                 close_old_connections()
                 continue
             self.live.add(result)
+            self._stored_since_beat += result.stored
+            if self.retiring:
+                committed = datetime.now(UTC)
+                self.drained += len(messages)
+                self.drain_lags_s += [
+                    (committed - item.envelope.timestamp).total_seconds()
+                    for item in result.admitted
+                ]
             return
 
     def _ensure_partitions(self) -> None:

@@ -148,3 +148,38 @@ class HaulCycle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.equipment} cycle at {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class IngestReplica(models.Model):
+    """A known ingest replica. Its name is its persistent broker session in the ``$share/ingest``
+    group, which the broker keeps while the replica is away and to which it goes on sending its
+    share (1/N) of the trucks' messages. So replicas are known by name, their last activity is
+    watched, and one that leaves for good is retired: its session drained into the history, then
+    ended (``manage.py ingest --retire NAME``)."""
+
+    name = models.CharField(primary_key=True, max_length=48)
+    client_id = models.CharField(max_length=64, help_text="Its MQTT client id (the session).")
+    host = models.CharField(max_length=200, blank=True, help_text="Where it last ran.")
+    pid = models.IntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(help_text="Its last heartbeat.")
+    stored = models.BigIntegerField(default=0, help_text="History rows it stored, all runs.")
+    silent_alerted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its silence was last reported (cleared on its next beat).",
+    )
+    retired_at = models.DateTimeField(null=True, blank=True)
+    drained = models.BigIntegerField(
+        null=True, blank=True, help_text="Messages its session held when it was retired."
+    )
+    drain_lag_p50_s = models.FloatField(null=True, blank=True)
+    drain_lag_max_s = models.FloatField(
+        null=True, blank=True, help_text="From a drained message's Timestamp to its storage."
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from celery import shared_task
 
-from fleet.telemetry import cycles, partitions, rollups
+from fleet.telemetry import cycles, partitions, replicas, rollups
 
 
 @shared_task(name="telemetry.maintain_history")
@@ -28,3 +28,9 @@ def roll_up_positions(start: str | None = None, end: str | None = None) -> int:
 @shared_task(name="telemetry.derive_haul_cycles")
 def derive_haul_cycles() -> int:
     return cycles.derive_haul_cycles()
+
+
+@shared_task(name="telemetry.watch_ingest_replicas")
+def watch_ingest_replicas() -> list[str]:
+    """Report known ingest replicas that went silent (once per silence)."""
+    return replicas.report_silent()

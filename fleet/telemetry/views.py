@@ -25,9 +25,10 @@ from rest_framework.views import APIView
 
 from fleet.accounts.permissions import RolePermission
 from fleet.api import AwareDateTimeField, QueryParameters, query_parameters
-from fleet.telemetry import latest, queries
+from fleet.telemetry import latest, queries, replicas
+from fleet.telemetry.filters import IngestReplicaFilter
 from fleet.telemetry.intake import Inbound
-from fleet.telemetry.models import NO_SEQUENCE, Position
+from fleet.telemetry.models import NO_SEQUENCE, IngestReplica, Position
 from fleet.telemetry.services import EquipmentDirectory, LiveFeed, ingest_batch
 from fleet.vehicles.authentication import IsMachine, TruckTokenAuthentication
 from fleet.vehicles.filters import TruckFilter
@@ -404,6 +405,44 @@ class TruckEventsView(_TruckView):
             for event in page
         ]
         return _page(request, rows, cursor)
+
+
+class IngestReplicaSerializer(serializers.ModelSerializer):
+    state = serializers.SerializerMethodField(help_text="live, silent or retired")
+    seconds_since_seen = serializers.SerializerMethodField()
+
+    class Meta:
+        model = IngestReplica
+        fields = [
+            "name",
+            "client_id",
+            "state",
+            "host",
+            "started_at",
+            "last_seen_at",
+            "seconds_since_seen",
+            "stored",
+            "retired_at",
+            "drained",
+            "drain_lag_p50_s",
+            "drain_lag_max_s",
+        ]
+
+    def get_state(self, replica: IngestReplica) -> str:
+        return replicas.state(replica)
+
+    def get_seconds_since_seen(self, replica: IngestReplica) -> float:
+        return round((timezone.now() - replica.last_seen_at).total_seconds(), 1)
+
+
+class IngestReplicaListView(generics.ListAPIView):
+    """The known ingest replicas and the age of each one's last heartbeat. A silent one's broker
+    session is collecting messages nobody stores: restart it, or retire it for good with
+    ``manage.py ingest --retire NAME``. ``?state=live|silent|retired``."""
+
+    queryset = IngestReplica.objects.all()
+    serializer_class = IngestReplicaSerializer
+    filterset_class = IngestReplicaFilter
 
 
 LOOPBACK = {"127.0.0.1", "::1"}

@@ -39,7 +39,8 @@ def test_an_admin_follows_a_commands_audit_trail(client, admin_user, site):
     assert client.get("/admin/control/command/add/").status_code == 403
 
 
-def test_prometheus_metrics_are_served_to_loopback_with_the_rejection_counter(client):
+def test_prometheus_metrics_are_served_to_loopback_with_the_rejection_counter(client, db):
+    # db: the scrape reads the known ingest replicas (fleet.telemetry.replicas).
     response = client.get("/metrics", REMOTE_ADDR="127.0.0.1")
     refused = client.get("/metrics", REMOTE_ADDR="10.1.2.3")
 

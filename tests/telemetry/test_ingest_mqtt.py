@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from fleet.telemetry.ingest import IngestOptions, IngestRunner
 from fleet.telemetry.models import Position, Rejection
 from fleet.vehicles.credentials import issue_credentials
-from tests.conftest import ChildProcess
+from tests.conftest import ChildProcess, wait_until
 from tests.factories import haul_truck, truck_message
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -57,15 +57,6 @@ def publish_all(
             time.sleep(pace_s)
     for info in infos:
         info.wait_for_publish(timeout=30)
-
-
-def wait_until(condition, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def positions(count: int, truck) -> list[bytes]:
@@ -158,11 +149,9 @@ def test_a_replica_killed_mid_stream_loses_nothing_and_stores_nothing_twice(
     stored = Position.objects.filter(equipment_id=truck.id)
     client = truck_client(secrets, broker.port)
     try:
-        wait_until(
-            lambda: "ingest kill-test" in replica.output() or "ingest haulmind" in replica.output(),
-            60,
-            "ingest start",
-        )
+        # Publishing starts once the share is subscribed: before, the broker has no session
+        # to keep messages for (a fresh database makes the replica's start slow enough to show).
+        wait_until(lambda: "ingest subscribed" in replica.output(), 60, "ingest subscribed")
         publisher = threading.Thread(
             target=publish_all, args=(client, up(site, truck), sent), kwargs={"pace_s": 0.0005}
         )

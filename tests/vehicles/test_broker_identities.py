@@ -13,31 +13,23 @@ from django.test import Client
 
 from fleet.control import services as control
 from fleet.control.delivery import OutboxDelivery
-from fleet.telemetry.ingest import IngestOptions, IngestRunner, default_client_id
+from fleet.telemetry.ingest import IngestOptions, IngestRunner
 from fleet.telemetry.models import Position
 from fleet.vehicles import topics
 from fleet.vehicles.credentials import issue_credentials, revoke_credentials
 from fleet.vehicles.models import Equipment
 from fleet.vehicles.services import retire_equipment
+from tests.conftest import wait_until
 from tests.factories import haul_truck, truck_message
 from tests.mqtt import Session
 
 REFUSED = "Not authorized"
 
 
-def wait_until(condition, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def services_running(mqtt_broker):
     """An ingest replica and the outbox's delivery, each on its own service login."""
-    ingest = IngestRunner(IngestOptions(client_id=default_client_id("a"), batch_delay_s=0.02))
+    ingest = IngestRunner(IngestOptions(replica="a", batch_delay_s=0.02))
     outbox = OutboxDelivery("haulmind-outbox-control-room")
     threads = [threading.Thread(target=r.run, daemon=True) for r in (ingest, outbox)]
     for thread in threads:

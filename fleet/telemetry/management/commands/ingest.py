@@ -1,5 +1,7 @@
 """``manage.py ingest``: one ingest replica (see fleet/telemetry/ingest.py). Run more for more
-throughput; each needs its own ``--replica`` name (its persistent MQTT session)."""
+throughput; each needs its own stable ``--replica`` name (its persistent MQTT session).
+``manage.py ingest --retire NAME``: a replica that is gone for good, drained and forgotten by the
+broker (fleet/telemetry/replicas.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +9,12 @@ import logging
 import signal
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from prometheus_client import start_http_server
 
 from fleet.preflight import check_database
-from fleet.telemetry.ingest import IngestOptions, IngestRunner, default_client_id
+from fleet.telemetry.ingest import IngestOptions, IngestRunner
+from fleet.telemetry.replicas import ReplicaError
 
 
 class Command(BaseCommand):
@@ -19,7 +22,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
-            "--replica", help="Replica name (stable across restarts); default: host name."
+            "--replica",
+            help="This replica's stable name (its broker session); default: INGEST_REPLICA.",
+        )
+        parser.add_argument(
+            "--retire",
+            metavar="NAME",
+            help="Retire the stopped replica NAME for good: store what its session holds, then "
+            "end the session.",
         )
         parser.add_argument("--batch-size", type=int, default=settings.INGEST_BATCH_SIZE)
         parser.add_argument(
@@ -43,21 +53,41 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         check_database()
-        runner = IngestRunner(
-            IngestOptions(
-                client_id=default_client_id(options["replica"]),
-                batch_size=options["batch_size"],
-                share_group=options["share_group"],
-                session_expiry_s=options["session_expiry"],
+        try:
+            runner = IngestRunner(
+                IngestOptions(
+                    replica=options["retire"] or options["replica"] or "",
+                    batch_size=options["batch_size"],
+                    share_group=options["share_group"],
+                    session_expiry_s=options["session_expiry"],
+                ),
+                retiring=bool(options["retire"]),
             )
-        )
+        except ReplicaError as error:
+            raise CommandError(str(error)) from None
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: runner.stop())
         if options["metrics_port"]:
             start_http_server(options["metrics_port"], addr="127.0.0.1")
-        self.stdout.write(
-            f"ingest {runner.options.client_id}: batches of {runner.options.batch_size}, "
-            f"metrics on :{options['metrics_port'] or 'off'}"
-        )
-        runner.run()
-        self.stdout.write("ingest stopped; everything received was committed and acknowledged")
+        if runner.retiring:
+            self.stdout.write(f"retiring ingest replica {runner.options.replica}: draining")
+        else:
+            self.stdout.write(
+                f"ingest {runner.options.client_id}: batches of {runner.options.batch_size}, "
+                f"metrics on :{options['metrics_port'] or 'off'}"
+            )
+        try:
+            runner.run()
+        except ReplicaError as error:
+            raise CommandError(str(error)) from None
+        if runner.retiring and not runner.retired:
+            raise CommandError(f"stopped before {runner.options.replica}'s session was drained")
+        if runner.retiring:
+            drain = runner.drain
+            self.stdout.write(
+                f"retired {runner.options.replica}: its session held {drain.messages} "
+                f"message(s), stored; lag p50 {drain.lag_p50_s} s, max {drain.lag_max_s} s; "
+                "the broker has forgotten the session"
+            )
+        else:
+            self.stdout.write("ingest stopped; everything received was committed and acknowledged")
