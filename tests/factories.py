@@ -192,7 +192,7 @@ def truck_message(
     """One truck -> FMS envelope, encoded (and checked) by the project's own encoder."""
     from datetime import UTC, datetime
 
-    from fleet.telemetry import wire
+    from fleet.protocol import wire
 
     if body is None:
         body = position_body(**position)

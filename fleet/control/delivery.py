@@ -14,7 +14,7 @@ from django.db import DatabaseError, connection, transaction
 
 from fleet.control import services
 from fleet.control.models import Command
-from fleet.vehicles import topics
+from fleet.protocol import topics
 from fleet.vehicles.broker import OUTBOX
 from fleet.vehicles.mqtt import broker_address, service_client
 

@@ -22,7 +22,7 @@ from django.utils import timezone
 from fleet.control.models import Command, CommandEvent, TruckState
 from fleet.live.broadcast import broadcast_on_commit
 from fleet.mine.models import PolicyZone
-from fleet.telemetry import wire
+from fleet.protocol import wire
 from fleet.vehicles.models import Equipment
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ Each truck is its own paho MQTT 5 client (username = EquipmentId), driven by one
 loop through paho's external-loop API (``socket()``, ``loop_read()``, ``loop_write()``,
 ``loop_misc()`` and the socket open / close / register-write callbacks): no thread per
 client. Every message is built with ``wire.encode`` and every received one read with
-``wire.parse_fms_message``. Topic layout as fleet/vehicles/topics.py. This module needs no
+``wire.parse_fms_message``. Topic layout as fleet/protocol/topics.py. This module needs no
 Django, so a benchmark can drive it directly; fleet/simulator/runner.py sets it up from the
 database.
 """
@@ -27,8 +27,8 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from fleet.protocol import wire
 from fleet.simulator.engine import STATES, STOPPED, TYRES, Engine, Event
-from fleet.telemetry import wire
 
 log = logging.getLogger(__name__)
 

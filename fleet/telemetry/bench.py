@@ -28,9 +28,9 @@ from django.db import connection
 
 from fleet.mine.mapfile import import_site_map
 from fleet.mine.models import Site
+from fleet.protocol import topics
 from fleet.telemetry import loadgen, replicas
 from fleet.telemetry.models import Position
-from fleet.vehicles import topics
 from fleet.vehicles.broker import INGEST
 from fleet.vehicles.credentials import issue_credentials
 from fleet.vehicles.logins import BrokerAdminError, reconcile_logins

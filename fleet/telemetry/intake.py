@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from django.conf import settings
 
-from fleet.telemetry import wire
+from fleet.protocol import wire
 
 # Reasons added at admission, beside the parser's own (wire.REASONS). Stable metric labels.
 ADMISSION_REASONS = frozenset(

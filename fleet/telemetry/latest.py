@@ -17,7 +17,7 @@ import orjson
 import redis
 from django.conf import settings
 
-from fleet.telemetry import wire
+from fleet.protocol import wire
 from fleet.telemetry.intake import Admitted
 
 # ARGV: triples (field, timestamp in ms, value). Sets each field only when newer than stored.

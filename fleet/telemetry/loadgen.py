@@ -12,7 +12,7 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from fleet.telemetry import wire
+from fleet.protocol import wire
 
 LON0, LAT0 = -68.95, -22.35
 

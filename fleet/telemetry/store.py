@@ -14,7 +14,7 @@ from datetime import datetime
 
 from django.db import connection
 
-from fleet.telemetry import wire
+from fleet.protocol import wire
 from fleet.telemetry.intake import Admitted
 from fleet.telemetry.models import NO_SEQUENCE
 

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from fleet.vehicles import topics
+from fleet.protocol import topics
 from fleet.vehicles.models import Credential, Equipment
 from fleet.vehicles.passwords import mosquitto_hash
 

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from fleet.control import services
 from fleet.control.delivery import OutboxDelivery
 from fleet.control.models import Command
-from fleet.telemetry import wire
+from fleet.protocol import wire
 from fleet.telemetry.ingest import IngestOptions, IngestRunner
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.services import EquipmentDirectory, ingest_batch

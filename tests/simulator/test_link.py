@@ -13,12 +13,11 @@ import pytest
 from django.conf import settings
 from paho.mqtt.enums import CallbackAPIVersion
 
+from fleet.protocol import topics, wire
 from fleet.simulator.engine import Engine, TruckSpec
 from fleet.simulator.link import LinkOptions, SimulatedFleet
 from fleet.simulator.runner import ensure_credentials
 from fleet.simulator.world import world_for_site
-from fleet.telemetry import wire
-from fleet.vehicles import topics
 from fleet.vehicles.models import Equipment
 from tests.factories import LAT0, LON0, zone_feature
 

@@ -14,11 +14,11 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from paho.mqtt.enums import CallbackAPIVersion
 
+from fleet.protocol import topics
 from fleet.telemetry import replicas
 from fleet.telemetry.ingest import IngestOptions, IngestRunner
 from fleet.telemetry.models import IngestReplica, Position
 from fleet.telemetry.tasks import watch_ingest_replicas
-from fleet.vehicles import topics
 from fleet.vehicles.credentials import issue_credentials
 from tests.conftest import wait_until
 from tests.factories import haul_truck, truck_message

@@ -13,9 +13,9 @@ from django.test import Client
 
 from fleet.control import services as control
 from fleet.control.delivery import OutboxDelivery
+from fleet.protocol import topics
 from fleet.telemetry.ingest import IngestOptions, IngestRunner
 from fleet.telemetry.models import Position
-from fleet.vehicles import topics
 from fleet.vehicles.credentials import issue_credentials, revoke_credentials
 from fleet.vehicles.models import Equipment
 from fleet.vehicles.services import retire_equipment

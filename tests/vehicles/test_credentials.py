@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from fleet.vehicles import topics
+from fleet.protocol import topics
 from fleet.vehicles.credentials import authenticate_api_token, issue_credentials, revoke_credentials
 from fleet.vehicles.models import Credential, Equipment
 from fleet.vehicles.passwords import check_mosquitto_hash

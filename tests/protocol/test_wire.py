@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.telemetry import wire
+from fleet.protocol import wire
 from tests.factories import position_body
 
 TRUCK = uuid.UUID("2248d535-3daf-4a86-b1e1-4951a22beec6")

@@ -11,7 +11,7 @@ validates in about 4.5 µs, a pydantic 2 model of the same envelope with the sam
 about 11 µs — and pydantic's lax mode reads ``true`` as 1 and has no notion of our
 "numeric string" tolerance or of reason codes, so it would need custom validators on almost
 every field anyway, which is where the time goes. Reproduce with
-``python -m fleet.telemetry.wire`` (prints µs/message).
+``python -m fleet.protocol.wire`` (prints µs/message).
 
 Rules (the "tolerant reader", see docs/protocol.md):
 - strict on structure: unknown envelope keys are refused (``unknown_message``), unknown fields
