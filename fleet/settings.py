@@ -239,7 +239,8 @@ CELERY_TASK_ALWAYS_EAGER = False
 # Beat's own bookkeeping (last run of each periodic task) lives under var/, not in the checkout.
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "complete-zone-deletions": {"task": "mine.complete_zone_deletions", "schedule": 30.0},
+    "complete-zone-deletions": {"task": "control.complete_zone_deletions", "schedule": 10.0},
+    "reconcile-zone-sets": {"task": "control.reconcile_zone_sets", "schedule": 15.0},
     "maintain-history": {"task": "telemetry.maintain_history", "schedule": 3600.0},
     "roll-up-positions": {"task": "telemetry.roll_up_positions", "schedule": 60.0},
     "derive-haul-cycles": {"task": "telemetry.derive_haul_cycles", "schedule": 60.0},
@@ -257,6 +258,9 @@ AUDIT_ARCHIVE_DIR = env_str("AUDIT_ARCHIVE_DIR")  # None: VAR_DIR / "audit-archi
 # --- The mine map ---------------------------------------------------------------------------------
 # A zone in Pending Delete becomes Deleted when every truck dropped it, or after this long.
 ZONE_DELETE_TIMEOUT_S = env_int("ZONE_DELETE_TIMEOUT_S", 300, minimum=10)
+# A connected machine whose reported zones differ from its site's Active zones is re-synchronised,
+# at most once per this many seconds (its answers to the last re-sync need a moment to arrive).
+ZONE_RESYNC_SETTLE_S = env_int("ZONE_RESYNC_SETTLE_S", 30, minimum=1)
 
 # --- Auth, roles, REST ------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

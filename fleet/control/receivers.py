@@ -7,13 +7,16 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from fleet.control import services
+from fleet.control import services, zones
+from fleet.mine.signals import zone_activated, zone_deletion_requested
 from fleet.telemetry.signals import connection_changed, messages_admitted
 
 
 @receiver(messages_admitted, dispatch_uid="control-answers")
 def apply_answers(sender: Any, admitted: list, **kwargs: Any) -> None:
-    services.record_answers(item.envelope for item in admitted)
+    envelopes = [item.envelope for item in admitted]
+    services.record_answers(envelopes)
+    zones.record_zone_responses(envelopes)
 
 
 @receiver(connection_changed, dispatch_uid="control-connection")
@@ -23,3 +26,13 @@ def reconcile_on_connect(sender: Any, equipment_id: str, state: dict, **kwargs: 
     except ValueError:
         return
     services.record_connection(equipment, str(state.get("ConnectionState", "")))
+
+
+@receiver(zone_activated, dispatch_uid="control-zone-activated")
+def send_zone_activation(sender: Any, zone_id: uuid.UUID, **kwargs: Any) -> None:
+    zones.send_zone_activation(zone_id)
+
+
+@receiver(zone_deletion_requested, dispatch_uid="control-zone-deletion")
+def send_zone_deactivation(sender: Any, zone_id: uuid.UUID, **kwargs: Any) -> None:
+    zones.send_zone_deactivation(zone_id)

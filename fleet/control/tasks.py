@@ -1,10 +1,30 @@
+"""Celery tasks of control: plain data in, the work is in the services."""
+
 from __future__ import annotations
 
-from celery import shared_task
+from datetime import timedelta
 
+from celery import shared_task
+from django.conf import settings
+
+from fleet.control import zones
 from fleet.control.services import expire_commands
 
 
 @shared_task(name="control.expire_commands")
 def expire_commands_task() -> int:
     return expire_commands()
+
+
+@shared_task(name="control.complete_zone_deletions")
+def complete_zone_deletions() -> list[str]:
+    """Finish zones whose deletion every machine asked confirmed or that timed out; their ids."""
+    timeout = timedelta(seconds=settings.ZONE_DELETE_TIMEOUT_S)
+    return [str(zone.id) for zone in zones.complete_zone_deletions(timeout=timeout)]
+
+
+@shared_task(name="control.reconcile_zone_sets")
+def reconcile_zone_sets() -> int:
+    """Re-synchronise connected machines whose reported zones differ from the desired ones."""
+    settle = timedelta(seconds=settings.ZONE_RESYNC_SETTLE_S)
+    return len(zones.reconcile_zone_sets(settle=settle))

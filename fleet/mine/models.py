@@ -209,6 +209,12 @@ class PolicyZone(models.Model):
     activated_at = models.DateTimeField(null=True, blank=True)
     delete_requested_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    unanswered = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Machines that had not confirmed dropping the zone when its deletion deadline "
+        "passed (they are re-synchronised when they next report or connect).",
+    )
     area_m2 = models.FloatField(editable=False, default=0.0)
 
     class Meta:
@@ -282,7 +288,7 @@ class ZoneResponse(AuditRecord):
 
     @classmethod
     def archivable(cls, cutoff: Any) -> models.QuerySet:
-        # A zone being deleted waits for its trucks' answers (services.complete_zone_deletions).
+        # A zone being deleted waits for its trucks' answers (fleet.control.zones.complete_zone_deletions).
         return super().archivable(cutoff).exclude(zone__status=PolicyZone.Status.PENDING_DELETE)
 
 

@@ -8,7 +8,6 @@ site's live clients after the commit.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -18,7 +17,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from fleet.live.broadcast import broadcast_on_commit
-from fleet.mine.models import PolicyZone, RoadNetwork, Site, ZoneResponse
+from fleet.mine import signals
+from fleet.mine.models import PolicyZone, RoadNetwork, Site
 
 Status = PolicyZone.Status
 
@@ -29,6 +29,10 @@ def _zone_changed(zone: PolicyZone) -> None:
         "zone.changed",
         {"id": str(zone.id), "name": zone.name, "status": zone.status},
     )
+
+
+def _tell_on_commit(signal: Any, zone: PolicyZone) -> None:
+    transaction.on_commit(lambda: signal.send(sender=PolicyZone, zone_id=zone.id))
 
 
 def _require(zone: PolicyZone, allowed: set[str], action: str) -> None:
@@ -78,6 +82,7 @@ def activate_zone(zone: PolicyZone) -> PolicyZone:
     zone.activated_at = timezone.now()
     zone.save(update_fields=["status", "activated_at"])
     _zone_changed(zone)
+    _tell_on_commit(signals.zone_activated, zone)
     if zone.replaces_id:
         old = PolicyZone.objects.get(pk=zone.replaces_id)
         if old.status in {Status.PENDING, Status.ACTIVE}:
@@ -97,40 +102,23 @@ def request_zone_deletion(zone: PolicyZone) -> PolicyZone:
         zone.status, zone.deleted_at = Status.DELETED, now
     else:
         zone.status = Status.PENDING_DELETE
+        _tell_on_commit(signals.zone_deletion_requested, zone)
     zone.save(update_fields=["status", "delete_requested_at", "deleted_at"])
     _zone_changed(zone)
     return zone
 
 
 @transaction.atomic
-def confirm_zone_deleted(zone: PolicyZone) -> PolicyZone:
-    """Pending Delete -> Deleted, once the trucks have dropped it (or it timed out)."""
+def confirm_zone_deleted(zone: PolicyZone, *, unanswered: list[str] | None = None) -> PolicyZone:
+    """Pending Delete -> Deleted, once the trucks have dropped it, or at the deadline with the
+    names of the machines that had not answered (``unanswered``)."""
     zone = PolicyZone.objects.select_for_update().get(pk=zone.pk)
     _require(zone, {Status.PENDING_DELETE}, "confirm deletion of")
     zone.status, zone.deleted_at = Status.DELETED, timezone.now()
-    zone.save(update_fields=["status", "deleted_at"])
+    zone.unanswered = sorted(unanswered or [])
+    zone.save(update_fields=["status", "deleted_at", "unanswered"])
     _zone_changed(zone)
     return zone
-
-
-def complete_zone_deletions(*, timeout: timedelta) -> list[PolicyZone]:
-    """Pending Delete -> Deleted for each zone every active autonomous truck of its site has
-    dropped (a deactivate response), or whose request is older than ``timeout``: a truck that
-    never answers must not keep a road closed forever; it is re-synchronised when it reconnects."""
-    from fleet.vehicles.models import Equipment
-
-    done = []
-    cutoff = timezone.now() - timeout
-    for zone in PolicyZone.objects.filter(status=Status.PENDING_DELETE).select_related("site"):
-        trucks = Equipment.objects.filter(
-            site=zone.site_id, autonomous=True, status=Equipment.Status.ACTIVE
-        ).values("id")
-        answered = zone.responses.filter(
-            request=ZoneResponse.Request.DEACTIVATE, equipment__in=trucks
-        )
-        if zone.delete_requested_at <= cutoff or answered.count() >= trucks.count():
-            done.append(confirm_zone_deleted(zone))
-    return done
 
 
 @transaction.atomic

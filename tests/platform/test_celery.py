@@ -7,9 +7,9 @@ from datetime import timedelta
 from django.contrib.gis.geos import Polygon
 from django.utils import timezone
 
+from fleet.control.tasks import complete_zone_deletions
 from fleet.mine import services
 from fleet.mine.models import PolicyZone
-from fleet.mine.tasks import complete_zone_deletions
 from tests.factories import LAT0, LON0, square
 
 
@@ -33,21 +33,3 @@ def test_a_worker_finishes_a_zone_deletion_that_timed_out(celery_worker_process,
     assert finished == [str(zone.id)], celery_worker_process.output()
     zone.refresh_from_db()
     assert zone.status == PolicyZone.Status.DELETED
-
-
-def test_a_zone_every_truck_has_not_dropped_stays_pending_delete(site):
-    from fleet.vehicles.models import Equipment
-
-    Equipment.objects.create(
-        site=site, kind="haul_truck", name="HT-9", payload_capacity_t=90, autonomous=True
-    )
-    zone = services.activate_zone(
-        services.create_zone(
-            site=site,
-            name="Wet",
-            geometry=Polygon(square(LON0, LAT0, 0.0004), srid=4326),
-            policies={"lowTraction": {}},
-        )
-    )
-    services.request_zone_deletion(zone)
-    assert services.complete_zone_deletions(timeout=timedelta(minutes=5)) == []
