@@ -57,6 +57,16 @@ api_v1 = [
     ),
     path("commands/", control_views.CommandListView.as_view(), name="command-list"),
     path(
+        "sites/<uuid:site_id>/all-stop/",
+        control_views.SiteAllStopView.as_view(),
+        name="site-all-stop",
+    ),
+    path(
+        "sites/<uuid:site_id>/all-stop/remove/",
+        control_views.SiteAllStopRemoveView.as_view(),
+        name="site-all-stop-remove",
+    ),
+    path(
         "ingest/replicas/",
         telemetry_views.IngestReplicaListView.as_view(),
         name="ingest-replica-list",

@@ -28,6 +28,7 @@ OPERATOR_EXTRA = {
     ("mine", "add_policyzone"),
     ("mine", "activate_policyzone"),
     ("control", "add_command"),
+    ("control", "apply_allstop"),  # the emergency-stop rule: anyone on shift can stop the site
 }
 SUPERVISOR_MODELS = {
     "mine": (
@@ -42,9 +43,13 @@ SUPERVISOR_MODELS = {
     ),
     "vehicles": ("equipment",),
 }
-# Supervisors decide which model version serves (promote, roll back) and which inference nodes
-# take work (drain, undrain).
-SUPERVISOR_EXTRA = {("learning", "promote_modelversion"), ("pool", "drain_node")}
+# Supervisors decide which model version serves (promote, roll back), which inference nodes
+# take work (drain, undrain), and when a site's all-stop is lifted.
+SUPERVISOR_EXTRA = {
+    ("learning", "promote_modelversion"),
+    ("pool", "drain_node"),
+    ("control", "remove_allstop"),  # lifting an all-stop puts the site back in motion
+}
 # What history refers to is retired or deactivated, never deleted; a command changes only
 # through the services.
 HISTORY_KEPT = {

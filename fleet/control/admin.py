@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from fleet.audit.admin import AuditAdmin, AuditInline, ReadOnlyAdmin
-from fleet.control.models import Command, CommandEvent, TruckState
+from fleet.control.models import AllStop, Command, CommandEvent, FleetMessage, TruckState
 
 
 class CommandEventInline(AuditInline):
@@ -72,8 +72,28 @@ class TruckStateAdmin(ReadOnlyAdmin):
         "stop_id",
         "all_stop_id",
         "reported_all_stop",
+        "safe_stopped_at",
         "resynced_at",
     )
-    list_filter = ("connection", "equipment__site")
+    list_filter = ("connection", "equipment__site", ("safe_stopped_at", admin.EmptyFieldListFilter))
     search_fields = ("equipment__name",)
     list_select_related = ("equipment",)
+
+
+@admin.register(AllStop)
+class AllStopAdmin(AuditAdmin):
+    """Every all-stop applied and removed, with its reason and who; the machines' answers are
+    their commands (Commands, message MachineAllStopRequestV1)."""
+
+    list_display = ("at", "site", "mode", "actor", "reason", "machines")
+    list_filter = ("mode", "site")
+    search_fields = ("reason", "actor", "stop_id")
+    date_hierarchy = "at"
+    readonly_fields = ("site", "mode", "stop_id", "reason", "actor", "machines", "at")
+
+
+@admin.register(FleetMessage)
+class FleetMessageAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "site", "message_name", "published_at")
+    list_filter = ("message_name", "site")
+    readonly_fields = ("site", "message_name", "body", "answer_key", "created_at", "published_at")

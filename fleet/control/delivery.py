@@ -68,7 +68,27 @@ class OutboxDelivery:
             self._client.loop_stop()
 
     def deliver_due(self) -> int:
-        """One round: publish every due command, mark those the broker took. Returns count."""
+        """One round: publish the fleet-topic messages, then every due command; mark those the
+        broker took. Returns how many were published."""
+        return self._deliver_fleet_messages() + self._deliver_commands()
+
+    def _deliver_fleet_messages(self) -> int:
+        with transaction.atomic():
+            due = services.due_fleet_messages()
+            published = 0
+            for message in due:
+                topic = topics.fleet_down_topic(message.site.slug, message.message_name)
+                info = self._client.publish(topic, services.fleet_envelope(message), qos=1)
+                try:
+                    info.wait_for_publish(timeout=PUBACK_TIMEOUT_S)
+                except (RuntimeError, ValueError):
+                    continue
+                if info.is_published():
+                    services.mark_fleet_message_published(message)
+                    published += 1
+        return published
+
+    def _deliver_commands(self) -> int:
         with transaction.atomic():
             due = services.due_commands()
             pending = [(command, self._publish(command)) for command in due]

@@ -154,6 +154,34 @@ class Command(models.Model):
             )
         return True
 
+    @classmethod
+    def change_statuses(
+        cls,
+        pks: Iterable[int],
+        status: str,
+        *,
+        actor: str,
+        detail: str = "",
+        when: Iterable[str] = OPEN,
+        **fields: Any,
+    ) -> list[int]:
+        """``change_status`` for many commands in three statements (an all-stop reaches a
+        thousand machines at once). The pks actually changed: those still in ``when``."""
+        with transaction.atomic():
+            still = list(
+                Command.objects.select_for_update()
+                .filter(pk__in=list(pks), status__in=list(when))
+                .values_list("pk", flat=True)
+            )
+            if not still:
+                return []
+            models.QuerySet.update(Command.objects.filter(pk__in=still), status=status, **fields)
+            CommandEvent.objects.bulk_create(
+                CommandEvent(command_id=pk, status=status, detail=detail[:300], actor=actor)
+                for pk in still
+            )
+        return still
+
     @property
     def is_open(self) -> bool:
         return self.status in self.OPEN
@@ -210,6 +238,62 @@ class TruckState(models.Model):
     reported_zone_ids = ArrayField(models.UUIDField(), default=list, blank=True)
     reported_at = models.DateTimeField(null=True, blank=True)
     resynced_at = models.DateTimeField(null=True, blank=True)
+    safe_stopped_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the machine reported it stopped itself because the FMS heartbeat was "
+        "lost (ISO 17757 safe state); cleared when it reports it resumed.",
+    )
 
     def __str__(self) -> str:
         return f"state of {self.equipment_id}"
+
+
+class AllStop(AuditRecord):
+    """One all-stop action on a site (ISO 23725 MachineAllStopRequestV1 to its fleet topic):
+    Apply by an operator or a rule, Remove by a supervisor. The latest row of a site is the
+    state in force; each machine's acknowledgement is its command (answer key
+    ``allstop:<stop_id>:<mode>``)."""
+
+    audit_time_field = "at"
+
+    class Mode(models.TextChoices):
+        APPLY = "Apply", "Apply"
+        REMOVE = "Remove", "Remove"
+
+    site = models.ForeignKey("mine.Site", on_delete=models.PROTECT, related_name="all_stops")
+    mode = models.CharField(max_length=6, choices=Mode.choices)
+    stop_id = models.UUIDField("ModeAllStopId")
+    reason = models.CharField(max_length=300)
+    actor = models.CharField(max_length=80, help_text="The user, or the rule that applied it.")
+    machines = models.PositiveIntegerField(help_text="Machines of the site it was sent to.")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta(AuditRecord.Meta):
+        ordering = ["-at", "-id"]
+        permissions = [
+            ("apply_allstop", "Can apply a site's all-stop"),
+            ("remove_allstop", "Can remove a site's all-stop"),
+        ]
+
+    def __str__(self) -> str:
+        return f"all-stop {self.mode} on {self.site_id} by {self.actor}"
+
+
+class FleetMessage(models.Model):
+    """A message for every machine of a site, published once on the site's fleet topic by the
+    delivery process; the per-machine commands beside it track each acknowledgement and retry
+    on the machine's own topic."""
+
+    site = models.ForeignKey("mine.Site", on_delete=models.PROTECT, related_name="+")
+    message_name = models.CharField(max_length=64)
+    body = models.JSONField()
+    answer_key = models.CharField(max_length=80, help_text="The machines' commands it stands for.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.message_name} to the fleet of {self.site_id}"

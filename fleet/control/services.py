@@ -17,9 +17,10 @@ import orjson
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from fleet.control.models import Command, CommandEvent, TruckState
+from fleet.control.models import Command, CommandEvent, FleetMessage, TruckState
 from fleet.live.broadcast import broadcast_on_commit
 from fleet.mine.models import PolicyZone
 from fleet.protocol import wire
@@ -111,6 +112,53 @@ def issue_command(
     _notify_on_commit()
     _changed(command)
     return command
+
+
+@transaction.atomic
+def issue_commands_to(
+    machines: list[Equipment],
+    message_name: str,
+    body: Any,
+    *,
+    reason: str,
+    actor: User | None = None,
+    actor_name: str = "",
+    supersede_key: str = "",
+    first_attempt_in: timedelta = timedelta(0),
+) -> list[Command]:
+    """``issue_command`` for many machines at once, in a handful of statements: the same body
+    to each (an all-stop). ``first_attempt_in`` delays each machine's own delivery, when a
+    message on the fleet topic is the first attempt for all of them."""
+    wire.encode(message_name, body, equipment_id=None, command_id=uuid.uuid4())
+    if supersede_key:
+        old = Command.objects.filter(
+            equipment__in=machines, supersede_key=supersede_key, status__in=Command.OPEN
+        ).values_list("pk", flat=True)
+        Command.change_statuses(
+            old, Status.SUPERSEDED, actor="outbox", detail=f"replaced: {reason}"
+        )
+    now = timezone.now()
+    commands = Command.objects.bulk_create(
+        Command(
+            equipment=machine,
+            message_name=message_name,
+            body=body,
+            supersede_key=supersede_key,
+            answer_key=_answer_key(message_name, body),
+            reason=reason[:300],
+            issued_by=actor,
+            expires_at=now + timedelta(seconds=settings.COMMAND_TTL_S),
+            next_attempt_at=now + first_attempt_in,
+        )
+        for machine in machines
+    )
+    who = actor.get_username() if actor else actor_name or "fms"
+    CommandEvent.objects.bulk_create(
+        CommandEvent(command=command, status=Status.ISSUED, detail=reason[:300], actor=who)
+        for command in commands
+    )
+    _notify_on_commit()
+    return commands
 
 
 def envelope_of(command: Command) -> bytes:
@@ -230,6 +278,46 @@ def due_commands(limit: int = 500) -> list[Command]:
         )
         .select_related("equipment__site")
         .order_by("next_attempt_at")[:limit]
+    )
+
+
+def due_fleet_messages() -> list[FleetMessage]:
+    """Fleet-topic messages not yet published, locked for this delivery process."""
+    return list(
+        FleetMessage.objects.select_for_update(skip_locked=True)
+        .filter(published_at__isnull=True)
+        .select_related("site")
+        .order_by("created_at", "id")[:50]
+    )
+
+
+def fleet_envelope(message: FleetMessage) -> bytes:
+    """A fleet-wide envelope: no EquipmentId, no CommandId (each machine answers by the
+    message's own identifiers, e.g. the ModeAllStopId)."""
+    return wire.encode(message.message_name, message.body, equipment_id=None, validate=False)
+
+
+def mark_fleet_message_published(message: FleetMessage) -> int:
+    """The broker took it: the machines' commands it stands for are Sent (their first
+    attempt). Returns how many."""
+    now = timezone.now()
+    FleetMessage.objects.filter(pk=message.pk).update(published_at=now)
+    pending = Command.objects.filter(
+        answer_key=message.answer_key,
+        message_name=message.message_name,
+        equipment__site_id=message.site_id,
+        status=Status.ISSUED,
+    ).values_list("pk", flat=True)
+    return len(
+        Command.change_statuses(
+            pending,
+            Status.SENT,
+            actor="mqtt",
+            detail="via the fleet topic",
+            when=[Status.ISSUED],
+            sent_at=now,
+            attempts=1,
+        )
     )
 
 
@@ -384,34 +472,148 @@ ANSWER_MESSAGES = frozenset(
 
 def record_answers(envelopes: Iterable[wire.Envelope]) -> int:
     """Apply the answers found in a batch of truck messages, and what they report of the
-    truck's own state; a truck that says it is out of sync is re-synchronised."""
-    applied = 0
-    for envelope in envelopes:
-        if ANSWER_MESSAGES.isdisjoint(envelope.bodies) and "OutOfSyncV1" not in envelope.bodies:
-            continue
-        equipment_id = envelope.equipment_id
-        if equipment_id is None:
-            continue
-        for answer in _answers(envelope):
-            if record_answer(equipment_id, **answer) is not None:
-                applied += 1
-        _record_reported_state(equipment_id, envelope)
+    truck's own state; a truck that says it is out of sync is re-synchronised. A batch's answers
+    are applied together, in a few statements (a thousand machines answer an all-stop at once).
+    Returns how many commands they closed."""
+    relevant = [
+        envelope
+        for envelope in envelopes
+        if envelope.equipment_id is not None
+        and not (
+            ANSWER_MESSAGES.isdisjoint(envelope.bodies) and "OutOfSyncV1" not in envelope.bodies
+        )
+    ]
+    if not relevant:
+        return 0
+    with transaction.atomic():
+        applied = _apply_answers(
+            [
+                (envelope.equipment_id, answer)
+                for envelope in relevant
+                for answer in _answers(envelope)
+            ]
+        )
+        _record_reported_states(relevant)
     return applied
 
 
-def _record_reported_state(equipment_id: uuid.UUID, envelope: wire.Envelope) -> None:
-    """The last reported state beside the desired one: all-stop mode and the zones the truck
-    says it holds. Only messages newer than what is recorded count."""
-    equipment = Equipment.objects.filter(pk=equipment_id).first()
-    if equipment is None:
+def _apply_answers(answers: list[tuple[uuid.UUID, dict[str, Any]]]) -> int:
+    """Match each answer to its open command (by CommandId, else the newest by answer key) and
+    close the matched ones, grouped by verdict. Unknown or closed commands are ignored."""
+    if not answers:
+        return 0
+    command_ids = [a["command_id"] for _, a in answers if a.get("command_id")]
+    keys = [(equipment_id, a["answer_key"]) for equipment_id, a in answers if a.get("answer_key")]
+    wanted = Q(command_id__in=command_ids) | Q(
+        equipment_id__in={e for e, _ in keys}, answer_key__in={k for _, k in keys}
+    )
+    by_id: dict[uuid.UUID, Command] = {}
+    by_key: dict[tuple[uuid.UUID, str], Command] = {}
+    for command in (
+        Command.objects.select_for_update()
+        .filter(wanted, status__in=Command.OPEN)
+        .select_related("equipment")
+        .order_by("serial")
+    ):
+        by_id[command.command_id] = command
+        by_key[(command.equipment_id, command.answer_key)] = command  # the newest wins
+    verdicts: dict[tuple[bool, str], list[Command]] = {}
+    seen: set[int] = set()
+    for equipment_id, answer in answers:
+        if answer.get("command_id"):
+            command = by_id.get(answer["command_id"])
+            if command is not None and command.equipment_id != equipment_id:
+                command = None  # a truck answers only its own commands
+        else:
+            command = by_key.get((equipment_id, answer.get("answer_key", "")))
+        if command is None or command.pk in seen:
+            continue
+        seen.add(command.pk)
+        verdict = (bool(answer["accepted"]), (answer.get("reason") or "")[:300])
+        verdicts.setdefault(verdict, []).append(command)
+    now = timezone.now()
+    closed = 0
+    for (accepted, reason), commands in verdicts.items():
+        status = Status.ACKNOWLEDGED if accepted else Status.REJECTED
+        changed = set(
+            Command.change_statuses(
+                [c.pk for c in commands],
+                status,
+                actor="truck",
+                detail=reason,
+                answered_at=now,
+                answer=reason,
+            )
+        )
+        done = [c for c in commands if c.pk in changed]
+        for command in done:
+            command.status, command.answer = status, reason
+        _announce_answered(done)
+        closed += len(done)
+    return closed
+
+
+# Past this many answers in one batch the dashboard gets one summary per site, not one event each.
+ANNOUNCE_EACH_UP_TO = 20
+
+
+def _announce_answered(commands: list[Command]) -> None:
+    if len(commands) <= ANNOUNCE_EACH_UP_TO:
+        for command in commands:
+            _changed(command)
         return
-    state = _state(equipment)
-    if state.reported_at is not None and envelope.timestamp < state.reported_at:
-        return
+    by_site: dict[int, list[Command]] = {}
+    for command in commands:
+        by_site.setdefault(command.equipment.site_id, []).append(command)
+    for site_id, answered in by_site.items():
+        broadcast_on_commit(
+            site_id,
+            "commands.answered",
+            {
+                "count": len(answered),
+                "status": answered[0].status,
+                "message": answered[0].message_name,
+                "equipmentIds": [str(c.equipment_id) for c in answered],
+            },
+        )
+
+
+def _record_reported_states(envelopes: list[wire.Envelope]) -> None:
+    """The last reported state beside the desired one: all-stop mode, the zones the truck says
+    it holds, a safe stop on heartbeat loss. Only messages newer than what is recorded count.
+    One read and one write for the whole batch."""
+    ids = {envelope.equipment_id for envelope in envelopes}
+    machines = Equipment.objects.filter(pk__in=ids).only("id", "site_id")
+    known = {machine.id: machine for machine in machines}
+    existing = set(TruckState.objects.filter(pk__in=known).values_list("pk", flat=True))
+    TruckState.objects.bulk_create(TruckState(equipment_id=i) for i in known if i not in existing)
+    states = {
+        state.pk: state for state in TruckState.objects.select_for_update().filter(pk__in=known)
+    }
+    out_of_sync = []
+    for envelope in sorted(envelopes, key=lambda e: e.timestamp):
+        state = states.get(envelope.equipment_id)
+        if state is None:
+            continue
+        if state.reported_at is None or envelope.timestamp >= state.reported_at:
+            _apply_report(state, envelope)
+        if "OutOfSyncV1" in envelope.bodies:
+            out_of_sync.append(known[envelope.equipment_id])
+    TruckState.objects.bulk_update(
+        states.values(),
+        ["reported_all_stop", "reported_zone_ids", "reported_at", "safe_stopped_at"],
+    )
+    for machine in {m.id: m for m in out_of_sync}.values():
+        resync_truck(machine, reason="truck reported it is out of sync")
+
+
+def _apply_report(state: TruckState, envelope: wire.Envelope) -> None:
     zones = set(state.reported_zone_ids)
     for body in envelope.bodies.values():
         if isinstance(body, wire.MachineAllStopV1):
             state.reported_all_stop = body.mode
+            if body.mode == "Off":
+                state.safe_stopped_at = None
         elif isinstance(body, wire.SyncActiveZonesResponseV1) and body.accepted:
             zones = set(body.zone_ids)
         elif isinstance(body, wire.ActivateZoneResponseV1) and body.accepted:
@@ -420,6 +622,3 @@ def _record_reported_state(equipment_id: uuid.UUID, envelope: wire.Envelope) -> 
             zones.discard(body.zone_id)
     state.reported_zone_ids = sorted(zones)
     state.reported_at = envelope.timestamp
-    state.save(update_fields=["reported_all_stop", "reported_zone_ids", "reported_at"])
-    if "OutOfSyncV1" in envelope.bodies:
-        resync_truck(equipment, reason="truck reported it is out of sync")

@@ -3,19 +3,23 @@ operators list commands with their audit trail and stop or resume a truck. Thin 
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import generics, serializers, status
+from rest_framework import generics, permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.accounts.permissions import RolePermission
 from fleet.api import QueryParameters, query_parameters
-from fleet.control import services
+from fleet.control import allstop, services
 from fleet.control.filters import CommandFilter
-from fleet.control.models import Command
+from fleet.control.models import AllStop, Command
+from fleet.mine.models import Site
 from fleet.vehicles.authentication import IsMachine, TruckTokenAuthentication
 from fleet.vehicles.models import Equipment
 
@@ -192,3 +196,113 @@ class TruckCommandView(APIView):
                 {"detail": f"nothing to {self.action}"}, status=status.HTTP_409_CONFLICT
             )
         return Response(CommandSerializer(command).data, status=status.HTTP_201_CREATED)
+
+
+# --- all-stop ---------------------------------------------------------------------------------
+
+
+class AllStopSerializer(serializers.Serializer):
+    mode = serializers.CharField()
+    stop_id = serializers.UUIDField()
+    reason = serializers.CharField()
+    actor = serializers.CharField()
+    machines = serializers.IntegerField()
+    at = serializers.DateTimeField()
+
+
+class AllStopStatusSerializer(serializers.Serializer):
+    in_force = serializers.BooleanField()
+    last = AllStopSerializer(allow_null=True, help_text="The latest action, Apply or Remove")
+    acknowledged = serializers.ListField(child=serializers.CharField())
+    waiting = serializers.ListField(child=serializers.CharField())
+    failed = serializers.ListField(
+        child=serializers.CharField(), help_text="Rejected or expired: look at these machines"
+    )
+
+
+def _all_stop_answer(site: Site, code: int = status.HTTP_200_OK) -> Response:
+    state = allstop.all_stop_status(site)
+    body = {
+        "in_force": state.event is not None and state.event.mode == AllStop.Mode.APPLY,
+        "last": AllStopSerializer(state.event).data if state.event else None,
+        "acknowledged": state.acknowledged,
+        "waiting": state.waiting,
+        "failed": state.failed,
+    }
+    return Response(body, status=code)
+
+
+class HasPermission(permissions.BasePermission):
+    """The view's ``required`` permission for its POST; viewing needs view_allstop."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        needed = (
+            "control.view_allstop" if request.method in permissions.SAFE_METHODS else view.required
+        )
+        return user.has_perm(needed)
+
+
+SITE_PARAMETER = OpenApiParameter(
+    "site_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The site's id"
+)
+
+
+class SiteAllStopView(APIView):
+    """A site's all-stop: its state with each machine's acknowledgement (viewers), Apply
+    (operators: the emergency-stop rule)."""
+
+    permission_classes = [HasPermission]
+    required = "control.apply_allstop"
+
+    @extend_schema(
+        parameters=[SITE_PARAMETER],
+        responses=AllStopStatusSerializer,
+        summary="The all-stop in force and each machine's acknowledgement",
+    )
+    def get(self, request: Request, site_id: str) -> Response:
+        return _all_stop_answer(get_object_or_404(Site, pk=site_id))
+
+    @extend_schema(
+        parameters=[SITE_PARAMETER],
+        request=ReasonSerializer,
+        responses={201: AllStopStatusSerializer, 200: AllStopStatusSerializer},
+        summary="Apply an all-stop to every machine of the site",
+    )
+    def post(self, request: Request, site_id: str) -> Response:
+        payload = ReasonSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        site = get_object_or_404(Site, pk=site_id)
+        already = allstop.in_force(site) is not None
+        allstop.apply_all_stop(site, reason=payload.validated_data["reason"], actor=request.user)
+        return _all_stop_answer(site, status.HTTP_200_OK if already else status.HTTP_201_CREATED)
+
+
+class SiteAllStopRemoveView(APIView):
+    """Lift the site's all-stop (supervisors only)."""
+
+    permission_classes = [HasPermission]
+    required = "control.remove_allstop"
+
+    @extend_schema(
+        parameters=[SITE_PARAMETER],
+        request=ReasonSerializer,
+        responses={
+            200: AllStopStatusSerializer,
+            409: OpenApiResponse(description="No all-stop is in force"),
+        },
+        summary="Remove the site's all-stop",
+    )
+    def post(self, request: Request, site_id: str) -> Response:
+        payload = ReasonSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        site = get_object_or_404(Site, pk=site_id)
+        try:
+            allstop.remove_all_stop(
+                site, reason=payload.validated_data["reason"], actor=request.user
+            )
+        except ValidationError as error:
+            return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
+        return _all_stop_answer(site)

@@ -31,6 +31,10 @@ def fleet_down_filter(site_slug: str) -> str:
     return f"{_root()}/{site_slug}/{FLEET}/down/#"
 
 
+def fleet_down_topic(site_slug: str, message_name: str) -> str:
+    return f"{_root()}/{site_slug}/{FLEET}/down/{message_name}"
+
+
 def connection_topic(site_slug: str, equipment_id: str) -> str:
     return f"{_root()}/{site_slug}/{equipment_id}/connection"
 

@@ -17,8 +17,9 @@ from django.contrib.auth.models import User
 from django.db import models
 from django.utils import timezone
 
+from fleet.control import allstop
 from fleet.control import services as control
-from fleet.control.models import Command, CommandEvent
+from fleet.control.models import AllStop, Command, CommandEvent
 from fleet.learning.models import AliasChange, ModelVersion
 from fleet.mine.models import ZoneResponse
 from fleet.pool.models import DrainChange
@@ -33,6 +34,7 @@ AUDIT_ROWS: dict[type[models.Model], tuple[str, str]] = {
     ZoneResponse: ("zone_response", "reason"),
     AliasChange: ("alias_change", "name"),
     DrainChange: ("drain_change", "reason"),
+    AllStop: ("all_stop", "reason"),
 }
 ROLES = ("viewer", "operator", "supervisor", "admin", "superuser")
 
@@ -119,6 +121,11 @@ def drain_change(supervisor) -> DrainChange:
     return DrainChange.objects.create(
         node="gpu-node-1", draining=True, by=supervisor, by_name=supervisor.username, reason="fan"
     )
+
+
+@pytest.fixture
+def all_stop(site, truck, operator) -> AllStop:
+    return allstop.apply_all_stop(site, reason="blast at bench 4", actor=operator)
 
 
 @pytest.fixture(params=list(AUDIT_ROWS), ids=lambda model: model.__name__)
