@@ -213,6 +213,18 @@ INGEST_METRICS_PORT = env_int("INGEST_METRICS_PORT", 9108, minimum=0, maximum=65
 COMMAND_TTL_S = env_int("COMMAND_TTL_S", 300, minimum=5)
 COMMAND_RETRY_S = env_int("COMMAND_RETRY_S", 2, minimum=1)
 COMMAND_RETRY_MAX_S = env_int("COMMAND_RETRY_MAX_S", 30, minimum=1)
+# Dispatch (fleet.control.dispatching, docs/control-dispatch.md): the flow plan is solved again
+# at least this often (and at once when a loading unit goes down or comes back); an en-route
+# truck is moved to another loading unit only when that saves this many seconds; an ETA
+# prediction older than DISPATCH_ETA_MAX_AGE_S is not used; the time a loading unit stands
+# waiting for a truck counts DISPATCH_IDLE_CREDIT_PCT % in its favour (its need).
+DISPATCH_REPLAN_S = env_int("DISPATCH_REPLAN_S", 300, minimum=10)
+DISPATCH_SWITCH_S = env_int("DISPATCH_SWITCH_S", 60, minimum=0)
+DISPATCH_ETA_MAX_AGE_S = env_int("DISPATCH_ETA_MAX_AGE_S", 60, minimum=1)
+DISPATCH_IDLE_CREDIT_PCT = env_int("DISPATCH_IDLE_CREDIT_PCT", 50, minimum=0, maximum=100)
+DISPATCH_TRUCK_EFFICIENCY_PCT = env_int(
+    "DISPATCH_TRUCK_EFFICIENCY_PCT", 90, minimum=10, maximum=100
+)
 # Live positions to the dashboard at most this often per site (coalesced), in ms.
 LIVE_POSITION_INTERVAL_MS = env_int("LIVE_POSITION_INTERVAL_MS", 500, minimum=50)
 
@@ -246,6 +258,7 @@ CELERY_BEAT_SCHEDULE = {
     "derive-haul-cycles": {"task": "telemetry.derive_haul_cycles", "schedule": 60.0},
     "watch-ingest-replicas": {"task": "telemetry.watch_ingest_replicas", "schedule": 30.0},
     "expire-commands": {"task": "control.expire_commands", "schedule": 5.0},
+    "replan-dispatch": {"task": "control.replan_dispatch", "schedule": 60.0},
     "purge-predictions": {"task": "learning.purge_predictions", "schedule": 3600.0},
 }
 

@@ -4,6 +4,7 @@ from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from fleet.control import dispatch_views
 from fleet.control import views as control_views
 from fleet.learning import views as learning_views
 from fleet.mine import views as mine_views
@@ -65,6 +66,36 @@ api_v1 = [
         "sites/<uuid:site_id>/all-stop/remove/",
         control_views.SiteAllStopRemoveView.as_view(),
         name="site-all-stop-remove",
+    ),
+    path(
+        "sites/<uuid:site_id>/dispatch/",
+        dispatch_views.SiteDispatchView.as_view(),
+        name="site-dispatch",
+    ),
+    path(
+        "sites/<uuid:site_id>/dispatch/replan/",
+        dispatch_views.SiteReplanView.as_view(),
+        name="site-dispatch-replan",
+    ),
+    path(
+        "loading-units/<int:unit_id>/availability/",
+        dispatch_views.UnitAvailabilityView.as_view(),
+        name="loading-unit-availability",
+    ),
+    path(
+        "trucks/<uuid:truck_id>/assignment/",
+        dispatch_views.TruckAssignmentView.as_view(),
+        name="truck-assignment",
+    ),
+    path(
+        "trucks/<uuid:truck_id>/assignment/release/",
+        dispatch_views.TruckReleaseView.as_view(),
+        name="truck-assignment-release",
+    ),
+    path(
+        "dispatch/assignments/",
+        dispatch_views.AssignmentListView.as_view(),
+        name="dispatch-assignment-list",
     ),
     path(
         "ingest/replicas/",

@@ -29,6 +29,7 @@ OPERATOR_EXTRA = {
     ("mine", "activate_policyzone"),
     ("control", "add_command"),
     ("control", "apply_allstop"),  # the emergency-stop rule: anyone on shift can stop the site
+    ("control", "dispatch_trucks"),  # reassign a truck by hand, report a loading unit down or back
 }
 SUPERVISOR_MODELS = {
     "mine": (
@@ -49,6 +50,7 @@ SUPERVISOR_EXTRA = {
     ("learning", "promote_modelversion"),
     ("pool", "drain_node"),
     ("control", "remove_allstop"),  # lifting an all-stop puts the site back in motion
+    ("control", "change_sitedispatch"),  # switch the dispatcher on or off for a site
 }
 # What history refers to is retired or deactivated, never deleted; a command changes only
 # through the services.

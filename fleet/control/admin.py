@@ -7,7 +7,18 @@ from __future__ import annotations
 from django.contrib import admin
 
 from fleet.audit.admin import AuditAdmin, AuditInline, ReadOnlyAdmin
-from fleet.control.models import AllStop, Command, CommandEvent, FleetMessage, TruckState
+from fleet.control.models import (
+    AllStop,
+    Assignment,
+    Command,
+    CommandEvent,
+    DispatchPlan,
+    DispatchTruck,
+    FleetMessage,
+    LoadingUnitStatus,
+    SiteDispatch,
+    TruckState,
+)
 
 
 class CommandEventInline(AuditInline):
@@ -97,3 +108,58 @@ class FleetMessageAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "site", "message_name", "published_at")
     list_filter = ("message_name", "site")
     readonly_fields = ("site", "message_name", "body", "answer_key", "created_at", "published_at")
+
+
+# --- dispatch ---------------------------------------------------------------------------------
+
+
+@admin.register(DispatchPlan)
+class DispatchPlanAdmin(AuditAdmin):
+    """Every flow plan the dispatcher solved, with its trigger, inputs and routes."""
+
+    list_display = ("at", "site", "trigger", "status", "tph", "trucks", "solve_ms", "reason")
+    list_filter = ("trigger", "status", "site")
+    date_hierarchy = "at"
+    readonly_fields = (
+        "site", "at", "trigger", "reason", "status", "tph", "trucks", "solve_ms", "plan", "inputs"
+    )  # fmt: skip
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(AuditAdmin):
+    """Every assignment sent to a truck, its reason and the plan it came from."""
+
+    list_display = ("at", "equipment", "loading_unit", "dump", "manual", "actor", "reason")
+    list_filter = ("manual", "loading_unit", "equipment__site")
+    search_fields = ("equipment__name", "assignment_id", "reason", "actor")
+    date_hierarchy = "at"
+    list_select_related = ("equipment", "loading_unit", "dump")
+    readonly_fields = (
+        "equipment", "assignment_id", "loading_unit", "dump", "plan", "manual", "reason",
+        "actor", "command", "expected_arrival", "at",
+    )  # fmt: skip
+
+
+@admin.register(LoadingUnitStatus)
+class LoadingUnitStatusAdmin(AuditAdmin):
+    """Loading units reported down and back, by whom and why."""
+
+    list_display = ("at", "loading_unit", "available", "dig_rate_tph", "actor", "reason")
+    list_filter = ("available", "loading_unit__site")
+    date_hierarchy = "at"
+    readonly_fields = ("loading_unit", "available", "dig_rate_tph", "reason", "actor", "at")
+
+
+@admin.register(DispatchTruck)
+class DispatchTruckAdmin(ReadOnlyAdmin):
+    list_display = ("equipment", "production_state", "empty", "arrived", "manual_hold", "state_at")
+    list_filter = ("production_state", "manual_hold")
+    readonly_fields = (
+        "equipment", "production_state", "state_at", "way_id", "reported_assignment_id",
+        "empty", "arrived", "assignment", "manual_hold",
+    )  # fmt: skip
+
+
+@admin.register(SiteDispatch)
+class SiteDispatchAdmin(admin.ModelAdmin):
+    list_display = ("site", "enabled", "changed_at")

@@ -297,3 +297,129 @@ class FleetMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.message_name} to the fleet of {self.site_id}"
+
+
+# --- dispatch (fleet.control.dispatching; the optimiser is fleet.control.dispatch) -------------
+
+
+class SiteDispatch(models.Model):
+    """Whether the dispatcher runs a site's trucks (off until a supervisor switches it on)."""
+
+    site = models.OneToOneField(
+        "mine.Site", on_delete=models.CASCADE, primary_key=True, related_name="dispatch"
+    )
+    enabled = models.BooleanField(default=False)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        permissions = [
+            ("dispatch_trucks", "Can reassign trucks, release them and report loading units")
+        ]
+
+    def __str__(self) -> str:
+        return f"dispatch of {self.site_id} ({'on' if self.enabled else 'off'})"
+
+
+class LoadingUnitStatus(AuditRecord):
+    """A loading unit reported down or back (and, optionally, digging at a changed rate): the
+    latest row of a unit is its state; none means available at its mapped rate."""
+
+    audit_time_field = "at"
+
+    loading_unit = models.ForeignKey(
+        "mine.LoadingUnit", on_delete=models.PROTECT, related_name="statuses"
+    )
+    available = models.BooleanField()
+    dig_rate_tph = models.FloatField(
+        null=True, blank=True, help_text="The rate it digs at now, if not its mapped rate."
+    )
+    reason = models.CharField(max_length=300)
+    actor = models.CharField(max_length=80)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta(AuditRecord.Meta):
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.loading_unit_id} {'up' if self.available else 'down'} by {self.actor}"
+
+
+class DispatchPlan(AuditRecord):
+    """One solve of the upper stage (the flow plan) with its inputs and why it was made."""
+
+    audit_time_field = "at"
+
+    site = models.ForeignKey("mine.Site", on_delete=models.PROTECT, related_name="+")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    trigger = models.CharField(max_length=20)  # unit-down | unit-up | periodic | operator | first
+    reason = models.CharField(max_length=300)
+    status = models.CharField(max_length=12)
+    tph = models.FloatField(help_text="Planned tonnes per hour.")
+    trucks = models.PositiveIntegerField(help_text="Trucks the plan had.")
+    solve_ms = models.FloatField()
+    plan = models.JSONField(help_text="Routes with their rates, and what binds.")
+    inputs = models.JSONField(help_text="Loading units and dumps as the optimiser saw them.")
+
+    class Meta(AuditRecord.Meta):
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"plan {self.pk} of {self.site_id}: {self.tph:.0f} t/h ({self.trigger})"
+
+
+class Assignment(AuditRecord):
+    """One assignment sent to a truck: the loading unit it goes to next (and the dump after),
+    who decided it (the dispatcher with the plan in force, or an operator by hand) and why."""
+
+    audit_time_field = "at"
+
+    equipment = models.ForeignKey(
+        "vehicles.Equipment", on_delete=models.PROTECT, related_name="assignments"
+    )
+    assignment_id = models.UUIDField("AssignmentId", unique=True)
+    loading_unit = models.ForeignKey("mine.LoadingUnit", on_delete=models.PROTECT, related_name="+")
+    dump = models.ForeignKey(
+        "mine.DumpPoint", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    plan = models.ForeignKey(
+        DispatchPlan, null=True, blank=True, on_delete=models.PROTECT, related_name="assignments"
+    )
+    manual = models.BooleanField(default=False)
+    reason = models.CharField(max_length=300)
+    actor = models.CharField(max_length=80, help_text="A user, or 'dispatcher'.")
+    command = models.ForeignKey(
+        Command, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    expected_arrival = models.DateTimeField(null=True, blank=True)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta(AuditRecord.Meta):
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["equipment", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.equipment_id} -> {self.loading_unit_id} ({self.actor})"
+
+
+class DispatchTruck(models.Model):
+    """Per truck, what the dispatcher tracks: its reported production state, whether it is
+    empty, the assignment in force, and whether an operator's assignment holds it."""
+
+    equipment = models.OneToOneField(
+        "vehicles.Equipment", on_delete=models.CASCADE, primary_key=True, related_name="dispatch"
+    )
+    production_state = models.CharField(max_length=12, blank=True)
+    state_at = models.DateTimeField(null=True, blank=True)
+    way_id = models.IntegerField(null=True, blank=True)
+    reported_assignment_id = models.UUIDField(null=True, blank=True)
+    empty = models.BooleanField(default=True, help_text="Between a dump and its next load.")
+    arrived = models.BooleanField(default=False, help_text="At its loading unit (queued or on).")
+    assignment = models.ForeignKey(
+        Assignment, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    manual_hold = models.BooleanField(
+        default=False, help_text="An operator's assignment, kept until the next dump."
+    )
+
+    def __str__(self) -> str:
+        return f"dispatch state of {self.equipment_id}"

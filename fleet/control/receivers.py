@@ -7,7 +7,7 @@ from typing import Any
 
 from django.dispatch import receiver
 
-from fleet.control import services, zones
+from fleet.control import dispatching, services, zones
 from fleet.mine.signals import zone_activated, zone_deletion_requested
 from fleet.telemetry.signals import connection_changed, messages_admitted
 
@@ -17,6 +17,7 @@ def apply_answers(sender: Any, admitted: list, **kwargs: Any) -> None:
     envelopes = [item.envelope for item in admitted]
     services.record_answers(envelopes)
     zones.record_zone_responses(envelopes)
+    dispatching.record_production_states(envelopes)
 
 
 @receiver(connection_changed, dispatch_uid="control-connection")

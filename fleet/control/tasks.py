@@ -7,7 +7,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from fleet.control import zones
+from fleet.control import dispatching, zones
 from fleet.control.services import expire_commands
 
 
@@ -28,3 +28,9 @@ def reconcile_zone_sets() -> int:
     """Re-synchronise connected machines whose reported zones differ from the desired ones."""
     settle = timedelta(seconds=settings.ZONE_RESYNC_SETTLE_S)
     return len(zones.reconcile_zone_sets(settle=settle))
+
+
+@shared_task(name="control.replan_dispatch")
+def replan_dispatch() -> list[int]:
+    """Re-plan every dispatched site whose flow plan is older than DISPATCH_REPLAN_S."""
+    return [plan.pk for plan in dispatching.replan_due_sites()]
