@@ -556,7 +556,7 @@ def replan(site: Site, *, trigger: str, reason: str, force_move: Sequence[int] =
     started = time.perf_counter()
     now = timezone.now()
     movable = list(
-        DispatchTruck.objects.select_for_update()
+        DispatchTruck.objects.select_for_update(of=("self",))
         .filter(
             equipment__site=site,
             equipment__status=Equipment.Status.ACTIVE,

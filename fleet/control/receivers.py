@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
+from django.db import transaction
 from django.dispatch import receiver
 
 from fleet.control import dispatching, services, zones
 from fleet.mine.signals import zone_activated, zone_deletion_requested
 from fleet.telemetry.signals import connection_changed, messages_admitted
+
+log = logging.getLogger(__name__)
 
 
 @receiver(messages_admitted, dispatch_uid="control-answers")
@@ -17,7 +21,11 @@ def apply_answers(sender: Any, admitted: list, **kwargs: Any) -> None:
     envelopes = [item.envelope for item in admitted]
     services.record_answers(envelopes)
     zones.record_zone_responses(envelopes)
-    dispatching.record_production_states(envelopes)
+    try:  # a failed dispatch decision must not undo the answers applied above
+        with transaction.atomic():
+            dispatching.record_production_states(envelopes)
+    except Exception:
+        log.exception("dispatch could not follow the production states of a batch")
 
 
 @receiver(connection_changed, dispatch_uid="control-connection")
