@@ -260,6 +260,7 @@ CELERY_BEAT_SCHEDULE = {
     "expire-commands": {"task": "control.expire_commands", "schedule": 5.0},
     "replan-dispatch": {"task": "control.replan_dispatch", "schedule": 60.0},
     "purge-predictions": {"task": "learning.purge_predictions", "schedule": 3600.0},
+    "assess-collision-risk": {"task": "control.assess_collision_risk", "schedule": 1.0},
 }
 
 # --- The audit trail (fleet.audit) -----------------------------------------------------------------
@@ -274,6 +275,27 @@ ZONE_DELETE_TIMEOUT_S = env_int("ZONE_DELETE_TIMEOUT_S", 300, minimum=10)
 # A connected machine whose reported zones differ from its site's Active zones is re-synchronised,
 # at most once per this many seconds (its answers to the last re-sync need a moment to arrive).
 ZONE_RESYNC_SETTLE_S = env_int("ZONE_RESYNC_SETTLE_S", 30, minimum=1)
+
+# --- Collision risk (fleet.control.collision_services, docs/control-collision.md) -----------------
+# Pairs of machines predicted closer than the safety distance within the horizon are a risk: a
+# stop when closing sooner than COLLISION_STOP_TTCA_S or closer than the critical distance, else
+# a slow-down for the machine giving way; a standing machine is kept from moving.
+COLLISION_SAFETY_DISTANCE_M = env_int("COLLISION_SAFETY_DISTANCE_M", 50, minimum=5, maximum=1000)
+COLLISION_CRITICAL_DISTANCE_M = env_int("COLLISION_CRITICAL_DISTANCE_M", 20, minimum=1)
+COLLISION_STOP_TTCA_S = env_int("COLLISION_STOP_TTCA_S", 4, minimum=0)
+COLLISION_HORIZON_S = env_int("COLLISION_HORIZON_S", 10, minimum=1, maximum=60)
+COLLISION_STEP_MS = env_int("COLLISION_STEP_MS", 250, minimum=50, maximum=2000)
+# A risk no assessment has seen for this long is closed and its stops resumed.
+COLLISION_CLEAR_S = env_int("COLLISION_CLEAR_S", 3, minimum=0)
+# A machine whose newest position is older than this is not placed (its link is someone else's
+# concern: ISO 17757 safe state).
+COLLISION_POSITION_MAX_AGE_S = env_int("COLLISION_POSITION_MAX_AGE_S", 5, minimum=1)
+# Production states managed by their own rules (loading, tipping, queueing areas): not assessed.
+COLLISION_EXEMPT_STATES = env_list(
+    "COLLISION_EXEMPT_STATES", ["Loading", "Dumping", "Spotting", "Queued", "Parked", "Off"]
+)
+# Assessments triggered by arriving predictions run at most this often per site (beat runs 1 Hz).
+COLLISION_MIN_INTERVAL_MS = env_int("COLLISION_MIN_INTERVAL_MS", 500, minimum=0)
 
 # --- Auth, roles, REST ------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

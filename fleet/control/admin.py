@@ -10,6 +10,8 @@ from fleet.audit.admin import AuditAdmin, AuditInline, ReadOnlyAdmin
 from fleet.control.models import (
     AllStop,
     Assignment,
+    CollisionIntervention,
+    CollisionRisk,
     Command,
     CommandEvent,
     DispatchPlan,
@@ -163,3 +165,45 @@ class DispatchTruckAdmin(ReadOnlyAdmin):
 @admin.register(SiteDispatch)
 class SiteDispatchAdmin(admin.ModelAdmin):
     list_display = ("site", "enabled", "changed_at")
+
+
+class CollisionInterventionInline(AuditInline):
+    model = CollisionIntervention
+    fields = ("at", "equipment", "kind", "command", "reason")
+    readonly_fields = fields
+
+
+@admin.register(CollisionRisk)
+class CollisionRiskAdmin(ReadOnlyAdmin):
+    """Pairs of machines predicted to come too close (fleet.control.collision_services)."""
+
+    list_display = ("opened_at", "first", "second", "d_ca_m", "t_ca_s", "min_d_ca_m", "closed_at")
+    list_filter = ("site", ("closed_at", admin.EmptyFieldListFilter))
+    search_fields = ("first__name", "second__name")
+    date_hierarchy = "opened_at"
+    list_select_related = ("first", "second")
+    inlines = [CollisionInterventionInline]
+    readonly_fields = (
+        "site",
+        "first",
+        "second",
+        "opened_at",
+        "last_seen_at",
+        "closed_at",
+        "t_ca_s",
+        "d_ca_m",
+        "min_d_ca_m",
+        "source",
+    )
+
+
+@admin.register(CollisionIntervention)
+class CollisionInterventionAdmin(AuditAdmin):
+    """Every slow-down, stop, prevent-motion and resume for a collision risk, with its reason."""
+
+    list_display = ("at", "equipment", "kind", "reason", "command")
+    list_filter = ("kind", "equipment__site")
+    search_fields = ("equipment__name", "reason")
+    date_hierarchy = "at"
+    list_select_related = ("equipment", "command")
+    readonly_fields = ("risk", "equipment", "kind", "command", "reason", "at")

@@ -423,3 +423,66 @@ class DispatchTruck(models.Model):
 
     def __str__(self) -> str:
         return f"dispatch state of {self.equipment_id}"
+
+
+class CollisionRisk(models.Model):
+    """A pair of machines predicted to come closer than the safety distance
+    (``fleet.control.collision_services``): open while the assessments keep seeing it, closed
+    once they have not for ``COLLISION_CLEAR_S``. ``first`` is the machine whose id sorts
+    first. What was done about it is in its ``interventions`` (an audit record)."""
+
+    site = models.ForeignKey("mine.Site", on_delete=models.PROTECT, related_name="+")
+    first = models.ForeignKey("vehicles.Equipment", on_delete=models.PROTECT, related_name="+")
+    second = models.ForeignKey("vehicles.Equipment", on_delete=models.PROTECT, related_name="+")
+    opened_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    last_seen_at = models.DateTimeField()
+    closed_at = models.DateTimeField(null=True, blank=True)
+    t_ca_s = models.FloatField("time to closest approach (s)", help_text="At the last sighting.")
+    d_ca_m = models.FloatField("closest approach (m)", help_text="At the last sighting.")
+    min_d_ca_m = models.FloatField("closest approach predicted while open (m)")
+    source = models.CharField(
+        max_length=300,
+        help_text="Where each machine's path came from: a model version or the fallback.",
+    )
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["first", "second"],
+                condition=models.Q(closed_at__isnull=True),
+                name="one_open_collision_risk_per_pair",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"collision risk {self.first_id} / {self.second_id}"
+
+
+class CollisionIntervention(AuditRecord):
+    """What the FMS did about a collision risk, per machine: an ISO 21815-2 intervention (or
+    the resume once the risk cleared), with the command that carried it (none when the machine
+    was already held by another stop, or is not autonomous) and the operator-readable reason."""
+
+    audit_time_field = "at"
+
+    class Kind(models.TextChoices):
+        SLOW_DOWN = "slow_down", "Slow down"
+        STOP = "stop", "Stop"
+        PREVENT_MOTION = "prevent_motion", "Prevent motion"
+        RESUME = "resume", "Resume"
+
+    risk = models.ForeignKey(CollisionRisk, on_delete=models.PROTECT, related_name="interventions")
+    equipment = models.ForeignKey("vehicles.Equipment", on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    command = models.ForeignKey(
+        Command, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.CharField(max_length=300)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta(AuditRecord.Meta):
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of {self.equipment_id} ({self.risk_id})"

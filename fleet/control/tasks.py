@@ -7,7 +7,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from fleet.control import dispatching, zones
+from fleet.control import collision_services, dispatching, zones
 from fleet.control.services import expire_commands
 
 
@@ -34,3 +34,15 @@ def reconcile_zone_sets() -> int:
 def replan_dispatch() -> list[int]:
     """Re-plan every dispatched site whose flow plan is older than DISPATCH_REPLAN_S."""
     return [plan.pk for plan in dispatching.replan_due_sites()]
+
+
+@shared_task(name="control.assess_collision_risk", ignore_result=True, expires=2)
+def assess_collision_risk() -> int:
+    """Collision risk on every active site (beat, every second); how many risks are open.
+    Expires: a run that waited two seconds in the queue is already out of date."""
+    from fleet.mine.models import Site
+
+    return sum(
+        collision_services.assess_collision_risk(site).risks
+        for site in Site.objects.filter(active=True)
+    )

@@ -19,7 +19,13 @@ from django.utils import timezone
 
 from fleet.control import allstop
 from fleet.control import services as control
-from fleet.control.models import AllStop, Command, CommandEvent
+from fleet.control.models import (
+    AllStop,
+    CollisionIntervention,
+    CollisionRisk,
+    Command,
+    CommandEvent,
+)
 from fleet.learning.models import AliasChange, ModelVersion
 from fleet.mine.models import ZoneResponse
 from fleet.pool.models import DrainChange
@@ -35,6 +41,7 @@ AUDIT_ROWS: dict[type[models.Model], tuple[str, str]] = {
     AliasChange: ("alias_change", "name"),
     DrainChange: ("drain_change", "reason"),
     AllStop: ("all_stop", "reason"),
+    CollisionIntervention: ("collision_intervention", "reason"),
 }
 ROLES = ("viewer", "operator", "supervisor", "admin", "superuser")
 
@@ -126,6 +133,29 @@ def drain_change(supervisor) -> DrainChange:
 @pytest.fixture
 def all_stop(site, truck, operator) -> AllStop:
     return allstop.apply_all_stop(site, reason="blast at bench 4", actor=operator)
+
+
+@pytest.fixture
+def collision_intervention(site, truck) -> CollisionIntervention:
+    other = haul_truck(site, "HT-002")
+    risk = CollisionRisk.objects.create(
+        site=site,
+        first=truck,
+        second=other,
+        last_seen_at=timezone.now(),
+        t_ca_s=3.0,
+        d_ca_m=12.0,
+        min_d_ca_m=12.0,
+        source="test",
+    )
+    reason = "stop (ISO 21815-2): collision risk with HT-002, closest approach 12 m in 3.0 s"
+    return CollisionIntervention.objects.create(
+        risk=risk,
+        equipment=truck,
+        kind=CollisionIntervention.Kind.STOP,
+        command=control.stop_truck(truck, reason=reason),
+        reason=reason,
+    )
 
 
 @pytest.fixture(params=list(AUDIT_ROWS), ids=lambda model: model.__name__)
