@@ -225,6 +225,19 @@ DISPATCH_IDLE_CREDIT_PCT = env_int("DISPATCH_IDLE_CREDIT_PCT", 50, minimum=0, ma
 DISPATCH_TRUCK_EFFICIENCY_PCT = env_int(
     "DISPATCH_TRUCK_EFFICIENCY_PCT", 90, minimum=10, maximum=100
 )
+
+# --- Alerts and live compliance (fleet.control.alerts, .compliance; docs/control-alerts.md) -------
+# A truck inside an active exclusion zone, or faster than the lowest speed limit of the zones it is
+# in (plus CONTROL_SPEED_TOLERANCE_KMH), raises an alert as its message is admitted; these say
+# whether a stop command follows.
+CONTROL_STOP_ON_EXCLUSION = env_bool("CONTROL_STOP_ON_EXCLUSION", True)
+CONTROL_STOP_ON_SPEEDING = env_bool("CONTROL_STOP_ON_SPEEDING", False)
+CONTROL_SPEED_TOLERANCE_KMH = env_int("CONTROL_SPEED_TOLERANCE_KMH", 3, minimum=0)
+# The same finding on the same truck is acted on at most once per this many seconds per ingest
+# replica (a truck at 10 Hz inside a zone is one alert, folded, not ten a second).
+CONTROL_ALERT_REPEAT_S = env_int("CONTROL_ALERT_REPEAT_S", 30, minimum=0)
+# How old the ingest process's copy of the active zones may be (one query per this, not per message).
+CONTROL_ZONE_INDEX_S = env_int("CONTROL_ZONE_INDEX_S", 2, minimum=0)
 # Live positions to the dashboard at most this often per site (coalesced), in ms.
 LIVE_POSITION_INTERVAL_MS = env_int("LIVE_POSITION_INTERVAL_MS", 500, minimum=50)
 

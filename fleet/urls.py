@@ -4,7 +4,7 @@ from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from fleet.control import dispatch_views
+from fleet.control import alert_views, dispatch_views
 from fleet.control import views as control_views
 from fleet.learning import views as learning_views
 from fleet.mine import views as mine_views
@@ -66,6 +66,24 @@ api_v1 = [
         "sites/<uuid:site_id>/all-stop/remove/",
         control_views.SiteAllStopRemoveView.as_view(),
         name="site-all-stop-remove",
+    ),
+    path("alerts/", alert_views.AlertListView.as_view(), name="alert-list"),
+    path("alerts/<int:pk>/", alert_views.AlertDetailView.as_view(), name="alert-detail"),
+    path(
+        "alerts/<int:pk>/acknowledge/",
+        alert_views.AlertActionView.as_view(action="acknowledge"),
+        name="alert-acknowledge",
+    ),
+    path("alerts/<int:pk>/assign/", alert_views.AlertAssignView.as_view(), name="alert-assign"),
+    path(
+        "alerts/<int:pk>/resolve/",
+        alert_views.AlertActionView.as_view(action="resolve"),
+        name="alert-resolve",
+    ),
+    path(
+        "sites/<uuid:site_id>/health-policy/",
+        alert_views.HealthPolicyView.as_view(),
+        name="site-health-policy",
     ),
     path(
         "sites/<uuid:site_id>/dispatch/",

@@ -30,6 +30,7 @@ OPERATOR_EXTRA = {
     ("control", "add_command"),
     ("control", "apply_allstop"),  # the emergency-stop rule: anyone on shift can stop the site
     ("control", "dispatch_trucks"),  # reassign a truck by hand, report a loading unit down or back
+    ("control", "change_alert"),  # acknowledge, assign and resolve alerts
 }
 SUPERVISOR_MODELS = {
     "mine": (
@@ -51,6 +52,7 @@ SUPERVISOR_EXTRA = {
     ("pool", "drain_node"),
     ("control", "remove_allstop"),  # lifting an all-stop puts the site back in motion
     ("control", "change_sitedispatch"),  # switch the dispatcher on or off for a site
+    ("control", "change_healthpolicy"),  # what a fault prediction raises and what follows
 }
 # What history refers to is retired or deactivated, never deleted; a command changes only
 # through the services.

@@ -8,6 +8,8 @@ from django.contrib import admin
 
 from fleet.audit.admin import AuditAdmin, AuditInline, ReadOnlyAdmin
 from fleet.control.models import (
+    Alert,
+    AlertEvent,
     AllStop,
     Assignment,
     CollisionIntervention,
@@ -17,6 +19,7 @@ from fleet.control.models import (
     DispatchPlan,
     DispatchTruck,
     FleetMessage,
+    HealthPolicy,
     LoadingUnitStatus,
     SiteDispatch,
     TruckState,
@@ -207,3 +210,76 @@ class CollisionInterventionAdmin(AuditAdmin):
     date_hierarchy = "at"
     list_select_related = ("equipment", "command")
     readonly_fields = ("risk", "equipment", "kind", "command", "reason", "at")
+
+
+# --- alerts -------------------------------------------------------------------------------------
+
+
+class AlertEventInline(AuditInline):
+    model = AlertEvent
+    fields = ("at", "action", "actor", "detail")
+    readonly_fields = fields
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    """Alerts are raised by control's rules and answered through the API (acknowledge, assign,
+    resolve, each audited): listed and filtered here, never edited."""
+
+    list_display = (
+        "last_seen_at",
+        "equipment",
+        "severity",
+        "kind",
+        "status",
+        "source",
+        "count",
+        "reason",
+        "assigned_to",
+    )
+    list_filter = (
+        "status",
+        "severity",
+        "kind",
+        "source",
+        "site",
+        ("assigned_to", admin.RelatedOnlyFieldListFilter),
+    )
+    search_fields = ("equipment__name", "reason", "source", "channel")
+    date_hierarchy = "last_seen_at"
+    list_select_related = ("equipment", "assigned_to")
+    inlines = [AlertEventInline]
+    readonly_fields = (
+        "site",
+        "equipment",
+        "kind",
+        "fold_key",
+        "severity",
+        "status",
+        "source",
+        "inputs",
+        "channel",
+        "reason",
+        "count",
+        "first_seen_at",
+        "last_seen_at",
+        "assigned_to",
+        "resolved_at",
+        "command_ids",
+    )
+
+
+@admin.register(AlertEvent)
+class AlertEventAdmin(AuditAdmin):
+    list_display = ("at", "alert", "action", "actor", "detail")
+    list_filter = ("action", "alert__site")
+    search_fields = ("actor", "detail", "alert__equipment__name")
+    date_hierarchy = "at"
+    list_select_related = ("alert",)
+    readonly_fields = ("alert", "at", "action", "actor", "detail")
+
+
+@admin.register(HealthPolicy)
+class HealthPolicyAdmin(admin.ModelAdmin):
+    list_display = ("site", "consecutive", "workshop_way_id", "updated_by", "updated_at")
+    readonly_fields = ("updated_by", "updated_at")

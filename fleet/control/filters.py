@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 
 from fleet.api import FilterSet
-from fleet.control.models import Command
+from fleet.control.models import Alert, Command
 
 
 class CommandFilter(FilterSet):
@@ -17,3 +17,21 @@ class CommandFilter(FilterSet):
     class Meta:
         model = Command
         fields = ["equipment", "status"]
+
+
+class AlertFilter(FilterSet):
+    site = django_filters.UUIDFilter(field_name="site_id", help_text="Only this site's alerts")
+    equipment = django_filters.UUIDFilter(
+        field_name="equipment_id", help_text="Only this machine's alerts (its EquipmentId)"
+    )
+    status = django_filters.MultipleChoiceFilter(choices=Alert.Status.choices)
+    severity = django_filters.MultipleChoiceFilter(choices=Alert.Severity.choices)
+    kind = django_filters.CharFilter(help_text="e.g. exclusion, speeding, fault:tyre_leak")
+    source = django_filters.CharFilter(help_text="The rule or model version, e.g. fault@3")
+    since = django_filters.IsoDateTimeFilter(
+        field_name="last_seen_at", lookup_expr="gte", help_text="Seen at or after this time"
+    )
+
+    class Meta:
+        model = Alert
+        fields = ["site", "equipment", "status", "severity", "kind", "source", "since"]

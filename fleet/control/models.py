@@ -486,3 +486,174 @@ class CollisionIntervention(AuditRecord):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} of {self.equipment_id} ({self.risk_id})"
+
+
+# --- alerts -------------------------------------------------------------------------------------
+
+
+class Alert(models.Model):
+    """Something an operator must look at, raised by control's rules (live compliance, a fault
+    prediction's run) and answered by people: Open -> Acknowledged -> Assigned -> Resolved.
+
+    Repeats of the same open alert (same machine, same ``fold_key``) are folded into it:
+    ``count`` and ``last_seen_at`` grow, no second row is written (a partial unique index makes
+    that hold across ingest replicas). The status changes only through
+    ``fleet.control.alerts``, which writes each change to ``AlertEvent`` with who made it."""
+
+    class Severity(models.TextChoices):
+        INFO = "info", "Info"
+        WARNING = "warning", "Warning"
+        CRITICAL = "critical", "Critical"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        ASSIGNED = "assigned", "Assigned"
+        RESOLVED = "resolved", "Resolved"
+
+    site = models.ForeignKey("mine.Site", on_delete=models.PROTECT, related_name="alerts")
+    equipment = models.ForeignKey(
+        "vehicles.Equipment", on_delete=models.PROTECT, related_name="alerts"
+    )
+    kind = models.CharField(
+        max_length=40, help_text="What was found: 'exclusion', 'speeding', 'fault:tyre_leak'..."
+    )
+    fold_key = models.CharField(
+        max_length=120, help_text="Repeats with the same key fold into the open alert."
+    )
+    severity = models.CharField(max_length=8, choices=Severity.choices)
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.OPEN, editable=False
+    )
+    source = models.CharField(
+        max_length=80,
+        help_text="The rule that raised it (e.g. 'compliance.exclusion'), or the model version "
+        "(e.g. 'fault@3').",
+    )
+    inputs = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the decision was made on: the zone and the reading, or the model "
+        "version, the input window and the probabilities.",
+    )
+    channel = models.CharField(
+        max_length=80, blank=True, help_text="The contributing channel (sensor or message field)."
+    )
+    reason = models.CharField(max_length=300, help_text="Why, for the operator.")
+    count = models.PositiveIntegerField(default=1, help_text="Occurrences folded into it.")
+    first_seen_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    last_seen_at = models.DateTimeField()
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    command_ids = ArrayField(
+        models.UUIDField(),
+        default=list,
+        blank=True,
+        help_text="The commands its configured actions issued (stop, workshop assignment).",
+    )
+
+    class Meta:
+        ordering = ["-last_seen_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["equipment", "fold_key"],
+                condition=~models.Q(status="resolved"),
+                name="one_unresolved_alert_per_key",
+            )
+        ]
+        indexes = [models.Index(fields=["site", "status", "-last_seen_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_severity_display()} {self.kind} on {self.equipment_id} ({self.status})"
+
+
+class AlertEvent(AuditRecord):
+    """The alert's trail: opened, each operator action, each action control took, with who."""
+
+    audit_time_field = "at"
+    audit_archive_parent = "alert"
+
+    alert = models.ForeignKey(Alert, on_delete=models.PROTECT, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    action = models.CharField(
+        max_length=12,
+        help_text="opened, acknowledged, assigned, resolved, or command (an action taken).",
+    )
+    detail = models.CharField(max_length=300, blank=True)
+    actor = models.CharField(max_length=80, help_text="A user name, or the rule / model.")
+
+    class Meta(AuditRecord.Meta):
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"alert {self.alert_id} {self.action} by {self.actor}"
+
+    @classmethod
+    def archivable(cls, cutoff: Any) -> models.QuerySet:
+        """Whole trails of resolved alerts only, resolved before ``cutoff``."""
+        done = Alert.objects.filter(status=Alert.Status.RESOLVED, resolved_at__lt=cutoff)
+        return cls.objects.filter(alert__in=done.values("pk"))
+
+
+class HealthPolicy(models.Model):
+    """A site's rules for the fault head's results (``fleet.control.health``): per fault class
+    the probability threshold, the severity and the action; how many decisions in a row it
+    takes; where the workshop is. Empty entries take the defaults (``health.DEFAULTS``, and
+    the threshold and run length the model version was calibrated with)."""
+
+    class Action(models.TextChoices):
+        NONE = "none", "Alert only"
+        STOP = "stop", "Stop the truck"
+        WORKSHOP = "workshop", "Send to the workshop"
+
+    site = models.OneToOneField(
+        "mine.Site", on_delete=models.CASCADE, primary_key=True, related_name="health_policy"
+    )
+    thresholds = models.JSONField(
+        default=dict, blank=True, help_text='Per fault class, e.g. {"tyre_leak": 0.8}.'
+    )
+    consecutive = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Decisions in a row above the threshold; empty: the model version's own rule.",
+    )
+    severities = models.JSONField(default=dict, blank=True, help_text="Per fault class.")
+    actions = models.JSONField(
+        default=dict, blank=True, help_text='Per fault class: "none", "stop" or "workshop".'
+    )
+    workshop_way_id = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="WayId of the workshop (the destination of a 'workshop' assignment).",
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "health policies"
+
+    def __str__(self) -> str:
+        return f"health policy of {self.site_id}"
+
+
+class FaultRun(models.Model):
+    """Per truck and fault class, how many fault-head decisions in a row were above the
+    threshold, and the window end of the last: the state of the run-length rule, kept by
+    control (the callback only hands each prediction over)."""
+
+    equipment = models.ForeignKey("vehicles.Equipment", on_delete=models.CASCADE, related_name="+")
+    fault_class = models.CharField(max_length=40)
+    count = models.PositiveIntegerField(default=0)
+    last_window_end = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["equipment", "fault_class"], name="one_run_per_fault")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.fault_class} x{self.count} on {self.equipment_id}"

@@ -1,4 +1,5 @@
-"""Control listens to ingest through signals (telemetry never imports control)."""
+"""Control listens to ingest, the map and the inference callback through signals (telemetry,
+mine and learning never import control)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,32 @@ from typing import Any
 from django.db import transaction
 from django.dispatch import receiver
 
-from fleet.control import dispatching, services, zones
+from fleet.control import compliance, dispatching, health, services, zones
+from fleet.learning.signals import prediction_recorded
 from fleet.mine.signals import zone_activated, zone_deletion_requested
-from fleet.telemetry.signals import connection_changed, messages_admitted
+from fleet.telemetry.signals import connection_changed, messages_admitted, messages_arrived
 
 log = logging.getLogger(__name__)
+
+
+@receiver(messages_arrived, dispatch_uid="control-compliance")
+def check_compliance(sender: Any, admitted: list, **kwargs: Any) -> None:
+    compliance.check_admitted(admitted)
+
+
+@receiver(prediction_recorded, dispatch_uid="control-health")
+def consider_prediction(sender: Any, head: str, **kwargs: Any) -> None:
+    if head == "fault":
+        health.consider_fault_prediction(
+            health.FaultPrediction.from_outputs(
+                prediction_id=kwargs["prediction_id"],
+                equipment_id=kwargs["equipment_id"],
+                model_id=kwargs["model_id"],
+                window_start=kwargs["window_start"],
+                window_end=kwargs["window_end"],
+                outputs=kwargs["outputs"],
+            )
+        )
 
 
 @receiver(messages_admitted, dispatch_uid="control-answers")
@@ -39,9 +61,11 @@ def reconcile_on_connect(sender: Any, equipment_id: str, state: dict, **kwargs: 
 
 @receiver(zone_activated, dispatch_uid="control-zone-activated")
 def send_zone_activation(sender: Any, zone_id: uuid.UUID, **kwargs: Any) -> None:
+    compliance.INDEX.invalidate()  # this process judges by it at once; others within seconds
     zones.send_zone_activation(zone_id)
 
 
 @receiver(zone_deletion_requested, dispatch_uid="control-zone-deletion")
 def send_zone_deactivation(sender: Any, zone_id: uuid.UUID, **kwargs: Any) -> None:
+    compliance.INDEX.invalidate()
     zones.send_zone_deactivation(zone_id)

@@ -291,6 +291,7 @@ def callback_meta(truck: TruckInputs, head: str) -> dict[str, Any]:
         "truck": str(truck.equipment_id),
         "site": str(truck.site_id),
         "head": head,
+        "window_start": (truck.window_end - timedelta(seconds=WINDOW_S - 1)).isoformat(),
         "window_end": truck.window_end.isoformat(),
         "origin": list(truck.origin),
     }

@@ -3,8 +3,9 @@
 ``fleet.learning.serving`` links ``store_prediction`` to every request it sends; the slice
 worker that served the request sends it, with the response as its first argument, to fleet's
 ordinary Celery worker. It reads the raw outputs the way the training and evaluation code
-reads them (output names from the head's manifest), stores the prediction and pushes it to
-the truck's site live (event ``prediction``).
+reads them (output names from the head's manifest), stores the prediction, pushes it to the
+truck's site live (event ``prediction``) and hands it to whoever decides on it (signal
+``prediction_recorded``: fleet.control's health rules raise the alerts). Nothing is decided here.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from django.utils import timezone
 from prometheus_client import Histogram
 
 from fleet.control.collision_services import assess_collision_risk
-from fleet.learning.datasets import FAULT_CLASSES, HORIZONS_S
-from fleet.learning.detection import DecisionRule, run_lengths
+from fleet.learning.datasets import FAULT_CLASSES, HORIZONS_S, DataConfig
+from fleet.learning.detection import DecisionRule
 from fleet.learning.models import ModelVersion, Prediction
 from fleet.learning.services import read_manifest
+from fleet.learning.signals import prediction_recorded
 from fleet.live.broadcast import broadcast_on_commit
 from fleet.simulator.world import LocalFrame
 from fleet.vehicles.models import Equipment
@@ -40,6 +42,9 @@ PREDICTION_AGE = Histogram(
     ["head"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5, 10, 30),
 )
+# From the first sample of an input window to its last (1 Hz), for callbacks of requests sent
+# before meta carried the window's start.
+WINDOW = timedelta(seconds=DataConfig().window - 1)
 
 
 @shared_task(name="learning.store_prediction", ignore_result=True)
@@ -55,7 +60,12 @@ def store_prediction(result: Mapping[str, Any], meta: Mapping[str, Any]) -> int 
     response = read_response(result)
     head, model_id = str(meta["head"]), str(result.get("model_id") or "")
     window_end = datetime.fromisoformat(meta["window_end"])
-    outputs = interpret(head, model_id, response.outputs, meta, truck["id"], window_end)
+    window_start = (
+        datetime.fromisoformat(meta["window_start"])
+        if meta.get("window_start")
+        else window_end - WINDOW
+    )
+    outputs = interpret(head, model_id, response.outputs, meta)
     prediction = Prediction.objects.create(
         equipment_id=truck["id"],
         model_name=head,
@@ -73,7 +83,26 @@ def store_prediction(result: Mapping[str, Any], meta: Mapping[str, Any]) -> int 
     broadcast_on_commit(truck["site_id"], "prediction", live_event(prediction))
     if head == "trajectory":  # control decides on it (fleet.control.collision_services)
         assess_collision_risk(truck["site_id"], force=False)
+    hand_over(prediction, window_start)
     return prediction.pk
+
+
+def hand_over(prediction: Prediction, window_start: datetime) -> None:
+    """Give the stored prediction to the deciders. Their failure is logged, not raised: the
+    prediction is history either way, and a Celery retry would store it twice."""
+    try:
+        prediction_recorded.send(
+            sender=Prediction,
+            prediction_id=prediction.pk,
+            equipment_id=prediction.equipment_id,
+            head=prediction.model_name,
+            model_id=prediction.model_id,
+            window_start=window_start,
+            window_end=prediction.window_end,
+            outputs=prediction.outputs,
+        )
+    except Exception:
+        log.exception("deciding on prediction %s failed; it is stored", prediction.pk)
 
 
 # Rows deleted per statement: each is a short transaction, so a purge never holds locks long
@@ -124,12 +153,10 @@ def interpret(
     model_id: str,
     outputs: Mapping[str, np.ndarray],
     meta: Mapping[str, Any],
-    truck: Any,
-    window_end: datetime,
 ) -> dict[str, Any]:
     """A head's raw outputs (a batch of one) as the JSON a person and the control room read."""
     if head == "fault":
-        return fault_outputs(outputs, manifest(model_id), truck, window_end)
+        return fault_outputs(outputs, manifest(model_id))
     if head == "eta":
         p10, p50, p90 = (float(v) for v in outputs["eta_s"][0])
         return {"p10_s": p10, "p50_s": p50, "p90_s": p90}
@@ -157,13 +184,9 @@ def _manifest_at(path: str) -> dict[str, Any]:
     return read_manifest(path)[1]
 
 
-def fault_outputs(
-    outputs: Mapping[str, np.ndarray],
-    manifest: Mapping[str, Any],
-    truck: Any,
-    window_end: datetime,
-) -> dict[str, Any]:
-    """Probabilities by fault class, the anomaly figures, and the decision rule's verdict."""
+def fault_outputs(outputs: Mapping[str, np.ndarray], manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Probabilities by fault class, the anomaly figures, and the decision rule the version was
+    calibrated with (control's default for it: whether they raise an alert is decided there)."""
     probs = np.asarray(outputs["probs"][0], dtype=np.float64)
     channels = manifest.get("channel_names") or ()
     top = int(np.ravel(outputs["top_channel"])[0]) if "top_channel" in outputs else -1
@@ -173,42 +196,8 @@ def fault_outputs(
         "anomaly_score": _scalar(outputs, "anomaly_score"),
         "anomalous": bool(_scalar(outputs, "anomalous")),
         "top_channel": channels[top] if 0 <= top < len(channels) else None,
-        "alarms": alarms(probs, rule, truck, window_end),
         "rule": rule.as_dict(),
     }
-
-
-def alarms(probs: np.ndarray, rule: DecisionRule, truck: Any, window_end: datetime) -> list[str]:
-    """The fault kinds the rule raises now: probability above the threshold at this decision
-    and the ``consecutive - 1`` before it (``detection.run_lengths``, as the figures were
-    measured). Only decisions at the live cadence count: a run broken by a gap (no decision
-    for 1.5 intervals, e.g. a link outage) starts again."""
-    interval = float(settings.INFERENCE_INTERVAL_S)
-    earlier = window_end - timedelta(seconds=1.5 * interval * max(rule.consecutive - 1, 0))
-    previous = list(
-        Prediction.objects.filter(
-            equipment_id=truck,
-            model_name="fault",
-            window_end__gte=earlier,
-            window_end__lt=window_end,
-        )
-        .order_by("window_end")
-        .values_list("window_end", "outputs")
-    )
-    times = np.asarray([t.timestamp() for t, _ in previous] + [window_end.timestamp()])
-    stacked = np.asarray(
-        [[o.get("probabilities", {}).get(k, 0.0) for k in FAULT_CLASSES] for _, o in previous]
-        + [probs.tolist()]
-    )
-    unit = np.zeros(len(times), dtype=np.int64)
-    raised = []
-    for k, kind in enumerate(FAULT_CLASSES):
-        if kind == "normal":
-            continue
-        runs = run_lengths(unit, times, stacked[:, k] > rule.threshold)
-        if runs[-1] >= rule.consecutive:
-            raised.append(kind)
-    return raised
 
 
 def trajectory_outputs(positions_m: np.ndarray, origin: list[float]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from fleet.telemetry import latest, metrics
 from fleet.telemetry.intake import Admitted, Inbound, Refused, TimeRules, TruckRef, admit
 from fleet.telemetry.models import Rejection
 from fleet.telemetry.partitions import ensure_history_partitions
-from fleet.telemetry.signals import messages_admitted
+from fleet.telemetry.signals import messages_admitted, messages_arrived
 from fleet.telemetry.store import StoreCounts, store_admitted
 from fleet.telemetry.tasks import roll_up_positions
 from fleet.vehicles.models import Equipment
@@ -121,6 +121,7 @@ def ingest_batch(
             result.admitted.append(outcome)
         else:
             result.refused.append(outcome)
+    _decide_now(result)
     with transaction.atomic():
         result.counts = _store_isolating_poison(result)
         quarantine(result.refused)
@@ -154,6 +155,17 @@ def _store_isolating_poison(result: BatchResult) -> StoreCounts:
         total.duplicates += counts.duplicates
     result.admitted = kept
     return total
+
+
+def _decide_now(result: BatchResult) -> None:
+    """The live rules see each message as it is admitted, before the store: a stop for a truck
+    in an exclusion zone must not wait for the batch's commit (or its retries in an outage)."""
+    if not result.admitted:
+        return
+    try:
+        messages_arrived.send(sender=None, admitted=result.admitted)
+    except Exception:
+        log.exception("a listener of messages_arrived failed; the batch is stored")
 
 
 def _tell_listeners(result: BatchResult) -> None:

@@ -17,9 +17,10 @@ from django.contrib.auth.models import User
 from django.db import models
 from django.utils import timezone
 
-from fleet.control import allstop
+from fleet.control import alerts, allstop
 from fleet.control import services as control
 from fleet.control.models import (
+    AlertEvent,
     AllStop,
     CollisionIntervention,
     CollisionRisk,
@@ -42,6 +43,7 @@ AUDIT_ROWS: dict[type[models.Model], tuple[str, str]] = {
     DrainChange: ("drain_change", "reason"),
     AllStop: ("all_stop", "reason"),
     CollisionIntervention: ("collision_intervention", "reason"),
+    AlertEvent: ("alert_event", "detail"),
 }
 ROLES = ("viewer", "operator", "supervisor", "admin", "superuser")
 
@@ -156,6 +158,17 @@ def collision_intervention(site, truck) -> CollisionIntervention:
         command=control.stop_truck(truck, reason=reason),
         reason=reason,
     )
+
+
+@pytest.fixture
+def alert_event(truck) -> AlertEvent:
+    alert, _ = alerts.raise_alert(
+        truck,
+        alerts.Finding(
+            kind="speeding", severity="warning", source="compliance.speeding", reason="x"
+        ),
+    )
+    return alert.events.get()
 
 
 @pytest.fixture(params=list(AUDIT_ROWS), ids=lambda model: model.__name__)

@@ -295,7 +295,7 @@ def test_the_callback_stores_a_fault_prediction_and_pushes_it_to_the_site(
     assert prediction.model_id == "fault@1" and prediction.window_end == inputs.window_end
     assert set(prediction.outputs["probabilities"]) == set(FAULT_CLASSES)
     assert prediction.outputs["rule"] == champions.details["fault_rule"]
-    assert isinstance(prediction.outputs["alarms"], list)
+    assert "alarms" not in prediction.outputs  # control decides (tests/control/test_alerts.py)
     assert (prediction.queue_ms, prediction.compute_ms, prediction.replica) == (
         1.5,
         0.7,
@@ -329,25 +329,3 @@ def test_trajectory_eta_and_payload_answers_are_read_as_training_reads_them(
         assert abs(p_lon - lon) < 0.01 and abs(p_lat - lat) < 0.01
     assert isinstance(out["payload"]["tonnes"], float)
     assert out["eta"]["p10_s"] <= out["eta"]["p50_s"] <= out["eta"]["p90_s"]
-
-
-def test_a_fault_alarm_needs_the_rules_run_of_confident_decisions(truck, settings):
-    from fleet.learning.detection import DecisionRule
-    from fleet.learning.tasks import alarms
-
-    settings.INFERENCE_INTERVAL_S = 10
-    rule = DecisionRule(threshold=0.9, consecutive=2)
-    t0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-    leak = np.asarray([0.0, 0.0, 0.97, 0.0, 0.0])
-
-    assert alarms(leak, rule, truck.id, t0) == []  # one confident window is not enough
-    Prediction.objects.create(
-        equipment=truck,
-        model_name="fault",
-        model_id="fault@1",
-        window_end=t0,
-        outputs={"probabilities": dict(zip(FAULT_CLASSES, leak.tolist(), strict=True))},
-    )
-    assert alarms(leak, rule, truck.id, t0 + timedelta(seconds=10)) == ["tyre_leak"]
-    # A decision after a gap (a link outage) starts a new run.
-    assert alarms(leak, rule, truck.id, t0 + timedelta(seconds=60)) == []

@@ -1,0 +1,257 @@
+"""Live compliance with the policy zones, decided as each truck message is admitted in the
+ingest process (signal ``messages_arrived``, before the batch is stored):
+
+- a machine inside an active exclusion zone raises an ``exclusion`` alert (critical) and, with
+  ``CONTROL_STOP_ON_EXCLUSION``, a stop;
+- a machine faster than the lowest speed limit of the active zones it is in, by more than
+  ``CONTROL_SPEED_TOLERANCE_KMH``, raises a ``speeding`` alert (warning) and, with
+  ``CONTROL_STOP_ON_SPEEDING``, a stop.
+
+Cheap per message: the active zones are held per site in memory (``ZoneIndex``, reloaded in one
+query at most every ``CONTROL_ZONE_INDEX_S``), a point is tested against a zone's bounding box
+first and its prepared GEOS polygon only inside it; nothing is read from the database per
+message. Only a finding writes (the alert, the stop), and the same finding on the same truck is
+acted on at most once per ``CONTROL_ALERT_REPEAT_S`` in this process (``Debounce``); past that,
+a repeat folds into the open alert. A stop is issued when the alert opens, not on its repeats:
+an operator who resumed the truck (to drive it out of the zone, say) is not overruled every few
+seconds.
+
+Late messages (stored as history, older than ``INGEST_LATE_AFTER_S`` on arrival) are not judged:
+they say where a truck was, not where it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.gis.geos import Point
+from django.contrib.gis.geos.prepared import PreparedGeometry
+
+from fleet.control import alerts, services
+from fleet.control.models import Alert
+from fleet.mine.models import PolicyZone, Site
+from fleet.vehicles.models import Equipment
+
+log = logging.getLogger(__name__)
+
+MPS_TO_KMH = 3.6
+EXCLUSION, SPEEDING = "exclusion", "speeding"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedZone:
+    zone_id: uuid.UUID
+    name: str
+    bbox: tuple[float, float, float, float]  # lon/lat min x, min y, max x, max y
+    shape: PreparedGeometry
+    exclusion: bool
+    speed_limit_kmh: float | None
+
+    def contains(self, lon: float, lat: float) -> bool:
+        x0, y0, x1, y1 = self.bbox
+        if not (x0 <= lon <= x1 and y0 <= lat <= y1):
+            return False
+        return self.shape.intersects(Point(lon, lat, srid=4326))  # boundary counts as inside
+
+
+def speed_limit_kmh(policies: dict[str, Any], mapped_speed_kmh: float) -> float | None:
+    """A zone's speedLimit in km/h (absolute: m/s; percent: of the mapped operating speed, the
+    site's default: which way a truck is on is not known at admission)."""
+    limit = policies.get("speedLimit")
+    if not isinstance(limit, dict):
+        return None
+    value = float(limit.get("value", 0))
+    if limit.get("type") == "percent":
+        return mapped_speed_kmh * value / 100.0
+    return value * MPS_TO_KMH
+
+
+class ZoneIndex:
+    """The active zones that carry an exclusion or a speed limit, per site, in memory."""
+
+    def __init__(self) -> None:
+        self._by_site: dict[uuid.UUID, list[IndexedZone]] = {}
+        self._loaded_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def zones(self, site_id: uuid.UUID) -> list[IndexedZone]:
+        if time.monotonic() - self._loaded_at > settings.CONTROL_ZONE_INDEX_S:
+            with self._lock:
+                if time.monotonic() - self._loaded_at > settings.CONTROL_ZONE_INDEX_S:
+                    self._by_site = load_zones()
+                    self._loaded_at = time.monotonic()
+        return self._by_site.get(site_id, ())  # type: ignore[return-value]
+
+    def invalidate(self) -> None:
+        self._loaded_at = float("-inf")
+
+
+def load_zones() -> dict[uuid.UUID, list[IndexedZone]]:
+    mapped = dict(Site.objects.values_list("id", "default_speed_kmh"))
+    by_site: dict[uuid.UUID, list[IndexedZone]] = {}
+    for zone in PolicyZone.objects.filter(status=PolicyZone.Status.ACTIVE).only(
+        "id", "site_id", "name", "geometry", "policies"
+    ):
+        exclusion = "exclusion" in zone.policies
+        limit = speed_limit_kmh(zone.policies, mapped.get(zone.site_id) or 0.0)
+        if not exclusion and limit is None:
+            continue
+        by_site.setdefault(zone.site_id, []).append(
+            IndexedZone(
+                zone_id=zone.id,
+                name=zone.name,
+                bbox=zone.geometry.extent,
+                shape=zone.geometry.prepared,
+                exclusion=exclusion,
+                speed_limit_kmh=limit,
+            )
+        )
+    return by_site
+
+
+class Debounce:
+    """When each (truck, rule, zone) was last acted on in this process."""
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[Any, ...], float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, key: tuple[Any, ...], now: float) -> bool:
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < settings.CONTROL_ALERT_REPEAT_S:
+                return False
+            self._last[key] = now
+            if len(self._last) > 100_000:  # a long-running replica: forget the old ones
+                horizon = now - settings.CONTROL_ALERT_REPEAT_S
+                self._last = {k: t for k, t in self._last.items() if t >= horizon}
+            return True
+
+    def clear(self) -> None:
+        with self._lock:
+            self._last.clear()
+
+
+INDEX = ZoneIndex()
+DEBOUNCE = Debounce()
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    equipment_id: uuid.UUID
+    rule: str
+    zone: IndexedZone
+    speed_kmh: float
+    lon: float
+    lat: float
+    at: Any
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        return (self.equipment_id, self.rule, self.zone.zone_id)
+
+
+def violations(admitted: Iterable[Any]) -> list[Violation]:
+    """The findings in a batch of admitted messages (``fleet.telemetry.intake.Admitted``):
+    pure, no database."""
+    found = []
+    for item in admitted:
+        position = item.envelope.position
+        if position is None or item.late:
+            continue
+        zones = INDEX.zones(item.truck.site_id)
+        if not zones:
+            continue
+        lon, lat, speed = position.longitude, position.latitude, abs(position.speed)
+        inside = [zone for zone in zones if zone.contains(lon, lat)]
+        if not inside:
+            continue
+        found += _judge(item.envelope, inside, lon, lat, speed)
+    return found
+
+
+def _judge(envelope: Any, inside: list[IndexedZone], lon: float, lat: float, speed: float) -> list:
+    found = []
+    at = envelope.timestamp
+    for zone in inside:
+        if zone.exclusion:
+            found.append(Violation(envelope.equipment_id, EXCLUSION, zone, speed, lon, lat, at))
+    limited = [zone for zone in inside if zone.speed_limit_kmh is not None]
+    if limited:
+        lowest = min(limited, key=lambda zone: zone.speed_limit_kmh or 0.0)
+        if speed > (lowest.speed_limit_kmh or 0.0) + settings.CONTROL_SPEED_TOLERANCE_KMH:
+            found.append(Violation(envelope.equipment_id, SPEEDING, lowest, speed, lon, lat, at))
+    return found
+
+
+def check_admitted(admitted: list[Any]) -> int:
+    """The hook: judge the batch, act on the findings that are due. Returns how many acted."""
+    now = time.monotonic()
+    due = [v for v in violations(admitted) if DEBOUNCE.due(v.key, now)]
+    for violation in due:
+        try:
+            act_on(violation)
+        except Exception:  # one truck's failure must not cost the others their stop
+            log.exception("could not act on %s of %s", violation.rule, violation.equipment_id)
+    return len(due)
+
+
+def act_on(violation: Violation) -> Alert | None:
+    """Raise (or fold) the alert, and stop the truck where configured and newly alerted."""
+    equipment = Equipment.objects.filter(pk=violation.equipment_id).first()
+    if equipment is None:
+        return None
+    alert, opened = alerts.raise_alert(equipment, finding(violation))
+    stop = (
+        settings.CONTROL_STOP_ON_EXCLUSION
+        if violation.rule == EXCLUSION
+        else settings.CONTROL_STOP_ON_SPEEDING
+    )
+    if opened and stop:
+        command = services.stop_truck(equipment, reason=f"alert {alert.pk}: {alert.reason}")
+        alerts.record_action(
+            alert, command.command_id, actor=alert.source, detail=f"stop {violation.rule}"
+        )
+    return alert
+
+
+def finding(violation: Violation) -> alerts.Finding:
+    zone = violation.zone
+    inputs = {
+        "zone_id": str(zone.zone_id),
+        "zone": zone.name,
+        "longitude": violation.lon,
+        "latitude": violation.lat,
+        "speed_kmh": round(violation.speed_kmh, 2),
+        "message_time": violation.at.isoformat() if violation.at else None,
+    }
+    if violation.rule == EXCLUSION:
+        return alerts.Finding(
+            kind=EXCLUSION,
+            fold_key=f"{EXCLUSION}:{zone.zone_id}",
+            severity=Alert.Severity.CRITICAL,
+            source=f"compliance.{EXCLUSION}",
+            channel="MachinePositionV1.Latitude/Longitude",
+            reason=f"inside exclusion zone {zone.name!r} at {violation.speed_kmh:.1f} km/h",
+            inputs=inputs,
+        )
+    limit = zone.speed_limit_kmh or 0.0
+    return alerts.Finding(
+        kind=SPEEDING,
+        fold_key=f"{SPEEDING}:{zone.zone_id}",
+        severity=Alert.Severity.WARNING,
+        source=f"compliance.{SPEEDING}",
+        channel="MachinePositionV1.Speed",
+        reason=(
+            f"{violation.speed_kmh:.1f} km/h in zone {zone.name!r}, limit {limit:.1f} km/h "
+            f"(tolerance {settings.CONTROL_SPEED_TOLERANCE_KMH} km/h)"
+        ),
+        inputs={**inputs, "limit_kmh": round(limit, 2)},
+    )
