@@ -225,6 +225,9 @@ DISPATCH_IDLE_CREDIT_PCT = env_int("DISPATCH_IDLE_CREDIT_PCT", 50, minimum=0, ma
 DISPATCH_TRUCK_EFFICIENCY_PCT = env_int(
     "DISPATCH_TRUCK_EFFICIENCY_PCT", 90, minimum=10, maximum=100
 )
+# The outbox's delivery publishes FmsHeartbeatV1 on each site's fleet topic this often; a truck
+# that hears none for its own timeout (the simulator: --heartbeat-timeout, 5 s) stops itself.
+FMS_HEARTBEAT_MS = env_int("FMS_HEARTBEAT_MS", 1000, minimum=100)
 
 # --- Alerts and live compliance (fleet.control.alerts, .compliance; docs/control-alerts.md) -------
 # A truck inside an active exclusion zone, or faster than the lowest speed limit of the zones it is
@@ -238,6 +241,7 @@ CONTROL_SPEED_TOLERANCE_KMH = env_int("CONTROL_SPEED_TOLERANCE_KMH", 3, minimum=
 CONTROL_ALERT_REPEAT_S = env_int("CONTROL_ALERT_REPEAT_S", 30, minimum=0)
 # How old the ingest process's copy of the active zones may be (one query per this, not per message).
 CONTROL_ZONE_INDEX_S = env_int("CONTROL_ZONE_INDEX_S", 2, minimum=0)
+
 # Live positions to the dashboard at most this often per site (coalesced), in ms.
 LIVE_POSITION_INTERVAL_MS = env_int("LIVE_POSITION_INTERVAL_MS", 500, minimum=50)
 

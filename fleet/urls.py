@@ -57,6 +57,7 @@ api_v1 = [
         name="truck-resume",
     ),
     path("commands/", control_views.CommandListView.as_view(), name="command-list"),
+    path("control/states/", control_views.TruckStateListView.as_view(), name="truck-state-list"),
     path(
         "sites/<uuid:site_id>/all-stop/",
         control_views.SiteAllStopView.as_view(),

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 
+from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from fleet.control import services
@@ -21,6 +22,7 @@ from fleet.vehicles.mqtt import broker_address, service_client
 log = logging.getLogger(__name__)
 
 PUBACK_TIMEOUT_S = 5.0
+SITES_REFRESH_S = 30.0
 EXPIRE_EVERY_S = 2.0
 IDLE_WAIT_S = 1.0
 
@@ -34,7 +36,11 @@ class OutboxDelivery:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = lambda *args: self.connected.clear()
         self._expired_at = 0.0
+        self._beat_at = float("-inf")
+        self._sites: list[str] = []
+        self._sites_at = float("-inf")
         self.delivered = 0
+        self.heartbeats = 0
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -54,6 +60,7 @@ class OutboxDelivery:
             while not self._stopping.is_set():
                 try:
                     sent = self.deliver_due() if self.connected.is_set() else 0
+                    self._beat_when_due()
                     self._expire_now_and_then()
                 except DatabaseError:
                     log.exception("database unavailable; retrying")
@@ -111,6 +118,22 @@ class OutboxDelivery:
         topic = topics.down_topic(equipment.site.slug, str(equipment.id), command.message_name)
         return self._client.publish(topic, services.envelope_of(command), qos=1)
 
+    def _beat_when_due(self) -> None:
+        """FmsHeartbeatV1 on every active site's fleet topic (QoS 0: a beat that cannot arrive
+        on time is worthless late, and an offline truck must not get a backlog of them)."""
+        interval_s = settings.FMS_HEARTBEAT_MS / 1000
+        now = time.monotonic()
+        if not self.connected.is_set() or now - self._beat_at < interval_s:
+            return
+        if now - self._sites_at > SITES_REFRESH_S:
+            self._sites = services.heartbeat_sites()
+            self._sites_at = now
+        payload = services.heartbeat_envelope()
+        for slug in self._sites:
+            self._client.publish(topics.fleet_down_topic(slug, "FmsHeartbeatV1"), payload, qos=0)
+        self.heartbeats += 1
+        self._beat_at = now
+
     def _expire_now_and_then(self) -> None:
         if time.monotonic() - self._expired_at > EXPIRE_EVERY_S:
             services.expire_commands()
@@ -124,9 +147,12 @@ class OutboxDelivery:
             connection.close()
 
     def _wait_for_notify(self) -> None:
-        """Sleep until a command is issued (NOTIFY) or the next retry may be due."""
+        """Sleep until a command is issued (NOTIFY), the next retry may be due or the next
+        heartbeat is."""
+        beat_in = self._beat_at + settings.FMS_HEARTBEAT_MS / 1000 - time.monotonic()
         try:
-            for _ in connection.connection.notifies(timeout=IDLE_WAIT_S, stop_after=1):
+            timeout = max(0.01, min(IDLE_WAIT_S, beat_in))
+            for _ in connection.connection.notifies(timeout=timeout, stop_after=1):
                 pass
         except Exception:
             connection.close()

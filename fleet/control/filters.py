@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 
 from fleet.api import FilterSet
-from fleet.control.models import Alert, Command
+from fleet.control.models import Alert, Command, TruckState
 
 
 class CommandFilter(FilterSet):
@@ -35,3 +35,18 @@ class AlertFilter(FilterSet):
     class Meta:
         model = Alert
         fields = ["site", "equipment", "status", "severity", "kind", "source", "since"]
+
+
+class TruckStateFilter(FilterSet):
+    site = django_filters.UUIDFilter(field_name="equipment__site_id", help_text="Only this site")
+    safe_stopped = django_filters.BooleanFilter(
+        field_name="safe_stopped_at",
+        lookup_expr="isnull",
+        exclude=True,
+        help_text="true: only machines stopped by their own safe state (FMS heartbeat lost)",
+    )
+    connection = django_filters.CharFilter(help_text="Online, Offline or ConnectionBroken")
+
+    class Meta:
+        model = TruckState
+        fields = ["site", "safe_stopped", "connection"]

@@ -321,6 +321,25 @@ def mark_fleet_message_published(message: FleetMessage) -> int:
     )
 
 
+def heartbeat_sites() -> list[str]:
+    """Slugs of the sites whose fleet topic carries the FMS heartbeat: those with autonomous
+    machines in service."""
+    return sorted(
+        Equipment.objects.filter(autonomous=True, status=Equipment.Status.ACTIVE)
+        .values_list("site__slug", flat=True)
+        .distinct()
+    )
+
+
+def heartbeat_envelope() -> bytes:
+    return wire.encode(
+        "FmsHeartbeatV1",
+        {"IntervalMs": settings.FMS_HEARTBEAT_MS},
+        equipment_id=None,
+        validate=False,
+    )
+
+
 # --- desired state ----------------------------------------------------------------------------
 
 
@@ -466,6 +485,7 @@ ANSWER_MESSAGES = frozenset(
         "SyncActiveZonesResponseV1",
         "TrafficPermissionAcknowledgementV1",
         "MachineAllStopV1",
+        "SafeStateV1",
     }
 )
 
@@ -612,8 +632,8 @@ def _apply_report(state: TruckState, envelope: wire.Envelope) -> None:
     for body in envelope.bodies.values():
         if isinstance(body, wire.MachineAllStopV1):
             state.reported_all_stop = body.mode
-            if body.mode == "Off":
-                state.safe_stopped_at = None
+        elif isinstance(body, wire.SafeStateV1):
+            state.safe_stopped_at = envelope.timestamp if body.state == "Stopped" else None
         elif isinstance(body, wire.SyncActiveZonesResponseV1) and body.accepted:
             zones = set(body.zone_ids)
         elif isinstance(body, wire.ActivateZoneResponseV1) and body.accepted:

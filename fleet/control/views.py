@@ -17,8 +17,8 @@ from rest_framework.views import APIView
 from fleet.accounts.permissions import RolePermission
 from fleet.api import QueryParameters, query_parameters
 from fleet.control import allstop, services
-from fleet.control.filters import CommandFilter
-from fleet.control.models import AllStop, Command
+from fleet.control.filters import CommandFilter, TruckStateFilter
+from fleet.control.models import AllStop, Command, TruckState
 from fleet.mine.models import Site
 from fleet.vehicles.authentication import IsMachine, TruckTokenAuthentication
 from fleet.vehicles.models import Equipment
@@ -306,3 +306,34 @@ class SiteAllStopRemoveView(APIView):
         except ValidationError as error:
             return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
         return _all_stop_answer(site)
+
+
+# --- machine states -----------------------------------------------------------------------------
+
+
+class TruckStateSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="equipment.name")
+
+    class Meta:
+        model = TruckState
+        fields = [
+            "equipment",
+            "name",
+            "connection",
+            "stop_id",
+            "all_stop_id",
+            "reported_all_stop",
+            "reported_zone_ids",
+            "reported_at",
+            "resynced_at",
+            "safe_stopped_at",
+        ]
+
+
+class TruckStateListView(generics.ListAPIView):
+    """Each machine's desired and reported control state: which are stopped by a stop, the
+    all-stop, or their own safe state (``safe_stopped_at``: the FMS heartbeat was lost)."""
+
+    queryset = TruckState.objects.select_related("equipment").order_by("equipment__name")
+    serializer_class = TruckStateSerializer
+    filterset_class = TruckStateFilter

@@ -61,6 +61,7 @@ __all__ = [
     "DeactivateZoneResponseV1",
     "DiagnosticFault",
     "Envelope",
+    "FmsHeartbeatV1",
     "HaulTruckAssignmentRequestV2",
     "HaulTruckAssignmentResponseV1",
     "HaulTruckPayloadV1",
@@ -71,6 +72,7 @@ __all__ = [
     "MachineDiagnosticV2",
     "MachinePositionV1",
     "OutOfSyncV1",
+    "SafeStateV1",
     "SensorReading",
     "SyncActiveZonesRequestV1",
     "SyncActiveZonesResponseV1",
@@ -700,6 +702,18 @@ class MachineAllStopV1(Body):
 
 
 @dataclass(frozen=True, slots=True)
+class SafeStateV1(Body):
+    """Haulmind extension: the machine stopped itself on its own safety logic (ISO 17757 safe
+    state, e.g. the FMS heartbeat was lost), or resumed once the cause cleared."""
+
+    state: str  # Stopped | Resumed
+    cause: str  # HeartbeatLost
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"State": self.state, "Cause": self.cause}
+
+
+@dataclass(frozen=True, slots=True)
 class CommandAcknowledgementV1(Body):
     """Haulmind extension: the truck's answer to an outbox command, by CommandId."""
 
@@ -822,6 +836,17 @@ class MachineAllStopRequestV1(Body):
 
     def to_wire(self) -> dict[str, Any]:
         return {"ModeAllStop": self.mode, "ModeAllStopId": self.all_stop_id}
+
+
+@dataclass(frozen=True, slots=True)
+class FmsHeartbeatV1(Body):
+    """Haulmind extension: the FMS is alive, on each site's fleet topic every ``IntervalMs``; a
+    machine that hears none for its configured timeout stops itself (SafeStateV1)."""
+
+    interval_ms: int
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"IntervalMs": self.interval_ms}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1236,6 +1261,29 @@ def _parse_out_of_sync(value: Any) -> OutOfSyncV1:
     )
 
 
+_SS_KEYS, _W_SS = _fields("SafeStateV1", "State", "Cause")
+SAFE_STATES = _Choices("Stopped", "Resumed")
+SAFE_STATE_CAUSES = _Choices("HeartbeatLost")
+
+
+def _parse_safe_state(value: Any) -> SafeStateV1:
+    body = _object(value, "SafeStateV1")
+    _keys(body, _SS_KEYS, "SafeStateV1")
+    return SafeStateV1(
+        SAFE_STATES(body.get("State", _MISSING), _W_SS["State"]),
+        SAFE_STATE_CAUSES(body.get("Cause", _MISSING), _W_SS["Cause"]),
+    )
+
+
+_HB_KEYS, _W_HB = _fields("FmsHeartbeatV1", "IntervalMs")
+
+
+def _parse_heartbeat(value: Any) -> FmsHeartbeatV1:
+    body = _object(value, "FmsHeartbeatV1")
+    _keys(body, _HB_KEYS, "FmsHeartbeatV1")
+    return FmsHeartbeatV1(_int(body.get("IntervalMs", _MISSING), _W_HB["IntervalMs"], 1, 600_000))
+
+
 _MAS_KEYS, _W_MAS = _fields("MachineAllStopV1", "ModeAllStop", "ModeAllStopId")
 
 
@@ -1506,6 +1554,7 @@ _TRUCK_PARSERS: dict[str, Callable[[Any], Body]] = {
     "HaulTruckProductionStateV2": _parse_production_state,
     "MachineAutonomyModeV1": _parse_autonomy_mode,
     "MachineAllStopV1": _parse_all_stop_state,
+    "SafeStateV1": _parse_safe_state,
     "TrafficPermissionRequestV1": _parse_permission_request,
     "TrafficPermissionAcknowledgementV1": _parse_permission_ack,
     "TrafficPermissionReleasedV1": _parse_permission_released,
@@ -1528,11 +1577,12 @@ _FMS_PARSERS: dict[str, Callable[[Any], Body]] = {
     "TrafficPermissionUpdateV1": _parse_permission_update,
     "MachineAllStopRequestV1": _parse_all_stop_request,
     "HaulTruckAssignmentRequestV2": _parse_assignment_requests,
+    "FmsHeartbeatV1": _parse_heartbeat,
 }
 TRUCK_MESSAGES: Final = frozenset(_TRUCK_PARSERS)
 FMS_MESSAGES: Final = frozenset(_FMS_PARSERS)
 # Messages that may go without an EquipmentId (to every machine of the site).
-FLEET_WIDE_MESSAGES: Final = frozenset(("MachineAllStopRequestV1",))
+FLEET_WIDE_MESSAGES: Final = frozenset(("MachineAllStopRequestV1", "FmsHeartbeatV1"))
 
 
 # --- the envelope --------------------------------------------------------------------------

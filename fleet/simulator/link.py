@@ -32,6 +32,8 @@ from fleet.simulator.engine import STATES, STOPPED, TYRES, Engine, Event
 
 log = logging.getLogger(__name__)
 
+SAFE_STOP_ID = "safe-state:heartbeat-lost"  # the engine's stop id for a self-imposed safe stop
+
 STRUT_SENSORS = {
     "FL": "StrutPressureFL",
     "FR": "StrutPressureFR",
@@ -69,6 +71,9 @@ class LinkOptions:
     keepalive_s: int = 30
     validate: bool = True  # parse every encoded message back before sending it
     speedup: float = 1.0  # simulated seconds per wall second
+    # ISO 17757 safe state: with a timeout, a truck that has heard the FMS heartbeat stops itself
+    # when it hears none for this many (wall) seconds, and resumes when it hears one again.
+    heartbeat_timeout_s: float | None = None
 
 
 @dataclass
@@ -114,6 +119,8 @@ class SimulatedFleet:
         self.received: Counter[str] = Counter()
         self.rejected: Counter[str] = Counter()  # received messages that failed to parse
         self.closing = False
+        self._fms_heard_at: float | None = None  # monotonic time of the last FMS heartbeat
+        self.safe_stopped = False
         self._now = datetime.now(UTC)
         self._published_states = np.full(engine.n, -1, dtype=np.int64)
         self._snapshot()
@@ -259,11 +266,41 @@ class SimulatedFleet:
             key.data.loop_read()
 
     def housekeeping(self) -> None:
-        """Keep-alive pings and reconnections; call about once a second."""
+        """Keep-alive pings, reconnections and the heartbeat watch; call about once a second."""
         for truck in self.trucks:
             if truck.connected:
                 truck.client.loop_misc()
         self._reconnect_dropped()
+        self._watch_heartbeat()
+
+    # --- safe state on link loss (ISO 17757) -----------------------------------------------------
+
+    def _watch_heartbeat(self) -> None:
+        timeout = self.options.heartbeat_timeout_s
+        if timeout is None or self._fms_heard_at is None or self.safe_stopped:
+            return  # armed once the FMS has been heard: a truck waiting for a first FMS drives on
+        silent_s = time.monotonic() - self._fms_heard_at
+        if silent_s > timeout:
+            log.warning("no FMS heartbeat for %.1f s: every truck stops (safe state)", silent_s)
+            self._safe_state(stopped=True)
+
+    def _heartbeat(self, truck: _Truck, body: wire.FmsHeartbeatV1, command_id: str | None) -> None:
+        # One fleet message reaches every truck's client: the fleet hears it once per truck.
+        self._fms_heard_at = time.monotonic()
+        if self.safe_stopped:
+            log.info("FMS heartbeat back: trucks resume")
+            self._safe_state(stopped=False)
+
+    def _safe_state(self, *, stopped: bool) -> None:
+        self.safe_stopped = stopped
+        state = "Stopped" if stopped else "Resumed"
+        for truck in self.trucks:
+            self.engine.all_stop(truck.index, SAFE_STOP_ID, stopped)
+            if truck.connected:
+                self._publish(truck, "SafeStateV1", {"State": state, "Cause": "HeartbeatLost"})
+                mode = "On" if self.engine.stopped[truck.index] else "Off"
+                self._publish(truck, "MachineAllStopV1", {"ModeAllStop": mode})
+                self._publish_state(truck)
 
     # --- the run ---------------------------------------------------------------------------------
 
@@ -543,6 +580,7 @@ class SimulatedFleet:
             "SyncActiveZonesRequestV1": self._sync_zones,
             "TrafficPermissionUpdateV1": self._permission,
             "HaulTruckAssignmentRequestV2": self._assignment,
+            "FmsHeartbeatV1": self._heartbeat,
         }
 
     def _all_stop(

@@ -55,6 +55,13 @@ class Command(BaseCommand):
             help="do not parse each message back before sending (load generation: ~25 %% faster)",
         )
         parser.add_argument(
+            "--heartbeat-timeout",
+            type=float,
+            default=5.0,
+            help="seconds without an FMS heartbeat after which the trucks stop themselves "
+            "(ISO 17757 safe state; armed once a first heartbeat is heard); 0 disables",
+        )
+        parser.add_argument(
             "--self-grant",
             action="store_true",
             help=f"enter traffic-permission zones after {SELF_GRANT_AFTER_S:g} s without an FMS answer",
@@ -79,6 +86,7 @@ class Command(BaseCommand):
                 position_qos=options["position_qos"],
                 speedup=options["speedup"],
                 validate=not options["no_validate"],
+                heartbeat_timeout_s=options["heartbeat_timeout"] or None,
             )
             fleet.connect()
         except (SimulatorSetupError, ConnectionError, ValueError) as error:
