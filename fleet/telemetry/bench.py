@@ -91,7 +91,7 @@ def _bench_map() -> dict:
     }
 
 
-def _provision(trucks: int) -> tuple[Site, list[tuple[str, str, str]]]:
+def provision_bench_trucks(trucks: int) -> tuple[Site, list[tuple[str, str, str]]]:
     """The benchmark's own site and trucks, with fresh MQTT credentials (secrets in memory)."""
     import_site_map(_bench_map())
     site = Site.objects.get(slug=BENCH_SLUG)
@@ -199,7 +199,7 @@ def _baseline(site: Site, identities, options: dict, log: Log) -> dict:
 # --- phase 2: ingest ---------------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -246,7 +246,7 @@ def _wait_stable(
 def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
     truck_ids = [uuid.UUID(username) for username, _, _ in identities]
     Position.objects.filter(equipment_id__in=truck_ids).delete()
-    metrics_port = _free_port()
+    metrics_port = free_port()
     log_path = Path(settings.VAR_DIR) / "bench-ingest.log"
     replica_name = f"bench-{os.getpid()}"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -269,7 +269,7 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
         stderr=subprocess.STDOUT,
     )
     try:
-        _wait_for_metrics(metrics_port, replica)
+        wait_for_metrics(metrics_port, replica)
         log("ingest: publishing to a real ingest replica")
         stored = Position.objects.filter(equipment_id__in=truck_ids)
         last = {"count": -1, "at": 0.0}  # when the stored count last grew
@@ -306,7 +306,7 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
     }
 
 
-def _wait_for_metrics(port: int, replica: subprocess.Popen, limit_s: float = 60.0) -> None:
+def wait_for_metrics(port: int, replica: subprocess.Popen, limit_s: float = 60.0) -> None:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         if replica.poll() is not None:
@@ -321,7 +321,7 @@ def _wait_for_metrics(port: int, replica: subprocess.Popen, limit_s: float = 60.
 
 
 def run(options: dict, log: Log) -> dict:
-    site, identities = _provision(options["trucks"])
+    site, identities = provision_bench_trucks(options["trucks"])
     connection.close()  # the spawned publishers and the replica open their own
     baseline = _baseline(site, identities, options, log)
     ingest = _ingest(site, identities, options, log)

@@ -102,3 +102,67 @@ def publish_positions(
     for client, _, _ in clients:
         client.disconnect()
         client.loop_stop()
+
+
+def answer_all_stops(
+    identities: list[tuple[str, str, str]],
+    host: str,
+    port: int,
+    ready: Any,
+    stop: Any,
+    latencies: Any,
+) -> None:
+    """One process of trucks that obey all-stops as a real truck's link would: each client
+    subscribes to its own down-topic and its site's fleet topic and answers every
+    MachineAllStopRequestV1 at once with MachineAllStopV1 (QoS 1) carrying its ModeAllStopId.
+    Adds its subscribed clients to ``ready`` (a shared counter); runs until ``stop`` is set;
+    puts the list of request latencies (envelope Timestamp to arrival, ms) on ``latencies``."""
+    seen: list[float] = []
+    lock = threading.Lock()
+    clients = []
+
+    def on_message(client, userdata, message) -> None:
+        arrived = datetime.now(UTC)
+        envelope = wire.parse_fms_message(bytes(message.payload))
+        request = envelope.bodies.get("MachineAllStopRequestV1")
+        if request is None:
+            return
+        equipment_id, up = userdata
+        mode = "On" if request.mode == "Apply" else "Off"
+        answer = wire.encode(
+            "MachineAllStopV1",
+            {"ModeAllStop": mode, "ModeAllStopId": str(request.all_stop_id)},
+            equipment_id=equipment_id,
+            validate=False,
+        )
+        client.publish(f"{up}MachineAllStopV1", answer, qos=1)
+        with lock:
+            seen.append((arrived - envelope.timestamp).total_seconds() * 1000)
+
+    def on_subscribe(client, userdata, mid, reason_codes, properties) -> None:
+        with ready.get_lock():
+            ready.value += 1
+
+    for username, password, topic in identities:
+        root = topic.rsplit("/up/", 1)[0]  # {root}/{site}/{EquipmentId}
+        site_root = root.rsplit("/", 1)[0]
+        client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=username,
+            protocol=paho.MQTTv5,
+            userdata=(username, f"{root}/up/"),
+        )
+        client.username_pw_set(username, password)
+        client.on_message = on_message
+        client.on_subscribe = on_subscribe
+        client.on_connect = lambda c, u, f, rc, p, r=root, s=site_root: c.subscribe(
+            [(f"{r}/down/#", 1), (f"{s}/fleet/down/MachineAllStopRequestV1", 1)]
+        )
+        client.connect(host, port)
+        client.loop_start()
+        clients.append(client)
+    stop.wait()
+    for client in clients:
+        client.disconnect()
+        client.loop_stop()
+    latencies.put(seen)

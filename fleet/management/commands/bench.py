@@ -17,6 +17,7 @@ BENCHMARKS = {
     "models": "fleet.learning.bench",
     "batching": "fleet.learning.poolbench:run_batching_bench",
     "pool": "fleet.learning.poolbench:run_pool_bench",
+    "allstop": "fleet.control.bench",
 }
 
 
@@ -43,6 +44,9 @@ class Command(BaseCommand):
             help="ingest: positions carry no HeaderId (only their bodies tell them apart).",
         )
         parser.add_argument("--seed", type=int, default=0, help="models: the training seed.")
+        parser.add_argument(
+            "--rounds", type=int, default=20, help="allstop: apply + remove rounds measured."
+        )
         parser.add_argument("--plots-dir", default=None, help="models: where to draw the plots.")
         parser.add_argument("--head", default=None, help="batching: which head (default fault).")
         parser.add_argument(

@@ -14,10 +14,15 @@ from fleet.preflight import check_database
 class Command(BaseCommand):
     help = "Deliver outbox commands to the trucks over MQTT, retrying until answered or expired."
 
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--client-id", help="Its broker client id; default haulmind-outbox-<host name>."
+        )
+
     def handle(self, *args, **options) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         check_database()
-        delivery = OutboxDelivery()
+        delivery = OutboxDelivery(options["client_id"])
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: delivery.stop())
         self.stdout.write(f"outbox delivery {delivery.client_id} running")
