@@ -95,16 +95,18 @@ class Road:
     def length(self) -> float:
         return float(self.s[-1])
 
-    def project(self, point: np.ndarray) -> tuple[float, np.ndarray]:
-        """Distance along the road of its point nearest ``point``, and the road's unit
-        direction (start -> end) there."""
+    def project(self, point: np.ndarray) -> tuple[float, np.ndarray, float]:
+        """Distance along the road of its point nearest ``point``, the road's unit direction
+        (start -> end) there, and how far ``point`` is off the road (m)."""
         a, b = self.xy[:-1], self.xy[1:]
         ab = b - a
         run = np.maximum((ab**2).sum(axis=1), 1e-12)
         t = np.clip(((point - a) * ab).sum(axis=1) / run, 0.0, 1.0)
         near = a + ab * t[:, None]
-        i = int(np.argmin(np.hypot(*(near - point).T)))
-        return float(self.s[i] + t[i] * (self.s[i + 1] - self.s[i])), ab[i] / math.sqrt(run[i])
+        off = np.hypot(near[:, 0] - point[0], near[:, 1] - point[1])
+        i = int(np.argmin(off))
+        s = float(self.s[i] + t[i] * (self.s[i + 1] - self.s[i]))
+        return s, ab[i] / math.sqrt(run[i]), float(off[i])
 
     def at(self, s: np.ndarray) -> np.ndarray:
         """Points at distances ``s`` along the road; beyond either end the road goes on
@@ -128,12 +130,19 @@ def time_grid(horizon_s: float, dt_s: float) -> np.ndarray:
 
 
 def along_road(
-    road: Road, position: np.ndarray, heading_deg: float, speed_mps: float, times: np.ndarray
+    road: Road,
+    position: np.ndarray,
+    heading_deg: float,
+    speed_mps: float,
+    times: np.ndarray,
+    *,
+    projected: tuple[float, np.ndarray, float] | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Constant-speed extrapolation along ``road`` from the road point nearest ``position``,
-    in the road direction nearest the compass ``heading_deg``. ``times`` may start before 0
-    (a fix older than the assessment). Returns (positions (K, 2), direction +1 / -1)."""
-    s0, tangent = road.project(np.asarray(position, dtype=float))
+    """Constant-speed extrapolation along ``road`` from the road point nearest ``position``
+    (``projected``: ``road.project(position)`` if already known), in the road direction
+    nearest the compass ``heading_deg``. ``times`` may start before 0 (a fix older than the
+    assessment). Returns (positions (K, 2), direction +1 / -1)."""
+    s0, tangent, _ = projected or road.project(np.asarray(position, dtype=float))
     h = math.radians(heading_deg)
     direction = 1 if tangent @ np.array([math.sin(h), math.cos(h)]) >= 0 else -1
     return road.at(s0 + direction * speed_mps * np.asarray(times, dtype=float)), direction

@@ -192,12 +192,15 @@ def _path(
     now: datetime,
 ) -> tuple[np.ndarray, str, tuple[int, int, bool]]:
     """One machine's path on ``grid``, where it came from, and (way, direction, one-lane)."""
-    if road is not None and _off(road, position) > ON_ROAD_M:
+    projected = road.project(position) if road is not None else None
+    if projected is not None and projected[2] > ON_ROAD_M:
         road = None
     lane = (-1, 0, False)
     fallback: np.ndarray | None = None
     if road is not None:
-        fallback, sign = collision.along_road(road, position, heading, speed, grid - t_fix)
+        fallback, sign = collision.along_road(
+            road, position, heading, speed, grid - t_fix, projected=projected
+        )
         lane = (road.way_id, sign, road.one_lane)
     if prediction is not None:
         ahead = [
@@ -215,11 +218,6 @@ def _path(
         return fallback, f"constant velocity along way {road.way_id} (no fresh prediction)", lane
     path = collision.straight(position, heading, speed, grid - t_fix)
     return path, "constant velocity on its heading, off the roads (no fresh prediction)", lane
-
-
-def _off(road: Road, position: np.ndarray) -> float:
-    s, _ = road.project(position)
-    return float(np.hypot(*(road.at(np.array([s]))[0] - position)))
 
 
 # --- the entry point ------------------------------------------------------------------------------
@@ -253,12 +251,11 @@ def assess_collision_risk(site: Site | uuid.UUID | str, *, force: bool = True) -
         report.machines, report.candidates = len(placed.machines), assessment.candidates
         report.risks = len(assessment.encounters)
         report.fallback = sum(not s.startswith(TRAJECTORY) for s in placed.sources)
-        seen = set()
+        book = RiskBook.of(site)
         for encounter in assessment.encounters:
-            risk, issued = _act(site, placed, encounter, limits, now)
-            seen.add(risk.pk)
-            report.commands += issued
-        report.resumed = _close_cleared(site, seen, now)
+            report.commands += _act(site, book, placed, encounter, limits, now)
+        book.save_refreshed()
+        report.resumed = _close_cleared(site, book.seen, now)
         report.act_ms = (time.perf_counter() - started) * 1000
     return report
 
@@ -281,13 +278,52 @@ def _due(site: Site) -> bool:
 # --- acting on a risk -------------------------------------------------------------------------------
 
 
+@dataclass
+class RiskBook:
+    """A site's open risks and what each machine got from each, read once per assessment;
+    the risks seen again are written back in one statement."""
+
+    risks: dict[tuple[uuid.UUID, uuid.UUID], CollisionRisk]
+    done: dict[int, dict[uuid.UUID, int]]  # risk pk -> machine -> strongest intervention
+    seen: set[int] = field(default_factory=set)
+    refreshed: list[CollisionRisk] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, site: Site) -> RiskBook:
+        risks = {
+            (r.first_id, r.second_id): r
+            for r in CollisionRisk.objects.filter(site=site, closed_at__isnull=True)
+        }
+        done: dict[int, dict[uuid.UUID, int]] = {}
+        for risk_id, equipment_id, kind in (
+            CollisionIntervention.objects.filter(risk__in=[r.pk for r in risks.values()])
+            .exclude(kind=Kind.RESUME)
+            .values_list("risk_id", "equipment_id", "kind")
+        ):
+            strongest = done.setdefault(risk_id, {})
+            strength = collision.STRENGTH[Intervention(kind)]
+            strongest[equipment_id] = max(strongest.get(equipment_id, 0), strength)
+        return cls(risks, done)
+
+    def save_refreshed(self) -> None:
+        fields = ["last_seen_at", "source", "t_ca_s", "d_ca_m", "min_d_ca_m"]
+        CollisionRisk.objects.bulk_update(self.refreshed, fields)
+
+
 def _act(
-    site: Site, placed: Placed, encounter: collision.Encounter, limits: Thresholds, now: datetime
-) -> tuple[CollisionRisk, int]:
+    site: Site,
+    book: RiskBook,
+    placed: Placed,
+    encounter: collision.Encounter,
+    limits: Thresholds,
+    now: datetime,
+) -> int:
+    """Open or refresh the pair's risk and intervene where this pair has not yet had as
+    strong an intervention from that machine (the debounce). Returns the commands sent."""
     a, b = sorted((encounter.first, encounter.second), key=lambda k: str(placed.machines[k].id))
     first, second = placed.machines[a], placed.machines[b]
     source = f"{first.name}: {placed.sources[a]}; {second.name}: {placed.sources[b]}"[:300]
-    risk = CollisionRisk.objects.filter(first=first, second=second, closed_at__isnull=True).first()
+    risk = book.risks.get((first.id, second.id))
     if risk is None:
         risk = CollisionRisk.objects.create(
             site=site,
@@ -299,13 +335,15 @@ def _act(
             min_d_ca_m=encounter.d_ca_m,
             source=source,
         )
+        book.risks[(first.id, second.id)] = risk
         _announce(risk, "opened")
     else:
         risk.last_seen_at, risk.source = now, source
         risk.t_ca_s, risk.d_ca_m = encounter.t_ca_s, encounter.d_ca_m
         risk.min_d_ca_m = min(risk.min_d_ca_m, encounter.d_ca_m)
-        risk.save(update_fields=["last_seen_at", "source", "t_ca_s", "d_ca_m", "min_d_ca_m"])
-    done = _strongest_so_far(risk)
+        book.refreshed.append(risk)
+    book.seen.add(risk.pk)
+    done = book.done.setdefault(risk.pk, {})
     issued = 0
     for index, kind in collision.interventions(
         placed.paths, encounter, placed.dt_s, limits
@@ -316,16 +354,8 @@ def _act(
         other = placed.machines[b if index == a else a]
         reason = _reason(kind, machine, other, encounter, placed.sources[index])
         issued += _intervene(risk, machine, kind, reason)
-    return risk, issued
-
-
-def _strongest_so_far(risk: CollisionRisk) -> dict[uuid.UUID, int]:
-    strongest: dict[uuid.UUID, int] = {}
-    for equipment_id, kind in risk.interventions.values_list("equipment_id", "kind"):
-        if kind != Kind.RESUME:
-            strength = collision.STRENGTH[Intervention(kind)]
-            strongest[equipment_id] = max(strongest.get(equipment_id, 0), strength)
-    return strongest
+        done[machine.id] = collision.STRENGTH[kind]
+    return issued
 
 
 def _reason(

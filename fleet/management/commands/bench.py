@@ -18,6 +18,7 @@ BENCHMARKS = {
     "batching": "fleet.learning.poolbench:run_batching_bench",
     "pool": "fleet.learning.poolbench:run_pool_bench",
     "allstop": "fleet.control.bench",
+    "collision": "fleet.control.collision_bench",
 }
 
 
