@@ -28,9 +28,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from fleet.control import collision, services
+from fleet.control import alerts, collision, services
 from fleet.control.collision import Intervention, Lanes, Road, Thresholds
-from fleet.control.models import CollisionIntervention, CollisionRisk, Command, TruckState
+from fleet.control.models import Alert, CollisionIntervention, CollisionRisk, Command, TruckState
 from fleet.learning.models import Prediction
 from fleet.live.broadcast import broadcast_on_commit
 from fleet.mine.models import RoadNetwork, Site, Way
@@ -50,6 +50,7 @@ LABELS = {
     Intervention.PREVENT_MOTION: "prevent-motion (ISO 21815-2)",
 }
 Kind = CollisionIntervention.Kind
+ALERT_SOURCE = "rule:collision-risk"
 
 
 def thresholds() -> Thresholds:
@@ -353,7 +354,7 @@ def _act(
             continue  # debounced: this pair already got as much from this machine
         other = placed.machines[b if index == a else a]
         reason = _reason(kind, machine, other, encounter, placed.sources[index])
-        issued += _intervene(risk, machine, kind, reason)
+        issued += _intervene(risk, machine, other, kind, reason, encounter)
         done[machine.id] = collision.STRENGTH[kind]
     return issued
 
@@ -373,9 +374,17 @@ def _reason(
     )[:300]
 
 
-def _intervene(risk: CollisionRisk, machine: Equipment, kind: Intervention, reason: str) -> int:
+def _intervene(
+    risk: CollisionRisk,
+    machine: Equipment,
+    other: Equipment,
+    kind: Intervention,
+    reason: str,
+    encounter: collision.Encounter,
+) -> int:
     """Stop the machine unless a targeted stop already holds it, or it is not ours to stop (a
-    manned machine: the operator sees the record). The record is kept either way."""
+    manned machine: the operator sees the record). The record is kept either way, and the
+    machine's alert for this other machine raised (or folded into the open one)."""
     command: Command | None = None
     if machine.autonomous:
         state, _ = TruckState.objects.get_or_create(equipment=machine)
@@ -388,6 +397,29 @@ def _intervene(risk: CollisionRisk, machine: Equipment, kind: Intervention, reas
         risk=risk, equipment=machine, kind=kind.value, command=command, reason=(reason + note)[:300]
     )
     log.warning("collision risk: %s%s", reason, note)
+    alert, _ = alerts.raise_alert(
+        machine,
+        alerts.Finding(
+            kind="collision_risk",
+            fold_key=f"collision_risk:{other.id}",
+            severity=Alert.Severity.WARNING
+            if kind == Intervention.SLOW_DOWN
+            else Alert.Severity.CRITICAL,
+            source=ALERT_SOURCE,
+            channel="MachinePositionV1",
+            reason=reason + note,
+            inputs={
+                "riskId": risk.pk,
+                "other": str(other.id),
+                "intervention": kind.value,
+                "tCaS": round(encounter.t_ca_s, 2),
+                "dCaM": round(encounter.d_ca_m, 1),
+                "paths": risk.source,
+            },
+        ),
+    )
+    if command is not None:
+        alerts.record_action(alert, command.command_id, actor=ALERT_SOURCE, detail=kind.value)
     return int(command is not None)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from fleet.audit import AuditError
 from fleet.control import collision_services, services
-from fleet.control.models import CollisionIntervention, CollisionRisk, Command
+from fleet.control.models import Alert, CollisionIntervention, CollisionRisk, Command
 from fleet.learning.models import Prediction
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.services import EquipmentDirectory, ingest_batch
@@ -88,6 +88,12 @@ def test_a_follower_too_close_slows_down_once_and_resumes_when_the_gap_opens(sit
     assert (record.kind, record.command, record.equipment) == ("slow_down", command, follower)
     with pytest.raises(AuditError):
         record.delete()
+    (alert,) = Alert.objects.all()  # the operator's alert, with the command it caused
+    assert (alert.equipment, alert.kind, alert.severity) == (follower, "collision_risk", "warning")
+    assert alert.reason == command.reason and alert.command_ids == [command.command_id]
+    assert alert.source == "rule:collision-risk" and alert.inputs["dCaM"] == pytest.approx(
+        35, abs=1
+    )
 
     # Seen again: the same pair is not acted on twice.
     again = collision_services.assess_collision_risk(site)
