@@ -242,6 +242,18 @@ CONTROL_ALERT_REPEAT_S = env_int("CONTROL_ALERT_REPEAT_S", 30, minimum=0)
 # How old the ingest process's copy of the active zones may be (one query per this, not per message).
 CONTROL_ZONE_INDEX_S = env_int("CONTROL_ZONE_INDEX_S", 2, minimum=0)
 
+# Traffic permissions (fleet.control.traffic, docs/control-traffic.md): no request waits longer
+# than TRAFFIC_MAX_WAIT_S or sees more than TRAFFIC_MAX_OVERTAKES grants to others (then the
+# section is held for it); a grant not used within TRAFFIC_GRANT_UNUSED_S is revoked; a request
+# not renewed within TRAFFIC_REQUEST_STALE_S is dropped; one-lane sections closer than
+# TRAFFIC_ADJACENT_M are adjacent (rings of them never fill); a truck carrying at least
+# TRAFFIC_LOADED_MIN_T tonnes is loaded (it goes before empty ones at the same point).
+TRAFFIC_MAX_WAIT_S = env_int("TRAFFIC_MAX_WAIT_S", 120, minimum=1)
+TRAFFIC_MAX_OVERTAKES = env_int("TRAFFIC_MAX_OVERTAKES", 3, minimum=0)
+TRAFFIC_GRANT_UNUSED_S = env_int("TRAFFIC_GRANT_UNUSED_S", 60, minimum=5)
+TRAFFIC_REQUEST_STALE_S = env_int("TRAFFIC_REQUEST_STALE_S", 75, minimum=5)
+TRAFFIC_ADJACENT_M = env_int("TRAFFIC_ADJACENT_M", 15, minimum=0)
+TRAFFIC_LOADED_MIN_T = env_int("TRAFFIC_LOADED_MIN_T", 5, minimum=0)
 # Live positions to the dashboard at most this often per site (coalesced), in ms.
 LIVE_POSITION_INTERVAL_MS = env_int("LIVE_POSITION_INTERVAL_MS", 500, minimum=50)
 
@@ -275,6 +287,7 @@ CELERY_BEAT_SCHEDULE = {
     "derive-haul-cycles": {"task": "telemetry.derive_haul_cycles", "schedule": 60.0},
     "watch-ingest-replicas": {"task": "telemetry.watch_ingest_replicas", "schedule": 30.0},
     "expire-commands": {"task": "control.expire_commands", "schedule": 5.0},
+    "sweep-traffic": {"task": "control.sweep_traffic", "schedule": 2.0},
     "replan-dispatch": {"task": "control.replan_dispatch", "schedule": 60.0},
     "purge-predictions": {"task": "learning.purge_predictions", "schedule": 3600.0},
     "assess-collision-risk": {"task": "control.assess_collision_risk", "schedule": 1.0},

@@ -4,7 +4,7 @@ from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from fleet.control import alert_views, dispatch_views
+from fleet.control import alert_views, dispatch_views, traffic_views
 from fleet.control import views as control_views
 from fleet.learning import views as learning_views
 from fleet.mine import views as mine_views
@@ -95,6 +95,21 @@ api_v1 = [
         "sites/<uuid:site_id>/dispatch/replan/",
         dispatch_views.SiteReplanView.as_view(),
         name="site-dispatch-replan",
+    ),
+    path(
+        "traffic-permissions/",
+        traffic_views.TrafficPermissionListView.as_view(),
+        name="traffic-permission-list",
+    ),
+    path(
+        "traffic-permissions/<uuid:permission_id>/grant/",
+        traffic_views.TrafficPermissionDecideView.as_view(action="grant"),
+        name="traffic-permission-grant",
+    ),
+    path(
+        "traffic-permissions/<uuid:permission_id>/revoke/",
+        traffic_views.TrafficPermissionDecideView.as_view(action="revoke"),
+        name="traffic-permission-revoke",
     ),
     path(
         "loading-units/<int:unit_id>/availability/",

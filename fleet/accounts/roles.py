@@ -53,6 +53,7 @@ SUPERVISOR_EXTRA = {
     ("control", "remove_allstop"),  # lifting an all-stop puts the site back in motion
     ("control", "change_sitedispatch"),  # switch the dispatcher on or off for a site
     ("control", "change_healthpolicy"),  # what a fault prediction raises and what follows
+    ("control", "decide_trafficpermission"),  # grant or revoke a traffic permission by hand
 }
 # What history refers to is retired or deactivated, never deleted; a command changes only
 # through the services.

@@ -22,6 +22,8 @@ from fleet.control.models import (
     HealthPolicy,
     LoadingUnitStatus,
     SiteDispatch,
+    TrafficPermission,
+    TrafficPermissionEvent,
     TruckState,
 )
 
@@ -283,3 +285,46 @@ class AlertEventAdmin(AuditAdmin):
 class HealthPolicyAdmin(admin.ModelAdmin):
     list_display = ("site", "consecutive", "workshop_way_id", "updated_by", "updated_at")
     readonly_fields = ("updated_by", "updated_at")
+
+
+# --- traffic permissions ------------------------------------------------------------------------
+
+
+class TrafficPermissionEventInline(AuditInline):
+    model = TrafficPermissionEvent
+    fields = ("at", "status", "actor", "reason")
+    readonly_fields = fields
+
+
+@admin.register(TrafficPermission)
+class TrafficPermissionAdmin(ReadOnlyAdmin):
+    """Who asked for which one-lane section, what was decided, by which rule or person, and
+    when the truck acknowledged. Decided by the arbiter or through the API, never edited here."""
+
+    list_display = (
+        "requested_at",
+        "equipment",
+        "zone",
+        "way_id",
+        "loaded",
+        "status",
+        "decided_by",
+        "reason",
+        "overtakes",
+        "acknowledged_at",
+    )
+    list_filter = ("status", "site", "zone", "loaded")
+    search_fields = ("equipment__name", "zone__name", "reason", "decided_by")
+    date_hierarchy = "requested_at"
+    list_select_related = ("equipment", "zone")
+    inlines = [TrafficPermissionEventInline]
+    readonly_fields = tuple(f.name for f in TrafficPermission._meta.fields)
+
+
+@admin.register(TrafficPermissionEvent)
+class TrafficPermissionEventAdmin(AuditAdmin):
+    list_display = ("at", "permission", "status", "actor", "reason")
+    list_filter = ("status", "actor", "permission__zone")
+    search_fields = ("permission__equipment__name", "actor", "reason")
+    date_hierarchy = "at"
+    readonly_fields = ("permission", "at", "status", "actor", "reason")

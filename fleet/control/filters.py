@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import django_filters
 
 from fleet.api import FilterSet
-from fleet.control.models import Alert, Command, TruckState
+from fleet.control.models import Alert, Command, TrafficPermission, TruckState
 
 
 class CommandFilter(FilterSet):
@@ -50,3 +52,28 @@ class TruckStateFilter(FilterSet):
     class Meta:
         model = TruckState
         fields = ["site", "safe_stopped", "connection"]
+
+
+class TrafficPermissionFilter(FilterSet):
+    site = django_filters.UUIDFilter(field_name="site_id", help_text="Only this site's")
+    zone = django_filters.UUIDFilter(
+        field_name="zone_id", help_text="Only this one-lane section's (its ZoneId)"
+    )
+    equipment = django_filters.UUIDFilter(
+        field_name="equipment_id", help_text="Only this truck's (its EquipmentId)"
+    )
+    status = django_filters.ChoiceFilter(choices=TrafficPermission.Status.choices)
+    open = django_filters.BooleanFilter(
+        method="filter_open", help_text="true: only the waiting and granted ones"
+    )
+
+    class Meta:
+        model = TrafficPermission
+        fields = ["site", "zone", "equipment", "status", "open"]
+
+    def filter_open(self, queryset: Any, name: str, value: bool | None) -> Any:
+        if value is None:
+            return queryset
+        if value:
+            return queryset.filter(status__in=TrafficPermission.OPEN)
+        return queryset.exclude(status__in=TrafficPermission.OPEN)

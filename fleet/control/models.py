@@ -657,3 +657,121 @@ class FaultRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.fault_class} x{self.count} on {self.equipment_id}"
+
+
+# --- traffic permissions (fleet.control.traffic_services; the arbiter is fleet.control.traffic) --
+
+
+class TrafficPermission(models.Model):
+    """A truck's permission to enter a one-lane section (a policy zone with the
+    ``trafficPermission`` policy), from its TrafficPermissionRequestV1 to its release. Its status
+    changes only through ``fleet.control.traffic_services``, which writes each change to the
+    append-only ``TrafficPermissionEvent`` trail; each change the truck must know of goes to it
+    as a TrafficPermissionUpdateV1 command (``event_id`` names the latest)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        GRANTED = "granted", "Granted"
+        REJECTED = "rejected", "Rejected"
+        REVOKED = "revoked", "Revoked"
+        RELEASED = "released", "Released"
+        EXPIRED = "expired", "Expired"  # a grant not used, or a request not renewed, in time
+
+    OPEN = (Status.PENDING, Status.GRANTED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    site = models.ForeignKey("mine.Site", on_delete=models.PROTECT, related_name="+")
+    equipment = models.ForeignKey(
+        "vehicles.Equipment", on_delete=models.PROTECT, related_name="traffic_permissions"
+    )
+    zone = models.ForeignKey(
+        "mine.PolicyZone", on_delete=models.PROTECT, related_name="traffic_permissions"
+    )
+    way_id = models.IntegerField(
+        "WayId",
+        null=True,
+        blank=True,
+        help_text="The way the truck enters by (its direction); empty: it asked from inside.",
+    )
+    loaded = models.BooleanField(default=False, help_text="Carrying a payload when it asked.")
+    status = models.CharField(
+        max_length=10, choices=Status.choices, default=Status.PENDING, editable=False
+    )
+    reason = models.CharField(max_length=300, blank=True, help_text="Why it is where it is.")
+    decided_by = models.CharField(
+        max_length=80, blank=True, help_text="'rule:<name>' or the user who decided by hand."
+    )
+    requested_at = models.DateTimeField(db_index=True)
+    last_asked_at = models.DateTimeField(help_text="The truck's latest request for it.")
+    granted_at = models.DateTimeField(null=True, blank=True)
+    entered_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the truck was first seen inside with the grant."
+    )
+    closed_at = models.DateTimeField(null=True, blank=True)
+    overtakes = models.PositiveIntegerField(
+        default=0, help_text="Grants to others in the section while it waited."
+    )
+    event_id = models.UUIDField(
+        null=True, blank=True, help_text="EventId of the latest TrafficPermissionUpdateV1 sent."
+    )
+    acknowledged_event_id = models.UUIDField(null=True, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["equipment", "zone"],
+                condition=models.Q(status__in=["pending", "granted"]),
+                name="one_open_traffic_permission",
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["site"],
+                condition=models.Q(status__in=["pending", "granted"]),
+                name="traffic_permission_open",
+            )
+        ]
+        permissions = [
+            ("decide_trafficpermission", "Can grant or revoke a traffic permission by hand")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.equipment_id} in {self.zone_id} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN
+
+
+class TrafficPermissionEvent(AuditRecord):
+    """The audit trail of a traffic permission: every status it took, why, and who decided
+    (a rule, a user, or the truck)."""
+
+    audit_time_field = "at"
+    audit_archive_parent = "permission"
+
+    permission = models.ForeignKey(
+        TrafficPermission, on_delete=models.PROTECT, related_name="events"
+    )
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    status = models.CharField(max_length=10, choices=TrafficPermission.Status.choices)
+    reason = models.CharField(max_length=300, blank=True)
+    actor = models.CharField(max_length=80, help_text="'rule:<name>', a user name, or 'truck'.")
+
+    class Meta(AuditRecord.Meta):
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.permission_id} {self.status} by {self.actor}"
+
+    @classmethod
+    def archivable(cls, cutoff: Any) -> models.QuerySet:
+        """Whole trails of closed permissions only (an open one is still being decided)."""
+        done = (
+            TrafficPermission.objects.exclude(status__in=TrafficPermission.OPEN)
+            .annotate(last_event=models.Max("events__at"))
+            .filter(last_event__lt=cutoff)
+        )
+        return cls.objects.filter(permission__in=done.values("pk"))

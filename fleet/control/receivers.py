@@ -10,7 +10,7 @@ from typing import Any
 from django.db import transaction
 from django.dispatch import receiver
 
-from fleet.control import compliance, dispatching, health, services, zones
+from fleet.control import compliance, dispatching, health, services, traffic_services, zones
 from fleet.learning.signals import prediction_recorded
 from fleet.mine.signals import zone_activated, zone_deletion_requested
 from fleet.telemetry.signals import connection_changed, messages_admitted, messages_arrived
@@ -48,6 +48,11 @@ def apply_answers(sender: Any, admitted: list, **kwargs: Any) -> None:
             dispatching.record_production_states(envelopes)
     except Exception:
         log.exception("dispatch could not follow the production states of a batch")
+    try:  # likewise: the traffic decisions of a batch stand on their own
+        with transaction.atomic():
+            traffic_services.handle_truck_messages(envelopes)
+    except Exception:
+        log.exception("traffic permissions could not be decided for a batch")
 
 
 @receiver(connection_changed, dispatch_uid="control-connection")

@@ -7,7 +7,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from fleet.control import collision_services, dispatching, zones
+from fleet.control import collision_services, dispatching, traffic_services, zones
 from fleet.control.services import expire_commands
 
 
@@ -46,3 +46,9 @@ def assess_collision_risk() -> int:
         collision_services.assess_collision_risk(site).risks
         for site in Site.objects.filter(active=True)
     )
+
+
+@shared_task(name="control.sweep_traffic")
+def sweep_traffic() -> int:
+    """Traffic permissions: unused grants expire, waiting bounds are enforced (every ~2 s)."""
+    return traffic_services.sweep()

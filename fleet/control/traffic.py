@@ -191,18 +191,28 @@ def _why_not(
     occupied: _Occupancy,
 ) -> str | None:
     """Rules 2, 4 and 5: None if ``request`` may be granted now, else why not."""
-    others = [h for h in holders if h.truck != request.truck]
-    if others:
-        if len(others) >= section.capacity:
-            return f"occupied by {_names(others)}"
-        if request.way is None or any(h.way != request.way for h in others):
-            return f"occupied by {_names(others)} in the other direction"
+    clash = conflict(section, holders, request)
+    if clash is not None:
+        return clash
     keeper = held.get(request.zone)
     if keeper is not None and keeper.key != request.key:
         return f"held for {keeper.truck}, who has waited longest"
     ring = occupied.would_fill(request)
     if ring is not None:
         return f"held back: it would fill a ring of {len(ring)} one-lane sections"
+    return None
+
+
+def conflict(section: Section, holders: Iterable[Permission], request: Permission) -> str | None:
+    """Rule 2 alone: why granting ``request`` beside the grants ``holders`` would conflict
+    (None if it would not). A grant by hand is checked against this too."""
+    others = [h for h in holders if h.truck != request.truck]
+    if not others:
+        return None
+    if len(others) >= section.capacity:
+        return f"occupied by {_names(others)}"
+    if request.way is None or any(h.way != request.way for h in others):
+        return f"occupied by {_names(others)} in the other direction"
     return None
 
 
