@@ -21,9 +21,10 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
@@ -35,7 +36,7 @@ from fleet.learning.models import Prediction
 from fleet.live.broadcast import broadcast_on_commit
 from fleet.mine.models import RoadNetwork, Site, Way
 from fleet.protocol import wire
-from fleet.telemetry.latest import POSITION_FIELD, read_latest
+from fleet.telemetry.latest import POSITION_FIELD, redis_client, truck_key
 from fleet.vehicles.models import Equipment
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,27 @@ def thresholds() -> Thresholds:
     )
 
 
+class Machine(NamedTuple):
+    """What the assessment needs of a machine (a model instance is loaded only to act)."""
+
+    id: uuid.UUID
+    name: str
+    autonomous: bool
+
+
+class Trajectory(NamedTuple):
+    """A trajectory prediction as the assessment reads it."""
+
+    model_id: str
+    window_end: datetime
+    outputs: dict[str, Any]
+
+
 @dataclass
 class Placed:
     """The machines of a site placed on the common time grid, with where each path came from."""
 
-    machines: list[Equipment]
+    machines: list[Machine]
     paths: np.ndarray  # (n, K, 2) metres
     sources: list[str]
     lanes: Lanes
@@ -121,20 +138,31 @@ def site_roads(site: Site) -> tuple[collision.Frame, dict[int, Road]]:
 # --- placing the machines ----------------------------------------------------------------------
 
 
-def _fresh_predictions(ids: list[uuid.UUID], now: datetime) -> dict[uuid.UUID, Prediction]:
+def _fresh_predictions(ids: list[uuid.UUID], now: datetime) -> dict[uuid.UUID, Trajectory]:
     """Each machine's newest trajectory prediction whose horizon still reaches past now."""
     reach = timedelta(seconds=max(_horizons(None)))
-    return {
-        p.equipment_id: p
-        for p in Prediction.objects.filter(
+    rows = (
+        Prediction.objects.filter(
             equipment_id__in=ids, model_name=TRAJECTORY, window_end__gt=now - reach
         )
         .order_by("equipment_id", "-window_end")
         .distinct("equipment_id")
-    }
+        .values_list("equipment_id", "model_id", "window_end", "outputs")
+    )
+    return {row[0]: Trajectory(*row[1:]) for row in rows}
 
 
-def _horizons(prediction: Prediction | None) -> list[float]:
+def _latest(ids: list[uuid.UUID]) -> list[tuple[Any, Any]]:
+    """Each machine's newest position summary and production state from the latest state in
+    Redis (only those two fields: a truck's hash holds every message it sends)."""
+    with redis_client().pipeline(transaction=False) as pipe:
+        for equipment_id in ids:
+            pipe.hmget(truck_key(equipment_id), POSITION_FIELD, PRODUCTION_STATE)
+        raw = pipe.execute()
+    return [tuple(orjson.loads(v) if v else None for v in pair) for pair in raw]
+
+
+def _horizons(prediction: Trajectory | None) -> list[float]:
     from_outputs = (prediction.outputs or {}).get("horizons_s") if prediction else None
     return [float(h) for h in (from_outputs or (1, 3, 5))]
 
@@ -145,15 +173,19 @@ def place_machines(site: Site, now: datetime | None = None) -> Placed:
     dt = settings.COLLISION_STEP_MS / 1000.0
     grid = collision.time_grid(float(settings.COLLISION_HORIZON_S), dt)
     frame, roads = site_roads(site)
-    machines = list(Equipment.objects.filter(site=site, status=Equipment.Status.ACTIVE))
-    latest = read_latest([m.id for m in machines]) if machines else {}
+    machines = [
+        Machine(*row)
+        for row in Equipment.objects.filter(site=site, status=Equipment.Status.ACTIVE).values_list(
+            "id", "name", "autonomous"
+        )
+    ]
+    ids = [m.id for m in machines]
+    latest = _latest(ids) if machines else []
     placed, paths, sources, way, direction, one_lane = [], [], [], [], [], []
-    predictions = _fresh_predictions([m.id for m in machines], now)
+    predictions = _fresh_predictions(ids, now)
     max_age = float(settings.COLLISION_POSITION_MAX_AGE_S)
-    for machine in machines:
-        state = latest.get(str(machine.id), {})
-        fix = state.get(POSITION_FIELD)
-        production = state.get(PRODUCTION_STATE) or {}
+    for machine, (fix, production) in zip(machines, latest, strict=True):
+        production = production or {}
         if not fix or production.get("ProductionState") in settings.COLLISION_EXEMPT_STATES:
             continue
         t_fix = (wire.parse_timestamp(fix["at"]) - now).total_seconds()
@@ -187,7 +219,7 @@ def _path(
     speed: float,
     t_fix: float,
     road: Road | None,
-    prediction: Prediction | None,
+    prediction: Trajectory | None,
     frame: collision.Frame,
     grid: np.ndarray,
     now: datetime,
@@ -328,8 +360,8 @@ def _act(
     if risk is None:
         risk = CollisionRisk.objects.create(
             site=site,
-            first=first,
-            second=second,
+            first_id=first.id,
+            second_id=second.id,
             last_seen_at=now,
             t_ca_s=encounter.t_ca_s,
             d_ca_m=encounter.d_ca_m,
@@ -361,8 +393,8 @@ def _act(
 
 def _reason(
     kind: Intervention,
-    machine: Equipment,
-    other: Equipment,
+    machine: Machine,
+    other: Machine,
     encounter: collision.Encounter,
     source: str,
 ) -> str:
@@ -376,8 +408,8 @@ def _reason(
 
 def _intervene(
     risk: CollisionRisk,
-    machine: Equipment,
-    other: Equipment,
+    machine: Machine,
+    other: Machine,
     kind: Intervention,
     reason: str,
     encounter: collision.Encounter,
@@ -385,20 +417,25 @@ def _intervene(
     """Stop the machine unless a targeted stop already holds it, or it is not ours to stop (a
     manned machine: the operator sees the record). The record is kept either way, and the
     machine's alert for this other machine raised (or folded into the open one)."""
+    equipment = Equipment.objects.get(pk=machine.id)
     command: Command | None = None
     if machine.autonomous:
-        state, _ = TruckState.objects.get_or_create(equipment=machine)
+        state, _ = TruckState.objects.get_or_create(equipment=equipment)
         if state.stop_id is None:
-            command = services.stop_truck(machine, reason=reason)
+            command = services.stop_truck(equipment, reason=reason)
     note = "" if command else " [no command: already held by a stop]"
     if not machine.autonomous:
         note = " [no command: not an autonomous machine]"
     CollisionIntervention.objects.create(
-        risk=risk, equipment=machine, kind=kind.value, command=command, reason=(reason + note)[:300]
+        risk=risk,
+        equipment=equipment,
+        kind=kind.value,
+        command=command,
+        reason=(reason + note)[:300],
     )
     log.warning("collision risk: %s%s", reason, note)
     alert, _ = alerts.raise_alert(
-        machine,
+        equipment,
         alerts.Finding(
             kind="collision_risk",
             fold_key=f"collision_risk:{other.id}",
