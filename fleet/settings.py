@@ -317,6 +317,9 @@ COLLISION_HORIZON_S = env_int("COLLISION_HORIZON_S", 10, minimum=1, maximum=60)
 COLLISION_STEP_MS = env_int("COLLISION_STEP_MS", 250, minimum=50, maximum=2000)
 # A risk no assessment has seen for this long is closed and its stops resumed.
 COLLISION_CLEAR_S = env_int("COLLISION_CLEAR_S", 3, minimum=0)
+# A standing machine this rule holds is placed as if released at this speed: its risk clears
+# only when releasing it would not bring the risk back.
+COLLISION_RELEASE_SPEED_KMH = env_int("COLLISION_RELEASE_SPEED_KMH", 20, minimum=1, maximum=80)
 # A machine whose newest position is older than this is not placed (its link is someone else's
 # concern: ISO 17757 safe state).
 COLLISION_POSITION_MAX_AGE_S = env_int("COLLISION_POSITION_MAX_AGE_S", 5, minimum=1)

@@ -359,11 +359,11 @@ def interventions(
     if urgent:
         out.update({m: Intervention.STOP for m in movers})
     elif movers:
-        out[max(movers, key=lambda m: _towards(paths, m, pair, dt_s))] = Intervention.SLOW_DOWN
+        out[max(movers, key=lambda m: towards(paths, m, pair, dt_s))] = Intervention.SLOW_DOWN
     return out
 
 
-def _towards(paths: np.ndarray, m: int, pair: tuple[int, int], dt_s: float) -> float:
+def towards(paths: np.ndarray, m: int, pair: tuple[int, int], dt_s: float) -> float:
     """How much machine ``m`` drives towards the other one now (speed component, m/s)."""
     other = pair[1] if m == pair[0] else pair[0]
     gap = paths[other, 0] - paths[m, 0]

@@ -87,6 +87,7 @@ class Placed:
     sources: list[str]
     lanes: Lanes
     dt_s: float
+    held: np.ndarray  # (n,) bool: standing, held by this rule's stop (placed as if released)
 
 
 @dataclass
@@ -181,8 +182,9 @@ def place_machines(site: Site, now: datetime | None = None) -> Placed:
     ]
     ids = [m.id for m in machines]
     latest = _latest(ids) if machines else []
-    placed, paths, sources, way, direction, one_lane = [], [], [], [], [], []
+    placed, paths, sources, way, direction, one_lane, held = [], [], [], [], [], [], []
     predictions = _fresh_predictions(ids, now)
+    holding = held_by_rule(site)
     max_age = float(settings.COLLISION_POSITION_MAX_AGE_S)
     for machine, (fix, production) in zip(machines, latest, strict=True):
         production = production or {}
@@ -191,17 +193,27 @@ def place_machines(site: Site, now: datetime | None = None) -> Placed:
         t_fix = (wire.parse_timestamp(fix["at"]) - now).total_seconds()
         if t_fix < -max_age:
             continue
+        speed = float(fix.get("speedKmh") or 0.0) * KMH
+        # A machine this rule holds is placed where it would go if released: the risk it was
+        # stopped for clears when releasing it would not bring it back, not merely because
+        # both machines stand still.
+        released = machine.id in holding and speed <= Thresholds.moving_mps
         path, source, lane = _path(
             frame.to_local(fix["lon"], fix["lat"]),
             float(fix.get("heading") or 0.0),
-            float(fix.get("speedKmh") or 0.0) * KMH,
+            settings.COLLISION_RELEASE_SPEED_KMH * KMH if released else speed,
             t_fix,
             roads.get(production.get("WayId")),
-            predictions.get(machine.id),
+            None if released else predictions.get(machine.id),
             frame,
             grid,
             now,
         )
+        if released:
+            source = (
+                f"held, as if released at {settings.COLLISION_RELEASE_SPEED_KMH} km/h: {source}"
+            )
+        held.append(released)
         placed.append(machine)
         paths.append(path)
         sources.append(source)
@@ -210,7 +222,32 @@ def place_machines(site: Site, now: datetime | None = None) -> Placed:
         one_lane.append(lane[2])
     lanes = Lanes(np.array(way, dtype=np.int64), np.array(direction), np.array(one_lane, bool))
     stacked = np.stack(paths) if paths else np.zeros((0, len(grid), 2))
-    return Placed(placed, stacked, sources, lanes, dt)
+    return Placed(placed, stacked, sources, lanes, dt, np.array(held, dtype=bool))
+
+
+def held_by_rule(site: Site) -> set[uuid.UUID]:
+    """Machines whose newest targeted stop is an Apply this rule sent for a risk still open."""
+    acted = set(
+        CollisionIntervention.objects.filter(risk__site=site, risk__closed_at__isnull=True)
+        .exclude(kind=Kind.RESUME)
+        .values_list("equipment_id", flat=True)
+    )
+    if not acted:
+        return set()
+    newest = {
+        pk: equipment_id
+        for equipment_id, pk, body in Command.objects.filter(
+            equipment_id__in=acted, supersede_key="stop"
+        )
+        .order_by("equipment_id", "-serial")
+        .distinct("equipment_id")
+        .values_list("equipment_id", "pk", "body")
+        if body.get("ModeAllStop") == "Apply"
+    }
+    ours = CollisionIntervention.objects.filter(command_id__in=newest).values_list(
+        "command_id", flat=True
+    )
+    return {newest[pk] for pk in ours}
 
 
 def _path(
@@ -288,7 +325,8 @@ def assess_collision_risk(site: Site | uuid.UUID | str, *, force: bool = True) -
         for encounter in assessment.encounters:
             report.commands += _act(site, book, placed, encounter, limits, now)
         book.save_refreshed()
-        report.resumed = _close_cleared(site, book.seen, now)
+        report.resumed = _release_first(placed, assessment.encounters, book)
+        report.resumed += _close_cleared(site, book.seen, now)
         report.act_ms = (time.perf_counter() - started) * 1000
     return report
 
@@ -356,7 +394,7 @@ def _act(
     a, b = sorted((encounter.first, encounter.second), key=lambda k: str(placed.machines[k].id))
     first, second = placed.machines[a], placed.machines[b]
     source = f"{first.name}: {placed.sources[a]}; {second.name}: {placed.sources[b]}"[:300]
-    risk = book.risks.get((first.id, second.id))
+    risk = book.risks.get(_pair(first, second))
     if risk is None:
         risk = CollisionRisk.objects.create(
             site=site,
@@ -368,7 +406,7 @@ def _act(
             min_d_ca_m=encounter.d_ca_m,
             source=source,
         )
-        book.risks[(first.id, second.id)] = risk
+        book.risks[_pair(first, second)] = risk
         _announce(risk, "opened")
     else:
         risk.last_seen_at, risk.source = now, source
@@ -389,6 +427,57 @@ def _act(
         issued += _intervene(risk, machine, other, kind, reason, encounter)
         done[machine.id] = collision.STRENGTH[kind]
     return issued
+
+
+def _pair(a: Machine, b: Machine) -> tuple[uuid.UUID, uuid.UUID]:
+    """A pair's key: (first, second) as CollisionRisk stores them, ids in text order."""
+    first, second = sorted((a, b), key=lambda m: str(m.id))
+    return first.id, second.id
+
+
+def _release_first(placed: Placed, encounters: list[collision.Encounter], book: RiskBook) -> int:
+    """Where both machines of a risk stand held by this rule (they would meet if both were
+    released), release the one with priority: the one driving less towards the other (the
+    leader of a following pair, the one further into a crossing). The other stays held until
+    they are clear. Not two machines facing each other on one way: one of them must back off,
+    which an operator decides (their alerts are critical)."""
+    released: set[int] = set()
+    count = 0
+    for encounter in encounters:
+        pair = (encounter.first, encounter.second)
+        if not placed.held[list(pair)].all() or released & set(pair):
+            continue
+        a, b = pair
+        lanes = placed.lanes
+        if (
+            lanes.way[a] >= 0
+            and lanes.way[a] == lanes.way[b]
+            and lanes.direction[a] != lanes.direction[b]
+        ):
+            continue
+        go = min(pair, key=lambda m: collision.towards(placed.paths, m, pair, placed.dt_s))
+        wait = b if go == a else a
+        risk = book.risks[_pair(placed.machines[a], placed.machines[b])]
+        if _release(risk, placed.machines[go], placed.machines[wait]):
+            released.add(go)
+            count += 1
+    return count
+
+
+def _release(risk: CollisionRisk, go: Machine, wait: Machine) -> bool:
+    equipment = Equipment.objects.get(pk=go.id)
+    reason = (
+        f"resume: goes first after the collision-risk stop with {wait.name} (both were "
+        f"standing; {wait.name} stays held until they are clear)"
+    )
+    command = services.resume_truck(equipment, reason=reason)
+    if command is None:
+        return False
+    CollisionIntervention.objects.create(
+        risk=risk, equipment=equipment, kind=Kind.RESUME, command=command, reason=reason
+    )
+    log.info("collision risk: %s (%s)", reason, go.name)
+    return True
 
 
 def _reason(

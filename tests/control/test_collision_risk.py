@@ -127,6 +127,42 @@ def test_head_on_on_the_one_lane_ramp_stops_both(site):
         assert command.reason.startswith(f"stop (ISO 21815-2): collision risk with {other}")
         assert "closest approach 0 m in 4.0 s" in command.reason
 
+    # Both now stand, facing each other on the one-lane ramp: released they would meet again,
+    # so the risk stays open and neither is released (one must back off: an operator's call).
+    drive(site, up, RAMP, 120, kmh=0)
+    drive(site, down, RAMP, 160, forward=False, kmh=0)
+    report = collision_services.assess_collision_risk(site)
+    assert (report.risks, report.resumed, report.commands) == (1, 0, 0)
+    assert not stops(up, "Remove") and not stops(down, "Remove")
+    assert "held, as if released at 20 km/h" in CollisionRisk.objects.get().source
+
+
+def test_two_trucks_held_at_a_junction_go_one_after_the_other(site):
+    rim_length = collision_services.site_roads(site)[1][RIM].length
+    east, down = haul_truck(site, "HT-001"), haul_truck(site, "HT-002")
+    drive(site, east, RIM, rim_length - 40, kmh=36)  # both 40 m from the junction, 4 s away
+    drive(site, down, RAMP, 40, forward=False, kmh=36)
+    assert collision_services.assess_collision_risk(site).commands == 2
+
+    # Both stand; released together they would meet at the junction: one goes first.
+    drive(site, east, RIM, rim_length - 30, kmh=0)
+    drive(site, down, RAMP, 30, forward=False, kmh=0)
+    report = collision_services.assess_collision_risk(site)
+    assert report.resumed == 1 and CollisionRisk.objects.get().closed_at is None
+    (first,) = stops(east, "Remove") + stops(down, "Remove")
+    waiting = down if first.equipment == east else east
+    assert first.reason.startswith(
+        f"resume: goes first after the collision-risk stop with {waiting.name}"
+    )
+    assert not stops(waiting, "Remove")
+
+    # The first one drives through and away: the other is resumed.
+    drive(site, first.equipment, RIM, 100, forward=False, kmh=36)  # back west along the rim
+    report = collision_services.assess_collision_risk(site)
+    assert report.resumed == 1 and CollisionRisk.objects.get().closed_at is not None
+    (resume,) = stops(waiting, "Remove")
+    assert resume.reason.startswith(f"resume: collision risk with {first.equipment.name} cleared")
+
 
 def test_oncoming_trucks_on_the_two_lane_rim_road_pass_in_their_lanes(site):
     east, west = haul_truck(site, "HT-001"), haul_truck(site, "HT-002")
