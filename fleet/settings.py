@@ -233,6 +233,8 @@ FMS_HEARTBEAT_MS = env_int("FMS_HEARTBEAT_MS", 1000, minimum=100)
 # A truck inside an active exclusion zone, or faster than the lowest speed limit of the zones it is
 # in (plus CONTROL_SPEED_TOLERANCE_KMH), raises an alert as its message is admitted; these say
 # whether a stop command follows.
+# Off: the live rules are not run at all (an operational switch, and the "before" of the bench).
+CONTROL_LIVE_RULES = env_bool("CONTROL_LIVE_RULES", True)
 CONTROL_STOP_ON_EXCLUSION = env_bool("CONTROL_STOP_ON_EXCLUSION", True)
 CONTROL_STOP_ON_SPEEDING = env_bool("CONTROL_STOP_ON_SPEEDING", False)
 CONTROL_SPEED_TOLERANCE_KMH = env_int("CONTROL_SPEED_TOLERANCE_KMH", 3, minimum=0)

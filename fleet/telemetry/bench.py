@@ -7,6 +7,13 @@ Two phases with the same publishers (one MQTT identity per truck, QoS 1, positio
 2. ingest: a real ``manage.py ingest`` replica storing into the history.
 Each phase publishes for ``--seconds``; the rate is messages over the time from the first
 publish to the last one counted (baseline) or committed (ingest).
+
+The live rules run on every admitted message before it is stored (signal ``messages_arrived``;
+control's compliance with the policy zones): ``--zones N`` activates N speed-limit zones over
+the trucks (limits above their speed: every message is tested against every zone, none is
+found speeding), ``--no-live-rules`` runs the replica with them switched off
+(``CONTROL_LIVE_RULES=0``), and ``hook_us_per_msg`` times the signal alone in this process over
+the same messages.
 """
 
 from __future__ import annotations
@@ -26,11 +33,15 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from fleet.mine import services as mine
 from fleet.mine.mapfile import import_site_map
-from fleet.mine.models import Site
+from fleet.mine.models import PolicyZone, Site
 from fleet.protocol import topics
 from fleet.telemetry import loadgen, replicas
+from fleet.telemetry.intake import Admitted, Inbound, TimeRules, admit
 from fleet.telemetry.models import Position
+from fleet.telemetry.services import EquipmentDirectory
+from fleet.telemetry.signals import messages_arrived
 from fleet.vehicles.broker import INGEST
 from fleet.vehicles.credentials import issue_credentials
 from fleet.vehicles.logins import BrokerAdminError, reconcile_logins
@@ -243,6 +254,94 @@ def _wait_stable(
         time.sleep(0.1)
 
 
+# --- the live rules' share -----------------------------------------------------------------------
+
+BENCH_ZONE = "bench-zone"
+
+
+def _bench_zones(site: Site, count: int) -> int:
+    """``count`` active speed-limit zones over the bench trucks (nested squares, limit 20 m/s
+    = 72 km/h, above the publishers' 35 km/h), replacing the last run's."""
+    from django.contrib.gis.geos import Polygon
+    from django.utils import timezone
+
+    PolicyZone.objects.filter(site=site, name__startswith=BENCH_ZONE).exclude(
+        status=PolicyZone.Status.DELETED
+    ).update(status=PolicyZone.Status.DELETED, deleted_at=timezone.now())
+    for n in range(count):
+        d = 0.0005 + 0.0001 * n
+        ring = [
+            (LON0 - d, LAT0 - d),
+            (LON0 + d, LAT0 - d),
+            (LON0 + d, LAT0 + d),
+            (LON0 - d, LAT0 + d),
+            (LON0 - d, LAT0 - d),
+        ]
+        zone = mine.create_zone(
+            site=site,
+            name=f"{BENCH_ZONE}-{n}",
+            geometry=Polygon(ring, srid=4326),
+            policies={"speedLimit": {"type": "absolute", "value": 20.0}},
+        )
+        mine.activate_zone(zone)
+    return count
+
+
+def _hook_cost(identities, messages: int = 4000) -> float:
+    """Microseconds per message of the ``messages_arrived`` signal (every live rule), over
+    admitted positions like the publishers', in this process, best of three."""
+    from datetime import UTC, datetime
+
+    from fleet.protocol import wire
+
+    directory = EquipmentDirectory().current()
+    rules = TimeRules.from_settings()
+    admitted: list[Admitted] = []
+    now = datetime.now(UTC)
+    for i in range(messages):
+        username, _, topic = identities[i % len(identities)]
+        payload = wire.encode(
+            "MachinePositionV1",
+            _position(),
+            equipment_id=uuid.UUID(username),
+            timestamp=now,
+        )
+        outcome = admit(Inbound("mqtt", payload, now, topic=topic), directory, rules)
+        if isinstance(outcome, Admitted):
+            admitted.append(outcome)
+    if not admitted:
+        raise RuntimeError("no bench message was admitted for the hook's timing")
+    messages_arrived.send(sender=None, admitted=admitted[:10])  # warm: the zone index loads
+    best = float("inf")
+    for _ in range(3):
+        started = time.process_time()
+        for start in range(0, len(admitted), 500):  # ingest's batches
+            messages_arrived.send(sender=None, admitted=admitted[start : start + 500])
+        best = min(best, time.process_time() - started)
+    return best / len(admitted) * 1e6
+
+
+def _position() -> dict:
+    """The body fleet.telemetry.loadgen publishes."""
+    return {
+        "Heading": 90,
+        "Latitude": LAT0,
+        "Longitude": LON0,
+        "Elevation": 3000.0,
+        "LatitudeAccuracy": 0.4,
+        "LongitudeAccuracy": 0.4,
+        "ElevationAccuracy": 0.8,
+        "HeadingAccuracy": 1.0,
+        "Speed": 35.0,
+    }
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
     truck_ids = [uuid.UUID(username) for username, _, _ in identities]
     Position.objects.filter(equipment_id__in=truck_ids).delete()
@@ -265,11 +364,13 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
             str(metrics_port),
         ],
         cwd=settings.BASE_DIR,
+        env={**os.environ, "CONTROL_LIVE_RULES": "0" if options.get("no_live_rules") else "1"},
         stdout=log_path.open("w"),
         stderr=subprocess.STDOUT,
     )
     try:
         wait_for_metrics(metrics_port, replica)
+        idle_cpu_s = _cpu_s(replica.pid)  # start-up, before the first message
         log("ingest: publishing to a real ingest replica")
         stored = Position.objects.filter(equipment_id__in=truck_ids)
         last = {"count": -1, "at": 0.0}  # when the stored count last grew
@@ -288,6 +389,7 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
             .read()
             .decode()
         )
+        cpu_s = _cpu_s(replica.pid) - idle_cpu_s
     finally:
         replica.terminate()
         replica.wait(30)
@@ -303,6 +405,8 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
         "rejected": int(_metric(metrics, "haulmind_ingest_rejected_total")),
         # A histogram bound, so "at most"; beyond the last finite bucket the lag is unbounded.
         "p99_lag_ms": None if lag is None or lag == float("inf") else round(lag * 1000),
+        # Includes its idle polling over the run and the quiet wait at the end.
+        "cpu_us_per_msg": round(cpu_s / max(1, total) * 1e6, 1),
     }
 
 
@@ -322,6 +426,8 @@ def wait_for_metrics(port: int, replica: subprocess.Popen, limit_s: float = 60.0
 
 def run(options: dict, log: Log) -> dict:
     site, identities = provision_bench_trucks(options["trucks"])
+    zones = _bench_zones(site, options.get("zones") or 0)
+    hook_us = None if options.get("no_live_rules") else round(_hook_cost(identities), 2)
     connection.close()  # the spawned publishers and the replica open their own
     baseline = _baseline(site, identities, options, log)
     ingest = _ingest(site, identities, options, log)
@@ -340,4 +446,8 @@ def run(options: dict, log: Log) -> dict:
         "broker_only_per_s": round(baseline["per_s"]),
         "ratio_to_broker": round(ingest["per_s"] / max(1e-6, baseline["per_s"]), 3),
         "p99_ingest_lag_ms": ingest["p99_lag_ms"],
+        "live_rules": not options.get("no_live_rules"),
+        "zones": zones,
+        "replica_cpu_us_per_msg": ingest["cpu_us_per_msg"],
+        "hook_us_per_msg": hook_us,
     }

@@ -254,3 +254,26 @@ def test_viewers_read_the_health_policy_and_only_supervisors_change_it(
     }
     assert changed.json()["updated_by"] == supervisor.username
     assert health.policy_of(site.id).thresholds == {"tyre_leak": 0.7}
+
+
+def test_the_admin_lists_alerts_with_filters_and_changes_none(client, admin_user, truck):
+    alert = an_alert(truck)
+    admin_user.is_staff = True
+    admin_user.save(update_fields=["is_staff"])
+    client.force_login(admin_user)
+
+    listing = client.get(
+        "/admin/control/alert/", {"status__exact": "open", "severity__exact": "warning"}
+    )
+    assert listing.status_code == 200 and "tyre leak" in listing.content.decode()
+    assert (
+        client.get("/admin/control/alert/", {"status__exact": "resolved"})
+        .context["cl"]
+        .result_count
+        == 0
+    )
+    page = client.get(f"/admin/control/alert/{alert.pk}/change/")
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    assert (
+        client.post(f"/admin/control/alert/{alert.pk}/delete/", {"post": "yes"}).status_code == 403
+    )

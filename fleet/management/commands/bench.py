@@ -44,6 +44,17 @@ class Command(BaseCommand):
             action="store_true",
             help="ingest: positions carry no HeaderId (only their bodies tell them apart).",
         )
+        parser.add_argument(
+            "--zones",
+            type=int,
+            default=0,
+            help="ingest: active speed-limit zones over the trucks (the live rules' work).",
+        )
+        parser.add_argument(
+            "--no-live-rules",
+            action="store_true",
+            help="ingest: the replica runs without the live rules (CONTROL_LIVE_RULES=0).",
+        )
         parser.add_argument("--seed", type=int, default=0, help="models: the training seed.")
         parser.add_argument(
             "--rounds", type=int, default=20, help="allstop: apply + remove rounds measured."
