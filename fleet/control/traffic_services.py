@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -121,11 +121,15 @@ def handle_truck_messages(envelopes: Iterable[wire.Envelope]) -> int:
     }
     loaded = _loaded({a.equipment_id for a in asks}, payloads)
     by_site: dict[uuid.UUID, list[tuple[str, _Ask]]] = {}
+    # Waiting is measured on the FMS's clock (a truck's clock may be off, or a simulator's run
+    # fast): the order of arrival is kept within the batch, a microsecond apart.
+    now = timezone.now()
     for kind, items in (("release", releases), ("ask", asks)):
-        for item in sorted(items, key=lambda a: a.at):
+        for k, item in enumerate(sorted(items, key=lambda a: a.at)):
             machine = machines.get(item.equipment_id)
             if machine is not None:
-                by_site.setdefault(machine.site_id, []).append((kind, item))
+                at = now + timedelta(microseconds=k)
+                by_site.setdefault(machine.site_id, []).append((kind, replace(item, at=at)))
     for site_id, items in by_site.items():
         _handle_site(site_id, items, machines, loaded)
     return len(asks) + len(releases) + len(acks)

@@ -22,7 +22,9 @@ from tests.conftest import wait_until
 class LiveMine:
     """``trucks`` simulated on ``site``; ``stop()`` ends everything."""
 
-    def __init__(self, broker, site, trucks: list[Equipment], credentials_path, **link) -> None:
+    def __init__(
+        self, broker, site, trucks: list[Equipment], credentials_path, speedup=2.0, **link
+    ) -> None:
         self.site, self.trucks = site, trucks
         identities = ensure_credentials(trucks, credentials_path)
         engine = Engine(
@@ -32,7 +34,7 @@ class LiveMine:
             seed=3,
         )
         options = LinkOptions(
-            host="127.0.0.1", port=broker.port, site=site.slug, speedup=2.0, **link
+            host="127.0.0.1", port=broker.port, site=site.slug, speedup=speedup, **link
         )
         self.fleet = SimulatedFleet(engine, identities, options)
         self.delivery = OutboxDelivery("outbox-live-mine")
