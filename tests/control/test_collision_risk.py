@@ -225,6 +225,39 @@ def test_a_fresh_trajectory_prediction_is_used_and_named(site):
     assert "HT-001: trajectory@7" in source and "HT-002: constant velocity along way 10" in source
 
 
+def test_a_trajectory_answer_arriving_in_the_callback_is_assessed_at_once(site):
+    """The inference callback (learning.store_prediction) stores the trajectory head's answer
+    and hands the site to control, which stops the truck the prediction puts on the other."""
+    import inference.worker  # noqa: F401  (PyTorch: imported before the window's clock starts)
+    from fleet.learning.tasks import store_prediction
+    from inference.wire import encode_arrays
+
+    a, b = haul_truck(site, "HT-001"), haul_truck(site, "HT-002")
+    drive(site, a, RIM, 100, kmh=0.0)
+    drive(site, b, RIM, 260, kmh=0.0)
+    frame, roads = collision_services.site_roads(site)
+    lon, lat = frame.to_lonlat(roads[RIM].at(np.array([100.0]))[0])
+    ahead_m = np.array([[[30.0, 0.0], [90.0, 0.0], [150.0, 0.0]]], dtype=np.float32)  # 30 m/s
+    result = {
+        "outputs": encode_arrays({"positions_m": ahead_m}),
+        "queue_ms": 1.0,
+        "compute_ms": 1.0,
+        "batch_rows": 1,
+        "batch_requests": 1,
+        "model_id": "trajectory@3",
+    }
+    meta = {
+        "truck": str(a.id),
+        "head": "trajectory",
+        "window_end": datetime.now(UTC).isoformat(),
+        "origin": [float(lon), float(lat), 90.0],
+    }
+    store_prediction(result, meta)
+    (command,) = stops(a)
+    assert "collision risk with HT-002" in command.reason
+    assert "path of HT-001 from trajectory@3" in command.reason
+
+
 def test_stale_positions_and_exempt_states_are_not_placed(site, settings):
     a, b, c = (haul_truck(site, f"HT-00{n}") for n in (1, 2, 3))
     drive(site, a, RIM, 100)
