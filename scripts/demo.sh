@@ -36,10 +36,10 @@ for node in a b; do
         > "var/log/pool-node-$node.log" 2>&1 &
     pids+=($!)
 done
-# The demo's trucks enter one-lane sections by themselves when no FMS answers their traffic
-# permission request (the FMS's traffic-permission service comes with the control issue).
+# The trucks ask the FMS for each one-lane section and wait for its grant (fleet.control.traffic;
+# the Celery worker's beat sweeps the permissions every 2 s).
 python manage.py simulate --site cerro-rojo --trucks "${DEMO_TRUCKS:-100}" --hz "${DEMO_HZ:-2}" \
-    --seed 7 --self-grant --labels var/log/fault-labels.jsonl > var/log/simulator.log 2>&1 &
+    --seed 7 --labels var/log/fault-labels.jsonl > var/log/simulator.log 2>&1 &
 pids+=($!)
 
 printf '\n\033[1mHaulmind is up: http://127.0.0.1:8000/admin/  (API docs: /api/docs/)\033[0m\n'

@@ -472,14 +472,14 @@ def _zones(layout: Layout) -> None:
             layout.zone(
                 f"{way.name}: one truck at a time",
                 {"trafficPermission": {}},
-                _buffer(layout.way_path(way.way_id), ONE_LANE_WIDTH_M / 2 + 3),
+                _one_lane_section(layout, way),
             )
     for spec, (x, y, _) in layout.units:
         # The loading area: the truck's spot and its turning room beside the shovel.
         layout.zone(
             f"{spec.name} loading area",
             {"controlledAccess": {"ownerId": str(demo_id("equipment", spec.name))}},
-            _buffer([(x, y)], 45.0),
+            _buffer([(x, y)], LOADING_AREA_RADIUS_M),
         )
     crusher = next(xyz for _, kind, _, xyz in layout.dumps if kind == "crusher")
     layout.zone(
@@ -494,6 +494,28 @@ def _zones(layout: Layout) -> None:
     )
     tip = next(xyz for _, kind, _, xyz in layout.dumps if kind == "waste_dump")
     layout.zone("West waste dump tip head", {"roughRoad": {}}, _buffer([tip[:2]], 60.0))
+
+
+LOADING_AREA_RADIUS_M = 45.0
+
+
+def _one_lane_section(layout: Layout, way: WaySpec) -> list[XY]:
+    """The traffic-permission zone of a one-lane way: its road, less the two-lane roads it
+    leaves from and the loading area it leads to. Trucks driving past on the two-lane road never
+    enter it, and a truck loading at the end of a one-lane spur does not hold the spur: it
+    asks again to come back out, facing the next truck waiting to go in."""
+    section = GEOSGeometry(LineString(layout.way_path(way.way_id))).buffer_with_style(
+        ONE_LANE_WIDTH_M / 2 + 3, quadsegs=4
+    )
+    for other in layout.ways:
+        if not other.one_lane:
+            road = LineString(layout.way_path(other.way_id))
+            section = section.difference(road.buffer_with_style(TWO_LANE_WIDTH_M / 2, quadsegs=4))
+    for _, (x, y, _) in layout.units:
+        section = section.difference(Point(x, y).buffer(LOADING_AREA_RADIUS_M, quadsegs=8))
+    if section.geom_type == "MultiPolygon":  # keep the road itself, not a sliver
+        section = max(section, key=lambda part: part.area)
+    return [(x, y) for x, y in cast(GeosPolygon, section).exterior_ring.coords]
 
 
 def _dedupe(points: Iterable[XY]) -> list[XY]:
