@@ -11,10 +11,19 @@ from django.conf import settings
 from django.db import transaction
 from django.dispatch import receiver
 
-from fleet.control import compliance, dispatching, health, services, traffic_services, zones
+from fleet.control import (
+    collision_services,
+    compliance,
+    dispatching,
+    health,
+    services,
+    traffic_services,
+    zones,
+)
 from fleet.learning.signals import prediction_recorded
 from fleet.mine.signals import zone_activated, zone_deletion_requested
 from fleet.telemetry.signals import connection_changed, messages_admitted, messages_arrived
+from fleet.vehicles.models import Equipment
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +47,14 @@ def consider_prediction(sender: Any, head: str, **kwargs: Any) -> None:
                 outputs=kwargs["outputs"],
             )
         )
+    elif head == "trajectory":  # at most every COLLISION_MIN_INTERVAL_MS per site; beat: 1 Hz
+        site_id = (
+            Equipment.objects.filter(pk=kwargs["equipment_id"])
+            .values_list("site_id", flat=True)
+            .first()
+        )
+        if site_id is not None:
+            collision_services.assess_collision_risk(site_id, force=False)
 
 
 @receiver(messages_admitted, dispatch_uid="control-answers")

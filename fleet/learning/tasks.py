@@ -23,7 +23,6 @@ from django.db import connection
 from django.utils import timezone
 from prometheus_client import Histogram
 
-from fleet.control.collision_services import assess_collision_risk
 from fleet.learning.datasets import FAULT_CLASSES, HORIZONS_S, DataConfig
 from fleet.learning.detection import DecisionRule
 from fleet.learning.models import ModelVersion, Prediction
@@ -81,8 +80,6 @@ def store_prediction(result: Mapping[str, Any], meta: Mapping[str, Any]) -> int 
         max(0.0, (prediction.created_at - window_end).total_seconds())
     )
     broadcast_on_commit(truck["site_id"], "prediction", live_event(prediction))
-    if head == "trajectory":  # control decides on it (fleet.control.collision_services)
-        assess_collision_risk(truck["site_id"], force=False)
     hand_over(prediction, window_start)
     return prediction.pk
 
