@@ -19,6 +19,7 @@ BENCHMARKS = {
     "pool": "fleet.learning.poolbench:run_pool_bench",
     "allstop": "fleet.control.bench",
     "collision": "fleet.control.collision_bench",
+    "loop": "fleet.control.loopbench",
 }
 
 
