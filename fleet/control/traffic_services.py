@@ -286,7 +286,9 @@ def arbitrate(site: Site, *, locked: bool = False, now: datetime | None = None) 
         _lock_site(site.pk)
     now = now or timezone.now()
     open_ = list(
-        TrafficPermission.objects.select_for_update()
+        # Only the permissions' rows: locking the trucks' and zones' rows too (the join) would
+        # deadlock with ingest, which updates trucks in its own order.
+        TrafficPermission.objects.select_for_update(of=("self",))
         .filter(site=site, status__in=TrafficPermission.OPEN)
         .select_related("equipment", "zone")
     )

@@ -819,7 +819,22 @@ class Engine:
         state = np.where(
             (self.phase == PH_TO_LOAD) & self.claimed & (left <= ph.SPOT_DISTANCE), SPOTTING, state
         )
+        state = np.where(self._waiting_for_permission(), QUEUED, state)
         self.state = np.where(self.stopped | self.hold, STOPPED, state).astype(np.int8)
+
+    def _waiting_for_permission(self) -> np.ndarray:
+        """Standing short of a traffic-permission zone it has asked for and not been granted:
+        queued, as a real AHS reports it (the FMS's collision rules leave a queued truck be)."""
+        has = (self.tp_ptr < self.tp_end) & self._moving_phase()
+        entry = self.routes.tp_entry_d[np.where(has, self.tp_ptr, -1)]
+        return (
+            has
+            & self.tp_requested
+            & ~self.tp_granted
+            & (self.d <= entry)
+            & (entry - self.d <= TP_MARGIN + ph.QUEUE_ZONE)
+            & (self.v < 0.5)
+        )
 
     def _standstill(self) -> None:
         for i in list(self._standstill_pending):
