@@ -306,6 +306,7 @@ class TrafficPermissionAdmin(ReadOnlyAdmin):
         "equipment",
         "zone",
         "way_id",
+        "gate",
         "loaded",
         "status",
         "decided_by",

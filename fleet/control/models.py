@@ -694,6 +694,12 @@ class TrafficPermission(models.Model):
         help_text="The way the truck enters by (its direction); empty: it asked from inside.",
     )
     loaded = models.BooleanField(default=False, help_text="Carrying a payload when it asked.")
+    gate = models.SmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Which entrance of the section it asked at (where a road crosses the zone's "
+        "edge nearest the truck): its direction. Empty: not known, conflicts with everyone.",
+    )
     status = models.CharField(
         max_length=10, choices=Status.choices, default=Status.PENDING, editable=False
     )

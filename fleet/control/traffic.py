@@ -69,7 +69,7 @@ class Permission:
     key: Hashable  # the caller's id of the permission
     truck: Hashable
     zone: Hashable
-    way: int | None  # the way it enters by (its direction); None: asked from inside
+    way: Hashable  # its direction (the entrance it asks at); None: unknown, or from inside
     status: str  # PENDING or GRANTED
     requested_at: datetime
     loaded: bool = False
@@ -122,7 +122,7 @@ def decide(
         urgent = rule in (RULE_MAX_WAIT, RULE_MAX_OVERTAKES)
         why = _why_not(request, section, holders.get(request.zone, []), held, occupied)
         if why is None:
-            reason = _grant_reason(request, section, rule, now, overtakes[request.key])
+            reason = _grant_reason(request, rule, now, overtakes[request.key])
             outcome.decisions.append(Decision(request.key, GRANT, rule, reason))
             holders.setdefault(request.zone, []).append(request)
             occupied.add(request)
@@ -164,7 +164,7 @@ def _queue(pending: list[Permission], now: datetime, rules: Rules) -> list[tuple
     """Rules 3 and 4: the waiting requests in the order they are served, each with the rule
     that puts it there. At each point (section, entry way) the loaded trucks take the earliest
     places of that point's queue; urgent requests come first."""
-    by_point: dict[tuple[Hashable, int | None], list[Permission]] = {}
+    by_point: dict[tuple[Hashable, Hashable], list[Permission]] = {}
     for p in pending:
         by_point.setdefault((p.zone, p.way), []).append(p)
     placed: list[tuple[tuple[Any, ...], Permission, str]] = []
@@ -216,18 +216,15 @@ def conflict(section: Section, holders: Iterable[Permission], request: Permissio
     return None
 
 
-def _grant_reason(
-    request: Permission, section: Section, rule: str, now: datetime, overtakes: int
-) -> str:
+def _grant_reason(request: Permission, rule: str, now: datetime, overtakes: int) -> str:
     waited = (now - request.requested_at).total_seconds()
-    name = section.name or str(section.zone)
     if rule == RULE_MAX_WAIT:
-        return f"{name}: served after waiting {waited:.0f} s (the longest wait allowed)"
+        return f"served after waiting {waited:.0f} s (the longest wait allowed)"
     if rule == RULE_MAX_OVERTAKES:
-        return f"{name}: served after {overtakes} grants to others (the most allowed)"
+        return f"served after {overtakes} grants to others (the most allowed)"
     if rule == RULE_LOADED_FIRST:
-        return f"{name}: loaded, goes before the empty trucks waiting at the same point"
-    return f"{name}: free, first in line (waited {waited:.0f} s)"
+        return f"loaded: goes before the empty trucks waiting at the same point (waited {waited:.0f} s)"
+    return f"free, first in line (waited {waited:.0f} s)"
 
 
 def _names(permissions: Iterable[Permission]) -> str:

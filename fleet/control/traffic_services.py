@@ -85,6 +85,7 @@ class _Ask:
     zone_id: uuid.UUID
     way_id: int | None
     at: datetime
+    lonlat: tuple[float, float] | None = None  # where the truck was when it asked
 
 
 def handle_truck_messages(envelopes: Iterable[wire.Envelope]) -> int:
@@ -100,7 +101,9 @@ def handle_truck_messages(envelopes: Iterable[wire.Envelope]) -> int:
             continue
         for body in envelope.bodies.values():
             if isinstance(body, wire.TrafficPermissionRequestV1):
-                asks.append(_Ask(truck, body.zone_id, body.way_id, envelope.timestamp))
+                here = envelope.position
+                lonlat = (here.longitude, here.latitude) if here is not None else None
+                asks.append(_Ask(truck, body.zone_id, body.way_id, envelope.timestamp, lonlat))
             elif isinstance(body, wire.TrafficPermissionReleasedV1):
                 releases.append(_Ask(truck, body.zone_id, body.way_id, envelope.timestamp))
             elif isinstance(body, wire.TrafficPermissionAcknowledgementV1):
@@ -120,6 +123,7 @@ def handle_truck_messages(envelopes: Iterable[wire.Envelope]) -> int:
         ).select_related("site")
     }
     loaded = _loaded({a.equipment_id for a in asks}, payloads)
+    asks = _with_positions(asks)
     by_site: dict[uuid.UUID, list[tuple[str, _Ask]]] = {}
     # Waiting is measured on the FMS's clock (a truck's clock may be off, or a simulator's run
     # fast): the order of arrival is kept within the batch, a microsecond apart.
@@ -133,6 +137,63 @@ def handle_truck_messages(envelopes: Iterable[wire.Envelope]) -> int:
     for site_id, items in by_site.items():
         _handle_site(site_id, items, machines, loaded)
     return len(asks) + len(releases) + len(acks)
+
+
+def _with_positions(asks: list[_Ask]) -> list[_Ask]:
+    """Each request with the truck's position: the one riding along with it, else its latest
+    in the live picture."""
+    missing = {a.equipment_id for a in asks if a.lonlat is None}
+    if not missing:
+        return asks
+    try:
+        states = latest.read_latest(missing)
+    except Exception:
+        log.warning("live positions unavailable; directions unknown for %d trucks", len(missing))
+        return asks
+    out = []
+    for ask in asks:
+        here = states.get(str(ask.equipment_id), {}).get(latest.POSITION_FIELD) or {}
+        if ask.lonlat is None and here.get("lon") is not None:
+            ask = replace(ask, lonlat=(here["lon"], here["lat"]))
+        out.append(ask)
+    return out
+
+
+# The entrances of each section, by zone id (a zone is never edited in place: a change is a new
+# zone with a new id, so what is cached stays true).
+_GATES: dict[uuid.UUID, list[Any]] = {}
+GATE_MERGE_M = 10.0
+
+
+def gates(zone: PolicyZone) -> list[Any]:
+    """Where the site's roads cross the edge of the section (metric points, those closer than
+    GATE_MERGE_M merged): its entrances. A truck's direction is the one it asks at."""
+    if zone.pk in _GATES:
+        return _GATES[zone.pk]
+    site = zone.site
+    edge = site.to_metric(zone.geometry).boundary
+    found: list[Any] = []
+    network = site.active_network
+    for line in network.ways.values_list("geometry", flat=True) if network else []:
+        crossing = edge.intersection(site.to_metric(line))
+        parts = [crossing] if crossing.geom_type in ("Point", "LineString") else list(crossing)
+        for part in parts:
+            if part.empty:
+                continue
+            point = part if part.geom_type == "Point" else part.centroid
+            if all(point.distance(other) > GATE_MERGE_M for other in found):
+                found.append(point)
+    _GATES[zone.pk] = found
+    return found
+
+
+def _gate_of(zone: PolicyZone, lonlat: tuple[float, float] | None) -> int | None:
+    """The entrance of ``zone`` nearest the truck, or None when either is unknown."""
+    entrances = gates(zone)
+    if lonlat is None or not entrances:
+        return None
+    here = zone.site.to_metric(Point(*lonlat, srid=4326))
+    return min(range(len(entrances)), key=lambda i: entrances[i].distance(here))
 
 
 def _is_loaded(payload_t: float) -> bool:
@@ -216,7 +277,8 @@ def _request(
         fields = ["last_asked_at"]
         if permission.status == Status.PENDING:
             permission.loaded, permission.way_id = loaded, ask.way_id
-            fields += ["loaded", "way_id"]
+            permission.gate = _gate_of(zone, ask.lonlat)
+            fields += ["loaded", "way_id", "gate"]
         permission.save(update_fields=fields)
         return permission
     permission = TrafficPermission.objects.create(
@@ -225,6 +287,7 @@ def _request(
         zone=zone,
         way_id=ask.way_id,
         loaded=loaded,
+        gate=_gate_of(zone, ask.lonlat),
         requested_at=ask.at,
         last_asked_at=ask.at,
         reason="waiting to be decided",
@@ -321,7 +384,9 @@ def _as_arbiter(p: TrafficPermission) -> traffic.Permission:
         key=p.pk,
         truck=p.equipment.name or str(p.equipment_id),
         zone=p.zone_id,
-        way=p.way_id,
+        # Its direction: the entrance it asked at. Asking from inside, or from where no
+        # entrance is known, it conflicts with everyone.
+        way=p.gate if p.way_id is not None else None,
         status=traffic.GRANTED if p.status == Status.GRANTED else traffic.PENDING,
         requested_at=p.requested_at,
         loaded=p.loaded,
@@ -434,7 +499,7 @@ def _change(
     level = logging.INFO if status != Status.PENDING else logging.DEBUG
     log.log(
         level,
-        "traffic: %s %s for %s (%s) by %s",
+        "traffic: %s %s, %s: %s [%s]",
         permission.equipment.name,
         status,
         permission.zone.name,

@@ -43,6 +43,7 @@ class TrafficPermissionSerializer(serializers.ModelSerializer):
             "zone_name",
             "way_id",
             "loaded",
+            "gate",
             "status",
             "reason",
             "decided_by",

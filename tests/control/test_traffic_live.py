@@ -72,6 +72,13 @@ def test_two_trucks_facing_each_other_on_a_one_lane_ramp_both_get_through(
             120,
             "HT-002 granted once HT-001 came out, and through",
         )
+        wait_until(
+            lambda: all(
+                p.acknowledged_event_id == p.event_id for p in TrafficPermission.objects.all()
+            ),
+            30,
+            "every update acknowledged, the last (Released) included",
+        )
     finally:
         mine.stop()
     going_down = permissions(down, loaded=True).first()

@@ -18,7 +18,16 @@ from fleet.mine.mapfile import import_site_map
 from fleet.mine.models import PolicyZone
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.services import EquipmentDirectory, ingest_batch
-from tests.factories import LAT0, LON0, D, haul_truck, small_site_map, truck_message, zone_feature
+from tests.factories import (
+    LAT0,
+    LON0,
+    D,
+    haul_truck,
+    position_body,
+    small_site_map,
+    truck_message,
+    zone_feature,
+)
 
 UPDATE = "TrafficPermissionUpdateV1"
 ZONE_ID = "5b0f6a1e-0000-4000-8000-00000000a001"
@@ -34,6 +43,28 @@ def one_lane_site(db):
         zone_id=ZONE_ID,
     )
     return import_site_map(small_site_map(slug="onelane", zones=[zone])).site
+
+
+@pytest.fixture
+def convoy_site(db):
+    """The ramp's section admitting two trucks at once, in one direction."""
+    zone = zone_feature(
+        "Ramp, convoys",
+        {"trafficPermission": {"capacity": 2}},
+        cx=LON0 + D / 4,
+        cy=LAT0 + D / 4,
+        zone_id=ZONE_ID,
+    )
+    return import_site_map(small_site_map(slug="convoy", zones=[zone])).site
+
+
+# Just outside the section, at its lower and its upper end along the ramp.
+LOWER_END = {"lon": LON0 + D / 4 - 0.0007, "lat": LAT0 + D / 4 - 0.0007}
+UPPER_END = {"lon": LON0 + D / 4 + 0.0007, "lat": LAT0 + D / 4 + 0.0007}
+
+
+def at_point(site, truck, where: dict) -> None:
+    send(site, truck, "MachinePositionV1", position_body(lon=where["lon"], lat=where["lat"]))
 
 
 @pytest.fixture
@@ -123,6 +154,39 @@ def test_two_trucks_facing_each_other_get_the_section_one_after_the_other(one_la
     release(one_lane_site, up)
     assert permission_of(down).status == "granted"
     assert [s for s, _ in updates(down)][-1] == "Granted"
+
+
+@pytest.mark.django_db
+def test_several_trucks_share_a_section_only_in_one_direction(convoy_site):
+    """The same WayId at both ends (the zone lies inside its way): the direction is the
+    entrance nearest the truck when it asks."""
+    first, behind, facing = (haul_truck(convoy_site, f"HT-00{i}") for i in (1, 2, 3))
+    at_point(convoy_site, first, LOWER_END)
+    at_point(convoy_site, facing, UPPER_END)
+    at_point(convoy_site, behind, LOWER_END)
+    ask(convoy_site, first, way=11)
+    ask(convoy_site, facing, way=11)
+    ask(convoy_site, behind, way=11)
+    assert permission_of(first).gate != permission_of(facing).gate
+    assert permission_of(first).gate == permission_of(behind).gate
+    assert permission_of(first).status == "granted"
+    assert permission_of(behind).status == "granted"  # a convoy, behind the first
+    waiting = permission_of(facing)
+    assert waiting.status == "pending" and "other direction" in waiting.reason
+    release(convoy_site, first)
+    assert permission_of(facing).status == "pending"
+    release(convoy_site, behind)
+    assert permission_of(facing).status == "granted"
+
+
+@pytest.mark.django_db
+def test_a_truck_whose_direction_is_not_known_goes_alone(convoy_site):
+    first, unknown = haul_truck(convoy_site, "HT-001"), haul_truck(convoy_site, "HT-002")
+    at_point(convoy_site, first, LOWER_END)
+    ask(convoy_site, first, way=11)
+    ask(convoy_site, unknown, way=11)  # no position: which end is not known
+    assert permission_of(unknown).gate is None
+    assert permission_of(unknown).status == "pending"
 
 
 @pytest.mark.django_db
