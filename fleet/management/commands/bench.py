@@ -20,6 +20,7 @@ BENCHMARKS = {
     "allstop": "fleet.control.bench",
     "collision": "fleet.control.collision_bench",
     "loop": "fleet.control.loopbench",
+    "traffic": "fleet.control.traffic_bench",
 }
 
 
