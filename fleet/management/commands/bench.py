@@ -18,6 +18,7 @@ BENCHMARKS = {
     "batching": "fleet.learning.poolbench:run_batching_bench",
     "pool": "fleet.learning.poolbench:run_pool_bench",
     "allstop": "fleet.control.bench",
+    "rule": "fleet.control.compliance_bench",
     "collision": "fleet.control.collision_bench",
     "loop": "fleet.control.loopbench",
     "traffic": "fleet.control.traffic_bench",
