@@ -84,12 +84,15 @@ class Road:
     xy: np.ndarray  # (V, 2)
     s: np.ndarray  # (V,) cumulative length, s[0] = 0
     one_lane: bool = False
+    nodes: tuple[int, int] = (-1, -2)  # start and end node (distinct unknowns share nothing)
 
     @classmethod
-    def of(cls, way_id: int, xy: np.ndarray, one_lane: bool = False) -> Road:
+    def of(
+        cls, way_id: int, xy: np.ndarray, one_lane: bool = False, nodes: tuple[int, int] = (-1, -2)
+    ) -> Road:
         xy = np.asarray(xy, dtype=float)
         steps = np.hypot(*np.diff(xy, axis=0).T)
-        return cls(way_id, xy, np.concatenate([[0.0], np.cumsum(steps)]), one_lane)
+        return cls(way_id, xy, np.concatenate([[0.0], np.cumsum(steps)]), one_lane, nodes)
 
     @property
     def length(self) -> float:
@@ -261,21 +264,48 @@ class Encounter:
 
 @dataclass(frozen=True)
 class Lanes:
-    """Where each machine drives (arrays of n): its way (-1 off the roads), direction along
-    it (+1 / -1) and whether that way is one-lane. Two machines meeting on the same two-lane
-    way in opposite directions pass each other in their own lanes: not a risk."""
+    """Where each machine drives on the road graph (arrays of n): its way (-1 off the roads),
+    direction along it (+1 / -1), whether that way is one-lane, the distance along it now (m),
+    its speed now (m/s) and the way's two end nodes. Used to rule out pairs the plane
+    geometry alone would flag (``separated``)."""
 
     way: np.ndarray
     direction: np.ndarray
     one_lane: np.ndarray
+    s: np.ndarray | None = None
+    speed: np.ndarray | None = None
+    nodes: np.ndarray | None = None  # (n, 2)
 
     def oncoming(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        """Same two-lane way, opposite directions: they pass each other in their own lanes."""
         return (
             (self.way[i] >= 0)
             & (self.way[i] == self.way[j])
             & (self.direction[i] == -self.direction[j])
             & ~self.one_lane[i]
         )
+
+    def separated(
+        self, i: np.ndarray, j: np.ndarray, horizon_s: float, reach_m: float
+    ) -> np.ndarray:
+        """Pairs the road keeps apart over the horizon, however close in the plane (switchback
+        legs of one ramp, benches above each other): on the same way, further apart along it
+        than closing at their speeds can bring them within ``reach_m``; on two ways that share
+        no node, not at all (the limit: a way between them shorter than the horizon's
+        travel is not considered)."""
+        out = self.oncoming(i, j)
+        if self.s is None or self.speed is None or self.nodes is None:
+            return out
+        both = (self.way[i] >= 0) & (self.way[j] >= 0)
+        same = both & (self.way[i] == self.way[j])
+        closing = np.where(
+            self.direction[i] == self.direction[j],
+            np.abs(self.speed[i] - self.speed[j]),
+            self.speed[i] + self.speed[j],
+        )
+        apart = np.abs(self.s[i] - self.s[j]) - closing * horizon_s > reach_m
+        shared = (self.nodes[i][:, :, None] == self.nodes[j][:, None, :]).any(axis=(1, 2))
+        return out | (same & apart) | (both & ~same & ~shared)
 
 
 @dataclass(frozen=True)
@@ -293,16 +323,19 @@ def assess(
     lanes: Lanes | None = None,
 ) -> Assessment:
     """The risky pairs among ``paths`` (n, K, 2): closest approach under the safety distance,
-    at least one of them moving, and not two machines already past each other and opening,
-    nor (given ``lanes``) oncoming traffic on a two-lane way."""
+    both of them moving along their paths (a pair of moving machines: a machine standing for
+    good is left to the other's own perception and the queue rules), and not two machines
+    already past each other and opening, nor (given ``lanes``) a pair the road keeps apart
+    (``Lanes.separated``)."""
     n = len(paths)
     i, j = candidate_pairs(paths, thresholds.safety_distance_m)
     if lanes is not None and len(i):
-        keep = ~lanes.oncoming(i, j)
+        horizon = (paths.shape[1] - 1) * dt_s
+        keep = ~lanes.separated(i, j, horizon, thresholds.safety_distance_m)
         i, j = i[keep], j[keep]
     speed = _speeds(paths, dt_s)
     moving = speed > thresholds.moving_mps
-    keep = moving[i] | moving[j]
+    keep = moving[i] & moving[j]
     i, j = i[keep], j[keep]
     t, d = closest_approaches(paths, i, j, dt_s)
     rate = _range_rates(paths, i, j, dt_s)
@@ -335,31 +368,41 @@ def _range_rates(paths: np.ndarray, i: np.ndarray, j: np.ndarray, dt_s: float) -
 
 
 def interventions(
-    paths: np.ndarray, encounter: Encounter, dt_s: float, thresholds: Thresholds
+    paths: np.ndarray,
+    encounter: Encounter,
+    dt_s: float,
+    thresholds: Thresholds,
+    standing: np.ndarray | None = None,
 ) -> dict[int, Intervention]:
-    """Which machine of a risky pair gets which ISO 21815-2 intervention:
+    """Which machine of a risky pair gets which ISO 21815-2 intervention (``standing``: which
+    machines stand now, though their paths move: about to start, or held and placed as if
+    released; default none):
 
     - a standing machine: prevent motion (it must not start into the other's path);
-    - stop, for each moving machine, when the approach is closing and sooner than
-      ``stop_ttca_s`` or closer than ``critical_distance_m``;
+    - stop, for each moving machine driving towards the other (not a leader pulling away
+      from its follower), when the approach is closing and sooner than ``stop_ttca_s`` or
+      closer than ``critical_distance_m``;
     - otherwise slow down, for the moving machine that gives way: the one driving more
       towards the other (the follower behind a leader, the one heading into a crossing).
     """
     pair = (encounter.first, encounter.second)
-    speed = _speeds(paths[list(pair)], dt_s)
-    moving = speed > thresholds.moving_mps
+    still = [bool(standing[m]) if standing is not None else False for m in pair]
     out: dict[int, Intervention] = {
-        m: Intervention.PREVENT_MOTION for m, go in zip(pair, moving, strict=True) if not go
+        m: Intervention.PREVENT_MOTION for m, stands in zip(pair, still, strict=True) if stands
     }
+    movers = [m for m, stands in zip(pair, still, strict=True) if not stands]
+    if not movers:
+        return out
     closing = encounter.range_rate_mps < -thresholds.opening_mps
     urgent = encounter.d_ca_m <= thresholds.critical_distance_m or (
         closing and encounter.t_ca_s <= thresholds.stop_ttca_s
     )
-    movers = [m for m, go in zip(pair, moving, strict=True) if go]
+    give_way = max(movers, key=lambda m: towards(paths, m, pair, dt_s))
     if urgent:
-        out.update({m: Intervention.STOP for m in movers})
-    elif movers:
-        out[max(movers, key=lambda m: towards(paths, m, pair, dt_s))] = Intervention.SLOW_DOWN
+        heading_in = [m for m in movers if towards(paths, m, pair, dt_s) > thresholds.opening_mps]
+        out.update({m: Intervention.STOP for m in heading_in or [give_way]})
+    else:
+        out[give_way] = Intervention.SLOW_DOWN
     return out
 
 

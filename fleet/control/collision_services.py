@@ -88,6 +88,7 @@ class Placed:
     lanes: Lanes
     dt_s: float
     held: np.ndarray  # (n,) bool: standing, held by this rule's stop (placed as if released)
+    standing: np.ndarray  # (n,) bool: reported standing now (its path may still move)
 
 
 @dataclass
@@ -126,11 +127,11 @@ def site_roads(site: Site) -> tuple[collision.Frame, dict[int, Road]]:
         frame = collision.Frame(centre.x, centre.y)
         roads = {}
         if network is not None:
-            for way_id, line, one_lane in Way.objects.filter(network_id=network[0]).values_list(
-                "way_id", "geometry", "one_lane"
-            ):
+            for way_id, line, one_lane, a, b in Way.objects.filter(
+                network_id=network[0]
+            ).values_list("way_id", "geometry", "one_lane", "start_node_id", "end_node_id"):
                 lon, lat = np.asarray(line.coords, dtype=float)[:, :2].T
-                roads[way_id] = Road.of(way_id, frame.to_local(lon, lat), one_lane)
+                roads[way_id] = Road.of(way_id, frame.to_local(lon, lat), one_lane, (a, b))
         _roads.clear()  # one site's latest revision per process is all a worker needs cached
         _roads[key] = (frame, roads)
     return _roads[key]
@@ -183,6 +184,7 @@ def place_machines(site: Site, now: datetime | None = None) -> Placed:
     ids = [m.id for m in machines]
     latest = _latest(ids) if machines else []
     placed, paths, sources, way, direction, one_lane, held = [], [], [], [], [], [], []
+    along, nodes, standing = [], [], []
     predictions = _fresh_predictions(ids, now)
     holding = held_by_rule(site)
     max_age = float(settings.COLLISION_POSITION_MAX_AGE_S)
@@ -214,15 +216,27 @@ def place_machines(site: Site, now: datetime | None = None) -> Placed:
                 f"held, as if released at {settings.COLLISION_RELEASE_SPEED_KMH} km/h: {source}"
             )
         held.append(released)
+        standing.append(speed <= Thresholds.moving_mps)
         placed.append(machine)
         paths.append(path)
         sources.append(source)
         way.append(lane[0])
         direction.append(lane[1])
         one_lane.append(lane[2])
-    lanes = Lanes(np.array(way, dtype=np.int64), np.array(direction), np.array(one_lane, bool))
+        along.append(lane[3])
+        nodes.append(lane[4])
     stacked = np.stack(paths) if paths else np.zeros((0, len(grid), 2))
-    return Placed(placed, stacked, sources, lanes, dt, np.array(held, dtype=bool))
+    lanes = Lanes(
+        np.array(way, dtype=np.int64),
+        np.array(direction),
+        np.array(one_lane, bool),
+        s=np.array(along, dtype=float),
+        speed=np.hypot(*(stacked[:, 1] - stacked[:, 0]).T) / dt if paths else np.zeros(0),
+        nodes=np.array(nodes, dtype=np.int64).reshape(-1, 2),
+    )
+    return Placed(
+        placed, stacked, sources, lanes, dt, np.array(held, bool), np.array(standing, bool)
+    )
 
 
 def held_by_rule(site: Site) -> set[uuid.UUID]:
@@ -260,18 +274,20 @@ def _path(
     frame: collision.Frame,
     grid: np.ndarray,
     now: datetime,
-) -> tuple[np.ndarray, str, tuple[int, int, bool]]:
-    """One machine's path on ``grid``, where it came from, and (way, direction, one-lane)."""
+) -> tuple[np.ndarray, str, tuple[int, int, bool, float, tuple[int, int]]]:
+    """One machine's path on ``grid``, where it came from, and where it is on the road graph
+    (way, direction, one-lane, distance along the way, the way's end nodes)."""
     projected = road.project(position) if road is not None else None
     if projected is not None and projected[2] > ON_ROAD_M:
         road = None
-    lane = (-1, 0, False)
+    lane: tuple[int, int, bool, float, tuple[int, int]] = (-1, 0, False, 0.0, (-1, -2))
     fallback: np.ndarray | None = None
     if road is not None:
         fallback, sign = collision.along_road(
             road, position, heading, speed, grid - t_fix, projected=projected
         )
-        lane = (road.way_id, sign, road.one_lane)
+        now_s = projected[0] - sign * speed * t_fix  # where along the way it is now
+        lane = (road.way_id, sign, road.one_lane, now_s, road.nodes)
     if prediction is not None:
         ahead = [
             ((prediction.window_end - now).total_seconds() + h, p)
@@ -417,7 +433,7 @@ def _act(
     done = book.done.setdefault(risk.pk, {})
     issued = 0
     for index, kind in collision.interventions(
-        placed.paths, encounter, placed.dt_s, limits
+        placed.paths, encounter, placed.dt_s, limits, placed.standing
     ).items():
         machine = placed.machines[index]
         if collision.STRENGTH[kind] <= done.get(machine.id, 0):

@@ -72,10 +72,16 @@ def test_interventions_by_class():
     paths = scene([moving(80, 0, 90, 8), moving(0, 0, 90, 12)])
     (risk,) = collision.assess(paths, DT, LIMITS).encounters
     assert collision.interventions(paths, risk, DT, LIMITS) == {1: Intervention.SLOW_DOWN}
-    # A standing machine with a mover heading for it: it may not move; the mover stops.
-    paths = scene([moving(0, 0, 0, 0), moving(100, 0, 270, 10)])
+    # A follower 15 m behind (critical): it stops; the leader pulling away drives on.
+    paths = scene([moving(15, 0, 90, 10), moving(0, 0, 90, 10)])
     (risk,) = collision.assess(paths, DT, LIMITS).encounters
-    assert collision.interventions(paths, risk, DT, LIMITS) == {
+    assert collision.interventions(paths, risk, DT, LIMITS) == {1: Intervention.STOP}
+    # A machine standing now but about to start (its path moves) with a mover heading for it:
+    # it may not move; the mover stops.
+    paths = scene([moving(0, 0, 90, 3), moving(100, 0, 270, 10)])
+    (risk,) = collision.assess(paths, DT, LIMITS).encounters
+    standing = np.array([True, False])
+    assert collision.interventions(paths, risk, DT, LIMITS, standing) == {
         0: Intervention.PREVENT_MOTION,
         1: Intervention.STOP,
     }
@@ -85,7 +91,9 @@ def test_what_is_not_a_risk():
     far = scene([moving(0, 0, 90, 10), moving(200, 60, 270, 10)])  # passes 60 m off
     parked = scene([moving(0, 0, 0, 0), moving(10, 0, 0, 0)])  # neither moves
     apart = scene([moving(0, 0, 90, 10), moving(-10, 0, 270, 10)])  # just passed, opening
-    for paths in (far, parked, apart):
+    # Pairs of moving machines only: one standing for good is the other's own perception's.
+    standing = scene([moving(0, 0, 0, 0), moving(100, 0, 270, 10)])
+    for paths in (far, parked, apart, standing):
         assert collision.assess(paths, DT, LIMITS).encounters == []
 
 
@@ -142,7 +150,7 @@ def brute_force(paths: np.ndarray, limits: Thresholds) -> set[tuple[int, int]]:
     ) / DT
     risky = (
         (d < limits.safety_distance_m)
-        & (moves[i] | moves[j])
+        & (moves[i] & moves[j])
         & ~((t <= 1e-9) & (rate > limits.opening_mps))
     )
     return set(zip(i[risky].tolist(), j[risky].tolist(), strict=True))
@@ -171,3 +179,42 @@ def test_candidate_search_scales_with_machines_not_pairs():
     paths = random_scene(1000, 4) * np.sqrt(1000 / 300)  # the same density on a larger pit
     assessment = collision.assess(paths, DT, LIMITS)
     assert assessment.candidates < 1000 * 999 // 2 / 100
+
+
+def test_the_road_keeps_apart_switchback_legs_and_unconnected_ways():
+    # Two trucks 30 m apart in the plane, one above the other on two legs of a switchback.
+    paths = scene([moving(0, 0, 90, 10), moving(0, 30, 90, 10)])
+    assert len(collision.assess(paths, DT, LIMITS).encounters) == 1  # the plane alone: a risk
+    one_way = Lanes(
+        np.array([7, 7]),
+        np.array([1, 1]),
+        np.array([False, False]),
+        s=np.array([100.0, 400.0]),  # 300 m apart along the ramp, same speed
+        speed=np.array([10.0, 10.0]),
+        nodes=np.array([[1, 2], [1, 2]]),
+    )
+    assert collision.assess(paths, DT, LIMITS, lanes=one_way).encounters == []
+    # Close along the way as well: a risk.
+    near = Lanes(
+        one_way.way,
+        one_way.direction,
+        one_way.one_lane,
+        np.array([100.0, 130.0]),
+        one_way.speed,
+        one_way.nodes,
+    )
+    assert len(collision.assess(paths, DT, LIMITS, lanes=near).encounters) == 1
+    # Two ways sharing no node (benches above each other): apart; sharing one: the plane decides.
+    apart = Lanes(
+        np.array([7, 8]),
+        np.array([1, 1]),
+        np.array([False, False]),
+        np.array([0.0, 0.0]),
+        one_way.speed,
+        np.array([[1, 2], [3, 4]]),
+    )
+    assert collision.assess(paths, DT, LIMITS, lanes=apart).encounters == []
+    joined = Lanes(
+        apart.way, apart.direction, apart.one_lane, apart.s, apart.speed, np.array([[1, 2], [2, 4]])
+    )
+    assert len(collision.assess(paths, DT, LIMITS, lanes=joined).encounters) == 1
