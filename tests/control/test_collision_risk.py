@@ -315,3 +315,17 @@ def test_a_truck_closing_on_the_one_ahead_is_stopped_obeys_and_is_resumed(
         assert kinds[-1] == "resume" and kinds[0] in ("slow_down", "stop")
     finally:
         mine.stop()
+
+
+def test_the_beat_task_assesses_every_active_site(site, settings):
+    from fleet.control import tasks
+
+    assert settings.CELERY_BEAT_SCHEDULE["assess-collision-risk"] == {
+        "task": "control.assess_collision_risk",
+        "schedule": 1.0,
+    }
+    leader, follower = haul_truck(site, "HT-001"), haul_truck(site, "HT-002")
+    drive(site, leader, RIM, 250)
+    drive(site, follower, RIM, 215)
+    assert tasks.assess_collision_risk.apply().get() == 1  # open risks over the sites
+    assert len(stops(follower)) == 1
