@@ -225,6 +225,11 @@ DISPATCH_IDLE_CREDIT_PCT = env_int("DISPATCH_IDLE_CREDIT_PCT", 50, minimum=0, ma
 DISPATCH_TRUCK_EFFICIENCY_PCT = env_int(
     "DISPATCH_TRUCK_EFFICIENCY_PCT", 90, minimum=10, maximum=100
 )
+# The flow plan loads units and dumps to this share of their rate (queues); road-graph times at
+# mapped speeds are scaled by these (loaded, empty) to match the site's haul cycles.
+DISPATCH_UTILISATION_PCT = env_int("DISPATCH_UTILISATION_PCT", 85, minimum=10, maximum=100)
+DISPATCH_HAUL_TIME_PCT = env_int("DISPATCH_HAUL_TIME_PCT", 100, minimum=50, maximum=1000)
+DISPATCH_RETURN_TIME_PCT = env_int("DISPATCH_RETURN_TIME_PCT", 100, minimum=50, maximum=1000)
 # The outbox's delivery publishes FmsHeartbeatV1 on each site's fleet topic this often; a truck
 # that hears none for its own timeout (the simulator: --heartbeat-timeout, 5 s) stops itself.
 FMS_HEARTBEAT_MS = env_int("FMS_HEARTBEAT_MS", 1000, minimum=100)

@@ -62,6 +62,7 @@ class Dump:
     accepts: str  # the material it takes
     capacity_tph: float
     available: bool = True
+    tip_positions: int | None = None  # trucks tipping at once, where it limits the capacity
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,24 @@ class Problem:
     spot_s: float = 30.0  # positioning under the shovel, per load
     dump_s: float = 60.0  # tipping, per load
     truck_efficiency: float = 0.9  # share of a truck-hour that is useful work (queues, delays)
+    # Plan loading units and dumps below their full rate: trucks arrive at random, and a unit
+    # planned at 100 % builds queues that the linear model does not see.
+    utilisation: float = 1.0
+
+    def dump_capacity_tph(self) -> np.ndarray:
+        """What each dump takes per hour: its rated capacity, and no more than its tip
+        positions can turn trucks round (one load per ``dump_s`` plus positioning each)."""
+        turns = 3600.0 / max(self.dump_s + self.spot_s, 1e-9) * self.payload_t
+        return np.asarray(
+            [
+                0.0
+                if not d.available
+                else d.capacity_tph
+                if d.tip_positions is None
+                else min(d.capacity_tph, d.tip_positions * turns)
+                for d in self.dumps
+            ]
+        )
 
     def load_s(self) -> np.ndarray:
         """Seconds a unit takes per truck (positioning and loading); inf when it digs nothing."""
@@ -169,7 +188,8 @@ def solve_flows(problem: Problem) -> Plan:
     n_u, n_d = len(units), len(dumps)
     load = problem.load_s()
     dig = np.asarray([u.dig_rate_tph if u.available else 0.0 for u in units])
-    cap = np.asarray([d.capacity_tph if d.available else 0.0 for d in dumps])
+    cap = problem.dump_capacity_tph()
+    dig_cap, dump_cap = dig * problem.utilisation, cap * problem.utilisation
     haul, back = np.asarray(problem.haul_s, float), np.asarray(problem.return_s, float)
     takes = np.asarray([[u.material == d.accepts for d in dumps] for u in units], bool).reshape(
         n_u, n_d
@@ -196,7 +216,7 @@ def solve_flows(problem: Problem) -> Plan:
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
         shape=(1 + n_u + n_d, n_x + n_y),
     )
-    b_ub = np.concatenate([[fleet], dig, cap])
+    b_ub = np.concatenate([[fleet], dig_cap, dump_cap])
     # Conservation: at each unit loaded trips out = empty trips in; at each dump, in = out.
     a_eq = sparse.csr_array(
         (

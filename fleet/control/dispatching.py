@@ -2,7 +2,8 @@
 send the assignments through the outbox, and keep the record (docs/control-dispatch.md).
 
 - ``record_production_states``: the trucks' HaulTruckProductionStateV2 reports, as ingest
-  admits them. A truck that finishes dumping is free: it is assigned its next loading unit.
+  admits them. A truck that dumps is free: it is assigned its next loading unit as it starts
+  tipping, so that the assignment is in place when it finishes.
 - ``replan``: a new flow plan (a loading unit went down or came back, an operator asked, or
   the last plan is older than DISPATCH_REPLAN_S), then every empty truck still on its way to a
   loading unit is looked at again: one heading to a unit that is down, or out of the plan, is
@@ -167,7 +168,8 @@ class SiteProblem:
         start, end, seconds = ends
         targets = [self.graph.unit_node[u.pk] for u in self.units]
         times = self.graph.graph.times([start, end], targets)
-        return times.min(axis=0) + seconds / 2.0
+        empty = settings.DISPATCH_RETURN_TIME_PCT / 100.0
+        return (times.min(axis=0) + seconds / 2.0) * empty
 
     def dump_at(self, way_id: int | None) -> int | None:
         """The dump whose road node is an end of this way (where a truck that just tipped is)."""
@@ -210,13 +212,14 @@ def site_problem(site: Site, graph: SiteGraph | None = None) -> SiteProblem | No
     problem = dispatch.Problem(
         units=[_unit(u, statuses.get(u.pk)) for u in units],
         dumps=[dispatch.Dump(d.pk, d.name, d.accepts, d.capacity_tph) for d in dumps],
-        haul_s=graph.graph.times(u_nodes, d_nodes),
-        return_s=graph.graph.times(d_nodes, u_nodes),
+        haul_s=graph.graph.times(u_nodes, d_nodes) * settings.DISPATCH_HAUL_TIME_PCT / 100.0,
+        return_s=graph.graph.times(d_nodes, u_nodes) * settings.DISPATCH_RETURN_TIME_PCT / 100.0,
         trucks=len(trucks),
         payload_t=float(np.mean(payloads)) if payloads else 90.0,
         spot_s=SPOT_S,
         dump_s=DUMP_S,
         truck_efficiency=settings.DISPATCH_TRUCK_EFFICIENCY_PCT / 100.0,
+        utilisation=settings.DISPATCH_UTILISATION_PCT / 100.0,
     )
     return SiteProblem(site, graph, units, dumps, problem)
 
@@ -499,7 +502,7 @@ def _desired(truck: Equipment, body: Any) -> None:
 
 
 @transaction.atomic
-def assign_truck(truck: Equipment, *, why: str = "finished dumping") -> Assignment | None:
+def assign_truck(truck: Equipment, *, why: str = "is tipping its load") -> Assignment | None:
     """The lower stage for one free truck: its next loading unit, sent. None when the truck is
     held by an operator's assignment, the site is not dispatched, or no unit is open."""
     state, _ = DispatchTruck.objects.select_for_update().get_or_create(equipment=truck)
@@ -623,9 +626,9 @@ def reconsider(
 
 
 def record_production_states(envelopes: Iterable[wire.Envelope]) -> list[Assignment]:
-    """Track each truck's production state; a truck that finishes dumping (or reports for the
-    first time with no assignment, empty) is assigned its next loading unit. Sites not
-    dispatched are only tracked."""
+    """Track each truck's production state; a truck that starts dumping (or drives empty with
+    no assignment, e.g. out of the park) is assigned its next loading unit, so that it has it
+    when it finishes dumping. Sites not dispatched are only tracked."""
     reports = sorted(
         (e for e in envelopes if PRODUCTION_STATE in e.bodies and e.equipment_id is not None),
         key=lambda e: e.timestamp,
@@ -689,10 +692,11 @@ def _apply_state(state: DispatchTruck, body: wire.HaulTruckProductionStateV2, at
         state.arrived = True
     if now == "Hauling":
         state.empty, state.arrived = False, False
-    if before == "Dumping" and now != "Dumping":
-        # The load is out: an operator's assignment has run its course.
+    if now == "Dumping" and before != "Dumping":
+        # Its next loading unit is decided while it tips, so that the assignment is there when
+        # it drives off (no turning on the road); an operator's assignment has run its course.
         state.empty, state.arrived, state.manual_hold = True, False, False
-        return "finished dumping"
+        return "is tipping its load"
     if state.assignment_id is None and now == "Driving" and state.empty:
         return "has no assignment"
     return ""

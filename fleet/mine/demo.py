@@ -1081,3 +1081,180 @@ def _frame_axes(ax: Any, frame: LocalFrame, by_type: dict, meta: dict, collectio
         f"{len(by_type.get('policyZone', []))} zones, "
         f"{len(by_type.get('loadingUnit', []))} loading units"
     )
+
+
+# --- a large generated mine (the dispatch benchmark) ----------------------------------------------
+
+LARGE_NAME = "Cerro Grande"
+LARGE_SLUG = "cerro-grande"
+LARGE_PIT_SPACING_M = 3000.0
+LARGE_PIT_DEPTH_M = 150.0
+LARGE_RAMP_M = 1700.0  # portal to pit floor: ~9 % down 150 m
+LARGE_FACE_RADIUS_M = 350.0  # loading units stand on a ring this far from the floor hub
+
+
+def build_large_map(pits: int = 5, loading_units: int = 50) -> dict:
+    """A generated mine of ``pits`` pits in a row, ``loading_units`` shovels shared among them
+    (half ore, half waste), per pit a crusher and a waste dump at the rim, a trunk road joining
+    the pits' portals and a park at the first: a map document (docs/map-format.md) for the
+    dispatch benchmark. Deterministic."""
+    if pits < 1 or loading_units < pits:
+        raise ValueError("at least one pit, and at least one loading unit per pit")
+    lat0 = CENTRE_LAT - 0.1
+    m_lat = 110_574.0
+    m_lon = 111_320.0 * math.cos(math.radians(lat0))
+    width = (pits - 1) * LARGE_PIT_SPACING_M
+
+    def lonlat(x: float, y: float, z: float) -> list[float]:
+        return [CENTRE_LON + (x - width / 2) / m_lon, lat0 + y / m_lat, round(z, 2)]
+
+    nodes: dict[int, tuple[float, float, float]] = {}
+    ways: list[tuple[int, str, int, int]] = []
+    units: list[tuple[str, str, float, int]] = []
+    dumps: list[tuple[str, str, float, int]] = []
+    per_pit = [loading_units // pits + (p < loading_units % pits) for p in range(pits)]
+    for p in range(pits):
+        x0 = p * LARGE_PIT_SPACING_M
+        portal, hub = 1000 * (p + 1), 1000 * (p + 1) + 1
+        nodes[portal] = (x0, LARGE_RAMP_M, RIM_Z)
+        nodes[hub] = (x0, 0.0, RIM_Z - LARGE_PIT_DEPTH_M)
+        ways.append((portal, f"Pit {p + 1} ramp", portal, hub))
+        if p:
+            ways.append((portal - 1000 + 2, f"Trunk {p}-{p + 1}", portal - 1000, portal))
+        for k, (kind, dx) in enumerate((("crusher", 600.0), ("waste_dump", -600.0))):
+            node = portal + 3 + k
+            nodes[node] = (x0 + dx, LARGE_RAMP_M + 500.0, RIM_Z + 5.0)
+            ways.append((node, f"Pit {p + 1} {kind} road", portal, node))
+            name = f"P{p + 1} {'crusher' if kind == 'crusher' else 'waste dump'}"
+            ore_units = (per_pit[p] + 1) // 2
+            capacity = 3500.0 * ore_units if kind == "crusher" else 4500.0 * per_pit[p]
+            dumps.append((name, kind, min(capacity, 50_000.0), node))
+        for u in range(per_pit[p]):
+            angle = math.pi * (0.15 + 0.7 * u / max(per_pit[p] - 1, 1))
+            node = portal + 10 + u
+            nodes[node] = (
+                x0 + LARGE_FACE_RADIUS_M * math.cos(angle),
+                -LARGE_FACE_RADIUS_M * math.sin(angle),
+                RIM_Z - LARGE_PIT_DEPTH_M + 15.0 * (u % 3),
+            )
+            ways.append((node, f"Pit {p + 1} bench road {u + 1}", hub, node))
+            material = "ore" if u % 2 == 0 else "waste"
+            rate = 3000.0 + 500.0 * ((u * 7 + p) % 4)
+            units.append((f"P{p + 1}-SH{u + 1:02d}", material, rate, node))
+    park = 9000
+    nodes[park] = (-400.0, LARGE_RAMP_M + 300.0, RIM_Z)
+    ways.append((park, "Park entry", 1000, park))
+    features: list[dict] = []
+    xs = [n[0] for n in nodes.values()]
+    ys = [n[1] for n in nodes.values()]
+    lo, hi = (min(xs) - 500, min(ys) - 500), (max(xs) + 500, max(ys) + 500)
+    ring = [lonlat(*c, 0)[:2] for c in (lo, (hi[0], lo[1]), hi, (lo[0], hi[1]), lo)]
+    features.append(
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "properties": {"featureType": "siteBoundary", "name": LARGE_NAME},
+        }
+    )
+    for node_id, xyz in sorted(nodes.items()):
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": lonlat(*xyz)},
+                "properties": {"featureType": "roadNode", "nodeId": node_id},
+            }
+        )
+    for way_id, name, start, end in ways:
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "LineString",
+                    "coordinates": [lonlat(*nodes[start]), lonlat(*nodes[end])],
+                },
+                "properties": {
+                    "featureType": "way",
+                    "wayId": way_id,
+                    "name": name,
+                    "startNode": start,
+                    "endNode": end,
+                },
+            }
+        )
+    for name, material, rate, node in units:
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": lonlat(*nodes[node])},
+                "properties": {
+                    "featureType": "loadingUnit",
+                    "name": name,
+                    "loadingRateTph": rate,
+                    "material": material,
+                },
+            }
+        )
+    for name, kind, capacity, node in dumps:
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": {"type": "Point", "coordinates": lonlat(*nodes[node])},
+                "properties": {
+                    "featureType": "dumpPoint",
+                    "name": name,
+                    "kind": kind,
+                    "capacityTph": capacity,
+                },
+            }
+        )
+    px, py, _ = nodes[park]
+    park_ring = [lonlat(px + dx, py + dy, 0)[:2] for dx, dy in _PARK_CORNERS]
+    features.append(
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [park_ring]},
+            "properties": {"featureType": "area", "name": "Truck park", "kind": "park"},
+        }
+    )
+    return {
+        "type": "FeatureCollection",
+        "haulmind": {
+            "format": 1,
+            "site": {
+                "name": LARGE_NAME,
+                "slug": LARGE_SLUG,
+                "utmSrid": UTM_SRID,
+                "defaultSpeedKmh": DEFAULT_SPEED_KMH,
+            },
+            "roadNetwork": {"note": f"generated: {pits} pits, {loading_units} loading units"},
+        },
+        "features": features,
+    }
+
+
+_PARK_CORNERS = ((-150, -80), (150, -80), (150, 80), (-150, 80), (-150, -80))
+
+
+@transaction.atomic
+def create_large_mine(trucks: int, pits: int = 5, loading_units: int = 50) -> DemoMineSummary:
+    """Import the generated large mine (``build_large_map``) with ``trucks`` haul trucks."""
+    document = build_large_map(pits, loading_units)
+    report = import_site_map(document)
+    site = report.site
+    added, retired = sync_trucks(site, trucks)
+    network = report.network or site.active_network
+    return DemoMineSummary(
+        site=site.name,
+        slug=site.slug,
+        revision=network.revision if network else 0,
+        new_revision=report.created_network,
+        ways=network.ways.count() if network else 0,
+        zones=0,
+        zones_created=0,
+        loading_units=site.loading_units.count(),
+        trucks_active=Equipment.objects.filter(
+            site=site, kind=Equipment.Kind.HAUL_TRUCK, status=Equipment.Status.ACTIVE
+        ).count(),
+        trucks_added=added,
+        trucks_retired=retired,
+    )

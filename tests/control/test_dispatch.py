@@ -105,16 +105,18 @@ def test_switching_dispatch_on_solves_and_records_a_plan(pit):
 
 
 @pytest.mark.django_db
-def test_a_truck_that_finishes_dumping_is_sent_to_the_neediest_loading_unit(pit):
+def test_a_truck_that_dumps_is_sent_to_the_neediest_loading_unit_before_it_leaves(pit):
     (truck,) = autonomous_trucks(pit, 1)
     dispatching.set_enabled(pit, True)
-    report_state(truck, "Dumping", 10)
+    report_state(truck, "Hauling", 10)
     assert not Assignment.objects.exists()
-    report_state(truck, "Driving", 10)
+    report_state(truck, "Dumping", 10)
     assignment = Assignment.objects.get(equipment=truck)
     assert assignment.loading_unit.name == "SH-01" and assignment.actor == "dispatcher"
     assert assignment.plan == DispatchPlan.objects.get(site=pit)
-    assert "finished dumping" in assignment.reason and "SH-01" in assignment.reason
+    assert "tipping" in assignment.reason and "SH-01" in assignment.reason
+    report_state(truck, "Driving", 10)  # leaving the dump: nothing new to decide
+    assert Assignment.objects.filter(equipment=truck).count() == 1
     command = assignment.command
     assert command.message_name == "HaulTruckAssignmentRequestV2" and command.reason
     assert [r["Task"] for r in command.body] == ["Offload", "Load"]
@@ -306,3 +308,15 @@ def test_a_replan_when_a_shovel_goes_down_reaches_the_trucks_and_they_report_it(
     finally:
         mine.stop()
     assert uuid.UUID(str(next(iter(moved.values())).assignment_id))
+
+
+@pytest.mark.django_db
+def test_the_large_generated_mine_imports_and_is_planned():
+    from fleet.mine.demo import create_large_mine
+
+    dispatching.clear_caches()
+    summary = create_large_mine(40, pits=2, loading_units=6)
+    assert summary.loading_units == 6 and summary.trucks_active == 40
+    site = LoadingUnit.objects.filter(name="P1-SH01").get().site
+    result = dispatching.replan(site, trigger="operator", reason="test")
+    assert result.plan.status == "optimal" and result.plan.tph > 0

@@ -22,6 +22,7 @@ BENCHMARKS = {
     "collision": "fleet.control.collision_bench",
     "loop": "fleet.control.loopbench",
     "traffic": "fleet.control.traffic_bench",
+    "dispatch": "fleet.simulator.dispatchbench",
 }
 
 
@@ -73,6 +74,14 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--slices", default=None, help="pool: the node's slice plan (equal CPU slices)."
+        )
+
+        parser.add_argument(
+            "--large-trucks", type=int, default=1000, help="dispatch: trucks on the large mine."
+        )
+        parser.add_argument("--seeds", default="1,2,3", help="dispatch: the shifts' seeds.")
+        parser.add_argument(
+            "--shift-hours", type=float, default=4.0, help="dispatch: simulated hours per shift."
         )
 
     def handle(self, *args, **options) -> None:

@@ -13,6 +13,7 @@ from fleet.mine.demo import (
     CENTRE_LON,
     bench_contours,
     create_demo_mine,
+    create_large_mine,
     plot_site_map,
 )
 from fleet.mine.mapfile import MapFileError, export_site_map
@@ -30,6 +31,15 @@ class Command(BaseCommand):
             "--trucks", type=int, default=100, help="active haul trucks (default 100)"
         )
         parser.add_argument(
+            "--large",
+            action="store_true",
+            help="build the generated large mine Cerro Grande instead (the dispatch benchmark)",
+        )
+        parser.add_argument("--pits", type=int, default=5, help="--large: pits (default 5)")
+        parser.add_argument(
+            "--loading-units", type=int, default=50, help="--large: loading units (default 50)"
+        )
+        parser.add_argument(
             "--plot", type=Path, metavar="PNG", help="also draw the imported map to this PNG"
         )
         parser.add_argument(
@@ -44,7 +54,14 @@ class Command(BaseCommand):
         if options["trucks"] < 0:
             raise CommandError("--trucks cannot be negative")
         try:
-            summary = create_demo_mine(options["trucks"])
+            if options["large"]:
+                summary = create_large_mine(
+                    options["trucks"], options["pits"], options["loading_units"]
+                )
+            else:
+                summary = create_demo_mine(options["trucks"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         except MapFileError as exc:
             raise CommandError("demo map refused:\n  " + "\n  ".join(exc.messages)) from None
         self.stdout.write(str(summary))
