@@ -553,6 +553,26 @@ def _send(permission: TrafficPermission, status: str) -> None:
     )
 
 
+def yielding_pairs(site: Site) -> set[frozenset[uuid.UUID]]:
+    """Pairs of trucks (one waiting for a section, one holding it) that the traffic rules keep
+    apart: the waiting truck stands short of the section until the other has left it. For the
+    collision rules, which would otherwise see the holder driving out towards the waiting
+    truck as a head-on risk on the one-lane road, stop both, and hold the section for good."""
+    holders: dict[uuid.UUID, set[uuid.UUID]] = {}
+    waiters: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for zone_id, truck, status in TrafficPermission.objects.filter(
+        site=site, status__in=TrafficPermission.OPEN
+    ).values_list("zone_id", "equipment_id", "status"):
+        (holders if status == Status.GRANTED else waiters).setdefault(zone_id, set()).add(truck)
+    return {
+        frozenset((waiter, holder))
+        for zone_id, waiting in waiters.items()
+        for waiter in waiting
+        for holder in holders.get(zone_id, ())
+        if waiter != holder
+    }
+
+
 def sweep() -> int:
     """The periodic pass: expiry and the waiting bounds on every site with open permissions.
     Returns how many decisions were made."""

@@ -190,6 +190,19 @@ def test_a_truck_whose_direction_is_not_known_goes_alone(convoy_site):
 
 
 @pytest.mark.django_db
+def test_a_waiting_truck_and_the_holder_are_kept_apart_by_rule(one_lane_site, zone):
+    holder, waiter, elsewhere = (haul_truck(one_lane_site, f"HT-00{i}") for i in (1, 2, 3))
+    ask(one_lane_site, holder)
+    ask(one_lane_site, waiter, way=None)
+    assert traffic_services.yielding_pairs(one_lane_site) == {frozenset((holder.id, waiter.id))}
+    release(one_lane_site, holder)  # the waiter is granted: nobody waits any more
+    assert traffic_services.yielding_pairs(one_lane_site) == set()
+    assert elsewhere.id not in {
+        t for pair in traffic_services.yielding_pairs(one_lane_site) for t in pair
+    }
+
+
+@pytest.mark.django_db
 def test_at_the_same_point_the_loaded_truck_goes_first(one_lane_site, zone):
     holder, empty, loaded = (haul_truck(one_lane_site, f"HT-00{i}") for i in (1, 2, 3))
     ask(one_lane_site, holder)
