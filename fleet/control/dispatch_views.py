@@ -33,7 +33,7 @@ class DispatchPermission(permissions.BasePermission):
         return user.has_perm(view.required)
 
 
-class PlanSerializer(serializers.ModelSerializer):
+class DispatchPlanSerializer(serializers.ModelSerializer):
     class Meta:
         model = DispatchPlan
         fields = ["id", "at", "trigger", "reason", "status", "tph", "trucks", "solve_ms", "plan"]
@@ -84,7 +84,7 @@ class TruckDispatchSerializer(serializers.Serializer):
 
 class SiteDispatchSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
-    plan = PlanSerializer(allow_null=True, help_text="The latest flow plan")
+    plan = DispatchPlanSerializer(allow_null=True, help_text="The latest flow plan")
     units = UnitStateSerializer(many=True)
     trucks = TruckDispatchSerializer(many=True)
 
@@ -93,7 +93,7 @@ class EnableSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
 
 
-class ReasonSerializer(serializers.Serializer):
+class DispatchReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=300)
 
 
@@ -113,12 +113,12 @@ class ManualAssignmentSerializer(serializers.Serializer):
 class UnitAvailabilityAnswer(serializers.Serializer):
     loading_unit = serializers.CharField()
     available = serializers.BooleanField()
-    plan = PlanSerializer(allow_null=True)
+    plan = DispatchPlanSerializer(allow_null=True)
     moved = AssignmentSerializer(many=True)
 
 
 class ReplanAnswer(serializers.Serializer):
-    plan = PlanSerializer()
+    plan = DispatchPlanSerializer()
     moved = AssignmentSerializer(many=True)
 
 
@@ -170,7 +170,7 @@ def _site_answer(site: Site) -> Response:
     return Response(
         {
             "enabled": dispatching.enabled(site),
-            "plan": PlanSerializer(plan).data if plan else None,
+            "plan": DispatchPlanSerializer(plan).data if plan else None,
             "units": units,
             "trucks": trucks,
         }
@@ -213,7 +213,7 @@ class SiteReplanView(APIView):
 
     @extend_schema(
         parameters=[SITE],
-        request=ReasonSerializer,
+        request=DispatchReasonSerializer,
         responses={
             201: ReplanAnswer,
             409: OpenApiResponse(description="The site is not dispatched"),
@@ -221,7 +221,7 @@ class SiteReplanView(APIView):
         summary="Re-plan a site's dispatch now",
     )
     def post(self, request: Request, site_id: str) -> Response:
-        payload = ReasonSerializer(data=request.data)
+        payload = DispatchReasonSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         site = get_object_or_404(Site, pk=site_id)
         if not dispatching.enabled(site):
@@ -232,7 +232,7 @@ class SiteReplanView(APIView):
         result = dispatching.replan(site, trigger="operator", reason=reason)
         return Response(
             {
-                "plan": PlanSerializer(result.plan).data,
+                "plan": DispatchPlanSerializer(result.plan).data,
                 "moved": AssignmentSerializer(result.moved, many=True).data,
             },
             status=status.HTTP_201_CREATED,
@@ -269,7 +269,7 @@ class UnitAvailabilityView(APIView):
             {
                 "loading_unit": unit.name,
                 "available": state.available,
-                "plan": PlanSerializer(result.plan).data if result else None,
+                "plan": DispatchPlanSerializer(result.plan).data if result else None,
                 "moved": AssignmentSerializer(result.moved if result else [], many=True).data,
             },
             status=status.HTTP_201_CREATED,
@@ -318,7 +318,7 @@ class TruckReleaseView(APIView):
 
     @extend_schema(
         parameters=[TRUCK],
-        request=ReasonSerializer,
+        request=DispatchReasonSerializer,
         responses={
             200: AssignmentSerializer,
             204: OpenApiResponse(description="Released; assigned at its next dump"),
@@ -327,7 +327,7 @@ class TruckReleaseView(APIView):
         summary="Release a truck to the dispatcher",
     )
     def post(self, request: Request, truck_id: str) -> Response:
-        payload = ReasonSerializer(data=request.data)
+        payload = DispatchReasonSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         truck = get_object_or_404(
             Equipment.objects.select_related("site"), pk=truck_id, autonomous=True
@@ -347,6 +347,13 @@ class AssignmentListParameters(QueryParameters):
     site = serializers.UUIDField(required=False, help_text="Only this site's trucks")
     truck = serializers.UUIDField(required=False, help_text="Only this truck")
     limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
+
+    def to_internal_value(self, data: Any) -> Any:
+        # DRF reads an empty optional parameter as absent; an empty id is a bad id here.
+        blank = {n: ["Must be a valid UUID."] for n in ("site", "truck") if data.get(n) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
 
 
 class AssignmentListView(APIView):
