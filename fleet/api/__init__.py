@@ -70,6 +70,27 @@ class IntegerFilter(django_filters.NumberFilter):
     field_class = forms.IntegerField
 
 
+class _StrictBooleanField(forms.Field):
+    """``true`` / ``false`` (or 1 / 0); anything else is refused. django-filter's own boolean
+    field reads an unknown value as "no filter", which would answer everything."""
+
+    def to_python(self, value: Any) -> bool | None:
+        if value in (None, ""):
+            return None
+        text = str(value).strip().lower()
+        if text in ("true", "1"):
+            return True
+        if text in ("false", "0"):
+            return False
+        raise forms.ValidationError("Enter true or false.")
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    """A boolean query parameter that refuses what is not one (a 400 naming it)."""
+
+    field_class = _StrictBooleanField
+
+
 class QueryParameters(serializers.Serializer):
     """The base of parameter serializers: a plain serializer over ``request.query_params``. A
     parameter whose name is a Python keyword is declared with a trailing underscore (``from_``

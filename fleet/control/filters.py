@@ -6,7 +6,7 @@ from typing import Any
 
 import django_filters
 
-from fleet.api import FilterSet
+from fleet.api import BooleanFilter, FilterSet
 from fleet.control.models import Alert, Command, TrafficPermission, TruckState
 
 
@@ -41,7 +41,7 @@ class AlertFilter(FilterSet):
 
 class TruckStateFilter(FilterSet):
     site = django_filters.UUIDFilter(field_name="equipment__site_id", help_text="Only this site")
-    safe_stopped = django_filters.BooleanFilter(
+    safe_stopped = BooleanFilter(
         field_name="safe_stopped_at",
         lookup_expr="isnull",
         exclude=True,
@@ -63,9 +63,7 @@ class TrafficPermissionFilter(FilterSet):
         field_name="equipment_id", help_text="Only this truck's (its EquipmentId)"
     )
     status = django_filters.ChoiceFilter(choices=TrafficPermission.Status.choices)
-    open = django_filters.BooleanFilter(
-        method="filter_open", help_text="true: only the waiting and granted ones"
-    )
+    open = BooleanFilter(method="filter_open", help_text="true: only the waiting and granted ones")
 
     class Meta:
         model = TrafficPermission

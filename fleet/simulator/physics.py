@@ -32,7 +32,8 @@ A_PLAN = 0.9  # m/s^2, what stops and speed caps ahead are planned with (inside 
 A_STOP = 1.5  # m/s^2, controlled all-stop (ISO 17757): firmer than service braking
 SPOT_DISTANCE = 40.0  # m, slow final approach under a shovel / onto a tip head
 SPOT_SPEED = 2.0  # m/s (7 km/h) on that approach
-FOLLOW_GAP = 30.0  # m, nose-to-nose distance kept behind the truck ahead on the same road
+FOLLOW_GAP = 60.0  # m, nose-to-nose distance kept behind the truck ahead: beyond the FMS safety
+# distance (COLLISION_SAFETY_DISTANCE_M, 50 m), so a following truck is not a collision risk
 QUEUE_ZONE = 300.0  # m before a busy loading unit or dump where a waiting truck is "Queued"
 
 # --- cycle times -------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ fails when a new audit table is declared without one, so each new table is teste
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -22,10 +23,15 @@ from fleet.control import services as control
 from fleet.control.models import (
     AlertEvent,
     AllStop,
+    Assignment,
     CollisionIntervention,
     CollisionRisk,
     Command,
     CommandEvent,
+    DispatchPlan,
+    LoadingUnitStatus,
+    TrafficPermission,
+    TrafficPermissionEvent,
 )
 from fleet.learning.models import AliasChange, ModelVersion
 from fleet.mine.models import ZoneResponse
@@ -44,6 +50,10 @@ AUDIT_ROWS: dict[type[models.Model], tuple[str, str]] = {
     AllStop: ("all_stop", "reason"),
     CollisionIntervention: ("collision_intervention", "reason"),
     AlertEvent: ("alert_event", "detail"),
+    LoadingUnitStatus: ("loading_unit_status", "reason"),
+    DispatchPlan: ("dispatch_plan", "reason"),
+    Assignment: ("assignment", "reason"),
+    TrafficPermissionEvent: ("traffic_permission_event", "reason"),
 }
 ROLES = ("viewer", "operator", "supervisor", "admin", "superuser")
 
@@ -169,6 +179,55 @@ def alert_event(truck) -> AlertEvent:
         ),
     )
     return alert.events.get()
+
+
+@pytest.fixture
+def loading_unit_status(site) -> LoadingUnitStatus:
+    return LoadingUnitStatus.objects.create(
+        loading_unit=site.loading_units.first(),
+        available=False,
+        reason="hydraulic leak",
+        actor="ana-operator",
+    )
+
+
+@pytest.fixture
+def dispatch_plan(site) -> DispatchPlan:
+    return DispatchPlan.objects.create(
+        site=site,
+        trigger="unit-down",
+        reason="shovel down",
+        status="optimal",
+        tph=1200.0,
+        trucks=3,
+        solve_ms=4.2,
+        plan={"routes": []},
+        inputs={"units": []},
+    )
+
+
+@pytest.fixture
+def assignment(site, truck, dispatch_plan) -> Assignment:
+    return Assignment.objects.create(
+        equipment=truck,
+        assignment_id=uuid.uuid4(),
+        loading_unit=site.loading_units.first(),
+        dump=site.dump_points.first(),
+        plan=dispatch_plan,
+        reason="shovel furthest behind",
+        actor="dispatcher",
+    )
+
+
+@pytest.fixture
+def traffic_permission_event(site, truck) -> TrafficPermissionEvent:
+    now = timezone.now()
+    permission = TrafficPermission.objects.create(
+        site=site, equipment=truck, zone=site.zones.first(), requested_at=now, last_asked_at=now
+    )
+    return TrafficPermissionEvent.objects.create(
+        permission=permission, status="pending", reason="section occupied", actor="rule:fifo"
+    )
 
 
 @pytest.fixture(params=list(AUDIT_ROWS), ids=lambda model: model.__name__)
