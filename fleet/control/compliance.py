@@ -16,12 +16,18 @@ a repeat folds into the open alert. A stop is issued when the alert opens, not o
 an operator who resumed the truck (to drive it out of the zone, say) is not overruled every few
 seconds.
 
+The rules run on the ingest replica's MQTT thread, on each message as it arrives (``live``);
+what they decide is written and published by the process's reflex thread
+(``fleet.control.reflex``): the stop leaves as soon as its alert and command commit, without
+waiting for the message's batch, its store, or the outbox's delivery process.
+
 Late messages (stored as history, older than ``INGEST_LATE_AFTER_S`` on arrival) are not judged:
 they say where a truck was, not where it is.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
@@ -29,13 +35,15 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 
 from fleet.control import alerts, services
-from fleet.control.models import Alert
+from fleet.control.models import Alert, Command
+from fleet.control.reflex import REFLEX, Decision, first_attempt_in
 from fleet.mine.models import PolicyZone, Site
 from fleet.vehicles.models import Equipment
 
@@ -106,9 +114,17 @@ class ZoneIndex:
         if time.monotonic() - self._loaded_at > settings.CONTROL_ZONE_INDEX_S:
             with self._lock:
                 if time.monotonic() - self._loaded_at > settings.CONTROL_ZONE_INDEX_S:
-                    self._by_site = load_zones()
-                    self._loaded_at = time.monotonic()
+                    self._reload()
         return self._by_site.get(site_id, ())  # type: ignore[return-value]
+
+    def _reload(self) -> None:
+        try:
+            self._by_site = load_zones()
+        except DatabaseError as error:
+            # The rules keep judging against the zones they know; the next interval retries.
+            log.warning("could not reload the active zones (%s); keeping the last ones", error)
+            connection.close()
+        self._loaded_at = time.monotonic()
 
     def invalidate(self) -> None:
         self._loaded_at = float("-inf")
@@ -216,11 +232,25 @@ def _judge(envelope: Any, inside: list[IndexedZone], lon: float, lat: float, spe
     return found
 
 
-def check_admitted(admitted: list[Any]) -> int:
-    """The hook: judge the batch, act on the findings that are due. Returns how many acted."""
+def check_admitted(admitted: list[Any], *, live: bool = False) -> int:
+    """The hook: judge the messages, act on the findings that are due. Returns how many acted.
+
+    ``live``: called on the ingest replica's MQTT thread as a message arrives; the acting (the
+    database, the publish) goes to the process's reflex thread, which publishes the stop the
+    moment it commits. Otherwise (a batch: the REST fallback) it acts here, and the outbox
+    delivers."""
     now = time.monotonic()
     due = [v for v in violations(admitted) if DEBOUNCE.due(v.key, now)]
     for violation in due:
+        if live:
+            REFLEX.submit(
+                Decision(
+                    act=functools.partial(_act_and_publish, violation),
+                    failed=functools.partial(DEBOUNCE.forget, violation.key),
+                    what=f"{violation.rule} of {violation.equipment_id}",
+                )
+            )
+            continue
         try:
             act_on(violation)
         except Exception:  # one truck's failure must not cost the others their stop
@@ -229,25 +259,37 @@ def check_admitted(admitted: list[Any]) -> int:
     return len(due)
 
 
+def _act_and_publish(violation: Violation) -> list[Command]:
+    _, command = act_on(violation, first_attempt_in=first_attempt_in())
+    return [command] if command is not None else []
+
+
 @transaction.atomic
-def act_on(violation: Violation) -> Alert | None:
+def act_on(
+    violation: Violation, *, first_attempt_in: timedelta = timedelta(0)
+) -> tuple[Alert | None, Command | None]:
     """Raise (or fold) the alert, and stop the truck where configured and newly alerted: one
-    transaction, so the stop is published (at commit) with the alert that explains it."""
-    equipment = Equipment.objects.filter(pk=violation.equipment_id).first()
+    transaction, so the stop is never sent without the alert that explains it."""
+    equipment = Equipment.objects.select_related("site").filter(pk=violation.equipment_id).first()
     if equipment is None:
-        return None
+        return None, None
     alert, opened = alerts.raise_alert(equipment, finding(violation))
     stop = (
         settings.CONTROL_STOP_ON_EXCLUSION
         if violation.rule == EXCLUSION
         else settings.CONTROL_STOP_ON_SPEEDING
     )
-    if opened and stop:
-        command = services.stop_truck(equipment, reason=f"alert {alert.pk}: {alert.reason}")
-        alerts.record_action(
-            alert, command.command_id, actor=alert.source, detail=f"stop {violation.rule}"
-        )
-    return alert
+    if not (opened and stop):
+        return alert, None
+    command = services.stop_truck(
+        equipment,
+        reason=f"alert {alert.pk}: {alert.reason}",
+        first_attempt_in=first_attempt_in,
+    )
+    alerts.record_action(
+        alert, command.command_id, actor=alert.source, detail=f"stop {violation.rule}"
+    )
+    return alert, command
 
 
 def finding(violation: Violation) -> alerts.Finding:

@@ -114,8 +114,7 @@ class OutboxDelivery:
         return sent
 
     def _publish(self, command: Command):
-        equipment = command.equipment
-        topic = topics.down_topic(equipment.site.slug, str(equipment.id), command.message_name)
+        topic = services.down_topic_of(command)
         return self._client.publish(topic, services.envelope_of(command), qos=1)
 
     def _beat_when_due(self) -> None:

@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 
 @receiver(messages_arrived, dispatch_uid="control-compliance")
-def check_compliance(sender: Any, admitted: list, **kwargs: Any) -> None:
+def check_compliance(sender: Any, admitted: list, live: bool = False, **kwargs: Any) -> None:
     if settings.CONTROL_LIVE_RULES:
-        compliance.check_admitted(admitted)
+        compliance.check_admitted(admitted, live=live)
 
 
 @receiver(prediction_recorded, dispatch_uid="control-health")

@@ -23,7 +23,7 @@ from django.utils import timezone
 from fleet.control.models import Command, CommandEvent, FleetMessage, TruckState
 from fleet.live.broadcast import broadcast_on_commit
 from fleet.mine.models import PolicyZone
-from fleet.protocol import wire
+from fleet.protocol import topics, wire
 from fleet.vehicles.models import Equipment
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,13 @@ def issue_command(
     actor: User | None = None,
     supersede_key: str = "",
     ttl: timedelta | None = None,
+    first_attempt_in: timedelta = timedelta(0),
 ) -> Command:
     """Queue one message for one truck. A newer command with the same ``supersede_key``
-    replaces the truck's open ones (a second stop replaces the first, not queues behind it)."""
+    replaces the truck's open ones (a second stop replaces the first, not queues behind it).
+    ``first_attempt_in``: the outbox's first attempt waits that long, for a caller that
+    publishes the command itself as it commits (``fleet.control.reflex``); the outbox only
+    retries."""
     wire.encode(message_name, body, equipment_id=equipment.id, command_id=uuid.uuid4())
     if supersede_key:
         for old in Command.objects.select_for_update().filter(
@@ -106,10 +110,11 @@ def issue_command(
         reason=reason[:300],
         issued_by=actor,
         expires_at=now + (ttl or timedelta(seconds=settings.COMMAND_TTL_S)),
-        next_attempt_at=now,
+        next_attempt_at=now + first_attempt_in,
     )
     _audit(command, Status.ISSUED, reason, actor.get_username() if actor else "fms")
-    _notify_on_commit()
+    if not first_attempt_in:
+        _notify_on_commit()
     _changed(command)
     return command
 
@@ -170,6 +175,11 @@ def envelope_of(command: Command) -> bytes:
         command_id=command.command_id,
         validate=False,  # checked when issued
     )
+
+
+def down_topic_of(command: Command) -> str:
+    equipment = command.equipment
+    return topics.down_topic(equipment.site.slug, str(equipment.id), command.message_name)
 
 
 def envelope_json(command: Command) -> dict[str, Any]:
@@ -349,7 +359,13 @@ def _state(equipment: Equipment) -> TruckState:
 
 
 @transaction.atomic
-def stop_truck(equipment: Equipment, *, reason: str, actor: User | None = None) -> Command:
+def stop_truck(
+    equipment: Equipment,
+    *,
+    reason: str,
+    actor: User | None = None,
+    first_attempt_in: timedelta = timedelta(0),
+) -> Command:
     """A targeted stop (ISO 17757 remote stop): MachineAllStopRequestV1 Apply to one truck."""
     state = _state(equipment)
     state.stop_id = state.stop_id or uuid.uuid4()
@@ -361,6 +377,7 @@ def stop_truck(equipment: Equipment, *, reason: str, actor: User | None = None) 
         reason=reason,
         actor=actor,
         supersede_key="stop",
+        first_attempt_in=first_attempt_in,
     )
 
 

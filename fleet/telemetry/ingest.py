@@ -33,10 +33,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from fleet.telemetry import latest, metrics, replicas
-from fleet.telemetry.intake import Inbound
+from fleet.telemetry.intake import Admitted, Inbound, TimeRules, admit
 from fleet.telemetry.partitions import ensure_history_partitions
-from fleet.telemetry.services import EquipmentDirectory, LiveFeed, ingest_batch
-from fleet.telemetry.signals import connection_changed
+from fleet.telemetry.services import EquipmentDirectory, LiveFeed, claimed_ids, ingest_batch
+from fleet.telemetry.signals import connection_changed, messages_arrived
 from fleet.vehicles.broker import INGEST
 from fleet.vehicles.mqtt import broker_address, connect_properties, service_client
 
@@ -126,6 +126,7 @@ class IngestRunner:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
+        connection.close()  # this thread's, opened by admission (the directory, the rules)
         if not self._stopping.is_set():
             log.warning("MQTT disconnected (%s); paho reconnects", reason_code)
 
@@ -149,6 +150,8 @@ class IngestRunner:
             topic=message.topic,
             ack=(message.mid, message.qos),
         )
+        if not inbound.topic.endswith("/connection"):
+            self._admit_now(inbound)
         # Blocks when the writer is behind: this is the back-pressure (see the module docstring).
         while not self._stopping.is_set():
             try:
@@ -156,6 +159,25 @@ class IngestRunner:
                 return
             except queue.Full:
                 continue
+
+    def _admit_now(self, inbound: Inbound) -> None:
+        """Admit a message in the MQTT thread as it arrives and show it to the live rules at
+        once: a safety decision waits neither for the batch to fill (INGEST_BATCH_DELAY_MS) nor
+        for its commit. The writer stores it without parsing it again."""
+        try:
+            trucks = self.directory.current(claimed_ids([inbound]))
+        except DatabaseError:
+            connection.close()  # the writer admits it with the batch, and retries the database
+            return
+        outcome = admit(inbound, trucks, TimeRules.from_settings())
+        inbound.outcome = outcome
+        if not isinstance(outcome, Admitted) or outcome.late:
+            return
+        outcome.judged_live = True
+        try:
+            messages_arrived.send(sender=IngestRunner, admitted=[outcome], live=True)
+        except Exception:  # a rule's failure must not cost the message its storage
+            log.exception("a live rule failed on a message from %s", outcome.truck.equipment_id)
 
     # --- writer (the caller's thread) ----------------------------------------------------
     def run(self) -> None:

@@ -73,6 +73,8 @@ class Inbound:
     sender: uuid.UUID | None = None
     decoded: Any = None  # REST: the element of the posted batch, already decoded
     ack: Any = None  # MQTT: (mid, qos) to acknowledge once the batch is committed
+    # MQTT: admitted as it arrived (``IngestRunner``), so the store does not parse it again.
+    outcome: Admitted | Refused | None = None
 
 
 @dataclass(slots=True)
@@ -81,6 +83,7 @@ class Admitted:
     envelope: wire.Envelope
     truck: TruckRef
     late: bool
+    judged_live: bool = False  # the live rules saw it as it arrived, not with its batch
 
 
 @dataclass(slots=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections import Counter
@@ -75,8 +76,15 @@ class EquipmentDirectory:
         self._trucks: dict[uuid.UUID, TruckRef] = {}
         self._unknown: dict[uuid.UUID, float] = {}
         self._loaded_at = float("-inf")
+        self._lock = threading.Lock()
 
     def current(self, wanted: set[uuid.UUID] | None = None) -> dict[uuid.UUID, TruckRef]:
+        # The ingest replica's MQTT thread admits as messages arrive; its writer thread admits
+        # what that could not: one directory, two threads.
+        with self._lock:
+            return self._current(wanted)
+
+    def _current(self, wanted: set[uuid.UUID] | None) -> dict[uuid.UUID, TruckRef]:
         now = time.monotonic()
         if now - self._loaded_at > self.refresh_s:
             self._trucks, self._unknown = load_directory(), {}
@@ -93,7 +101,7 @@ class EquipmentDirectory:
         return self._trucks
 
 
-def _claimed_ids(inbound: list[Inbound]) -> set[uuid.UUID]:
+def claimed_ids(inbound: list[Inbound]) -> set[uuid.UUID]:
     """The EquipmentIds a batch claims to come from (topic or credential), for the cache."""
     wanted = {item.sender for item in inbound if item.sender is not None}
     # ".../{site}/{EquipmentId}/up/{MessageName}": the EquipmentId is third from the end.
@@ -113,10 +121,11 @@ def ingest_batch(
     (the caller retries the same batch, unacknowledged); bad messages never do."""
     started = time.perf_counter()
     rules = rules or TimeRules.from_settings()
-    trucks = directory.current(_claimed_ids(inbound))
+    unadmitted = [item for item in inbound if item.outcome is None]
+    trucks = directory.current(claimed_ids(unadmitted)) if unadmitted else {}
     result = BatchResult()
     for item in inbound:
-        outcome = admit(item, trucks, rules)
+        outcome = item.outcome or admit(item, trucks, rules)
         if isinstance(outcome, Admitted):
             result.admitted.append(outcome)
         else:
@@ -160,10 +169,11 @@ def _store_isolating_poison(result: BatchResult) -> StoreCounts:
 def _decide_now(result: BatchResult) -> None:
     """The live rules see each message as it is admitted, before the store: a stop for a truck
     in an exclusion zone must not wait for the batch's commit (or its retries in an outage)."""
-    if not result.admitted:
+    unjudged = [item for item in result.admitted if not item.judged_live]
+    if not unjudged:
         return
     try:
-        messages_arrived.send(sender=None, admitted=result.admitted)
+        messages_arrived.send(sender=None, admitted=unjudged)
     except Exception:
         log.exception("a listener of messages_arrived failed; the batch is stored")
 

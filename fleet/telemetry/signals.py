@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-# Sent with ``admitted``, the Admitted messages of a batch, as soon as they are admitted: before
-# the batch is stored, outside its transaction, in the ingest process. For the rules that must act
-# on a message at once (control's live compliance): storage is for history and must not delay
-# them. Receivers must be cheap per message (no query per message); an error is logged, and the
-# batch is stored regardless.
+# Sent with ``admitted``, Admitted messages, as soon as they are admitted: before they are stored,
+# outside any transaction. For the rules that must act on a message at once (control's live
+# compliance): storage is for history and must not delay them. With ``live=True`` it is one
+# message, sent from the ingest replica's MQTT thread the moment it arrives: a receiver must not
+# block there (no query; hand what must be written to a thread of its own). Otherwise it is a
+# batch about to be stored (the REST fallback, or messages the MQTT thread could not admit).
+# Receivers must be cheap per message; an error is logged, and the messages are stored regardless.
 messages_arrived = Signal()
 
 # Sent inside the batch's transaction (in a savepoint), with ``admitted``: the Admitted

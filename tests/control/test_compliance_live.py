@@ -64,6 +64,16 @@ class Truck:
 
 @pytest.fixture
 def live(mqtt_broker, site, settings) -> Iterator[Truck]:
+    yield from _running_truck(mqtt_broker, site, settings, with_outbox=True)
+
+
+@pytest.fixture
+def live_without_outbox(mqtt_broker, site, settings) -> Iterator[Truck]:
+    """Only the ingest replica runs: no outbox delivery process."""
+    yield from _running_truck(mqtt_broker, site, settings, with_outbox=False)
+
+
+def _running_truck(mqtt_broker, site, settings, *, with_outbox: bool) -> Iterator[Truck]:
     settings.CONTROL_ZONE_INDEX_S = 0
     compliance.INDEX.invalidate()
     compliance.DEBOUNCE.clear()
@@ -79,17 +89,17 @@ def live(mqtt_broker, site, settings) -> Iterator[Truck]:
     root = f"iso23725/v1/{site.slug}/{equipment.id}"
     client.subscribe(f"{root}/down/#", qos=1)
     client.loop_start()
-    delivery = OutboxDelivery("outbox-compliance-test")
     ingest = IngestRunner(IngestOptions(client_id="ingest-compliance-test", batch_delay_s=0.02))
-    threads = [threading.Thread(target=r.run, daemon=True) for r in (delivery, ingest)]
+    runners = [ingest, OutboxDelivery("outbox-compliance-test")] if with_outbox else [ingest]
+    threads = [threading.Thread(target=r.run, daemon=True) for r in runners]
     for thread in threads:
         thread.start()
     try:
-        assert ingest.connected.wait(10) and delivery.connected.wait(10)
+        assert all(runner.connected.wait(10) for runner in runners)
         yield Truck(equipment, client, received, root)
     finally:
-        delivery.stop()
-        ingest.stop()
+        for runner in runners:
+            runner.stop()
         for thread in threads:
             thread.join(10)
         client.loop_stop()
@@ -148,3 +158,23 @@ def test_a_speeding_truck_is_alerted_and_receives_a_stop_where_configured(live, 
     assert (alert.kind, alert.inputs["limit_kmh"]) == ("speeding", 18.0)
     assert alert.inputs["speed_kmh"] == 40.0
     stop_acknowledged(live, envelope)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_ingest_replica_publishes_the_stop_itself_as_it_commits(live_without_outbox, site):
+    """No delivery process runs: the stop reaches the truck from the replica that decided it,
+    recorded (alert, command, Sent by the reflex) before it was published."""
+    activate(site, "Blast at bench 5", {"exclusion": {}})
+
+    envelope = live_without_outbox.drive_until_told("MachineAllStopRequestV1", speed=8.0)
+
+    command = Command.objects.get(command_id=envelope.command_id)
+    # Marked Sent once the broker confirmed it, which may be just after the truck has it.
+    wait_until(
+        lambda: command.events.filter(status=Command.Status.SENT).exists(), 5, "marked sent"
+    )
+    assert command.events.get(status=Command.Status.SENT).actor == "reflex"
+    assert Alert.objects.get(equipment=live_without_outbox.equipment).command_ids == [
+        command.command_id
+    ]
+    stop_acknowledged(live_without_outbox, envelope)
