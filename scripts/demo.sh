@@ -11,6 +11,8 @@ mkdir -p var/log
 
 python manage.py create_demo_mine --trucks "${DEMO_TRUCKS:-100}"
 python manage.py ensure_demo_admin
+# The FMS assigns each truck its next loading unit and dump (fleet.control.dispatching).
+python manage.py dispatch cerro-rojo on
 # The domain networks: trained on the first run (about 2 minutes on 2 cores), kept after.
 python manage.py train_models --if-missing
 # The champion heads as the pool's deployments (trajectory latency-critical, the rest best-effort).

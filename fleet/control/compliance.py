@@ -16,10 +16,12 @@ a repeat folds into the open alert. A stop is issued when the alert opens, not o
 an operator who resumed the truck (to drive it out of the zone, say) is not overruled every few
 seconds.
 
-The rules run on the ingest replica's MQTT thread, on each message as it arrives (``live``);
-what they decide is written and published by the process's reflex thread
-(``fleet.control.reflex``): the stop leaves as soon as its alert and command commit, without
-waiting for the message's batch, its store, or the outbox's delivery process.
+The rules run on the ingest replica's MQTT thread, on each message as it arrives
+(``check_live``), and decide from memory: a stop is published at once by the process's own
+outbox connection (``fleet.control.reflex``), and recorded (alert, command as Sent) by the ingest
+writer before it stores the next batch. Nothing waits for the message's batch, its store, a
+database round trip or the outbox's delivery process. Whether a stop is due is decided from the
+unresolved alerts as of the zone index's last reload, plus the ones this process opened since.
 
 Late messages (stored as history, older than ``INGEST_LATE_AFTER_S`` on arrival) are not judged:
 they say where a truck was, not where it is.
@@ -33,17 +35,16 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 
 from fleet.control import alerts, services
-from fleet.control.models import Alert, Command
-from fleet.control.reflex import REFLEX, Decision, first_attempt_in
+from fleet.control.models import Alert
+from fleet.control.reflex import REFLEX
 from fleet.mine.models import PolicyZone, Site
 from fleet.vehicles.models import Equipment
 
@@ -107,19 +108,37 @@ class ZoneIndex:
 
     def __init__(self) -> None:
         self._by_site: dict[uuid.UUID, list[IndexedZone]] = {}
+        self._open_alerts: set[tuple[uuid.UUID, str]] = set()
         self._loaded_at = float("-inf")
         self._lock = threading.Lock()
 
     def zones(self, site_id: uuid.UUID) -> list[IndexedZone]:
+        self._reload_when_due()
+        return self._by_site.get(site_id, ())  # type: ignore[return-value]
+
+    def alert_open(self, equipment_id: uuid.UUID, fold_key: str) -> bool:
+        """Whether the machine has an unresolved alert of this key, as of the last reload (or
+        opened by this process since)."""
+        self._reload_when_due()
+        return (equipment_id, fold_key) in self._open_alerts
+
+    def alert_opened(self, equipment_id: uuid.UUID, fold_key: str) -> None:
+        self._open_alerts.add((equipment_id, fold_key))
+
+    def _reload_when_due(self) -> None:
         if time.monotonic() - self._loaded_at > settings.CONTROL_ZONE_INDEX_S:
             with self._lock:
                 if time.monotonic() - self._loaded_at > settings.CONTROL_ZONE_INDEX_S:
                     self._reload()
-        return self._by_site.get(site_id, ())  # type: ignore[return-value]
 
     def _reload(self) -> None:
         try:
             self._by_site = load_zones()
+            self._open_alerts = set(
+                Alert.objects.filter(kind__in=(EXCLUSION, SPEEDING))
+                .exclude(status=Alert.Status.RESOLVED)
+                .values_list("equipment_id", "fold_key")
+            )
         except DatabaseError as error:
             # The rules keep judging against the zones they know; the next interval retries.
             log.warning("could not reload the active zones (%s); keeping the last ones", error)
@@ -187,6 +206,7 @@ DEBOUNCE = Debounce()
 @dataclass(frozen=True, slots=True)
 class Violation:
     equipment_id: uuid.UUID
+    site_slug: str
     rule: str
     zone: IndexedZone
     speed_kmh: float
@@ -197,6 +217,17 @@ class Violation:
     @property
     def key(self) -> tuple[Any, ...]:
         return (self.equipment_id, self.rule, self.zone.zone_id)
+
+    @property
+    def fold_key(self) -> str:
+        return f"{self.rule}:{self.zone.zone_id}"
+
+    @property
+    def stops(self) -> bool:
+        """Whether this rule stops the truck (when its alert opens)."""
+        if self.rule == EXCLUSION:
+            return settings.CONTROL_STOP_ON_EXCLUSION
+        return settings.CONTROL_STOP_ON_SPEEDING
 
 
 def violations(admitted: Iterable[Any]) -> list[Violation]:
@@ -214,43 +245,34 @@ def violations(admitted: Iterable[Any]) -> list[Violation]:
         inside = [zone for zone in zones if zone.contains(lon, lat)]
         if not inside:
             continue
-        found += _judge(item.envelope, inside, lon, lat, speed)
+        found += _judge(item, inside, lon, lat, speed)
     return found
 
 
-def _judge(envelope: Any, inside: list[IndexedZone], lon: float, lat: float, speed: float) -> list:
+def _judge(item: Any, inside: list[IndexedZone], lon: float, lat: float, speed: float) -> list:
     found = []
-    at = envelope.timestamp
+    equipment_id, slug, at = (
+        item.envelope.equipment_id,
+        item.truck.site_slug,
+        item.envelope.timestamp,
+    )
     for zone in inside:
         if zone.exclusion:
-            found.append(Violation(envelope.equipment_id, EXCLUSION, zone, speed, lon, lat, at))
+            found.append(Violation(equipment_id, slug, EXCLUSION, zone, speed, lon, lat, at))
     limited = [zone for zone in inside if zone.speed_limit_kmh is not None]
     if limited:
         lowest = min(limited, key=lambda zone: zone.speed_limit_kmh or 0.0)
         if speed > (lowest.speed_limit_kmh or 0.0) + settings.CONTROL_SPEED_TOLERANCE_KMH:
-            found.append(Violation(envelope.equipment_id, SPEEDING, lowest, speed, lon, lat, at))
+            found.append(Violation(equipment_id, slug, SPEEDING, lowest, speed, lon, lat, at))
     return found
 
 
-def check_admitted(admitted: list[Any], *, live: bool = False) -> int:
-    """The hook: judge the messages, act on the findings that are due. Returns how many acted.
-
-    ``live``: called on the ingest replica's MQTT thread as a message arrives; the acting (the
-    database, the publish) goes to the process's reflex thread, which publishes the stop the
-    moment it commits. Otherwise (a batch: the REST fallback) it acts here, and the outbox
-    delivers."""
-    now = time.monotonic()
-    due = [v for v in violations(admitted) if DEBOUNCE.due(v.key, now)]
+def check_admitted(admitted: list[Any]) -> int:
+    """The batch hook (the REST fallback, or messages the ingest replica's MQTT thread could not
+    admit): judge the messages, act on the findings that are due, here; the outbox delivers.
+    Returns how many acted."""
+    due = _due(admitted)
     for violation in due:
-        if live:
-            REFLEX.submit(
-                Decision(
-                    act=functools.partial(_act_and_publish, violation),
-                    failed=functools.partial(DEBOUNCE.forget, violation.key),
-                    what=f"{violation.rule} of {violation.equipment_id}",
-                )
-            )
-            continue
         try:
             act_on(violation)
         except Exception:  # one truck's failure must not cost the others their stop
@@ -259,37 +281,70 @@ def check_admitted(admitted: list[Any], *, live: bool = False) -> int:
     return len(due)
 
 
-def _act_and_publish(violation: Violation) -> list[Command]:
-    _, command = act_on(violation, first_attempt_in=first_attempt_in())
-    return [command] if command is not None else []
+def check_live(admitted: list[Any]) -> list[Callable[[], None]]:
+    """The live hook, on the ingest replica's MQTT thread, one message as it arrives: decide
+    from memory and publish a stop at once (``fleet.control.reflex``); return the recording of
+    each decision (alert, command), which the ingest writer runs before it stores the next
+    batch. No database here."""
+    records = []
+    for violation in _due(admitted):
+        command_id = None
+        if violation.stops and not INDEX.alert_open(violation.equipment_id, violation.fold_key):
+            command_id = uuid.uuid4()
+            sent = REFLEX.stop_now(violation.site_slug, violation.equipment_id, command_id)
+            INDEX.alert_opened(violation.equipment_id, violation.fold_key)
+            records.append(functools.partial(record_stop, violation, command_id, sent=sent))
+        else:
+            records.append(functools.partial(act_on, violation))
+    return records
+
+
+def make_ready() -> None:
+    """Before the first message: the stop's connection, the zones and open alerts in memory."""
+    REFLEX.start()
+    INDEX.invalidate()
+    INDEX.zones(uuid.UUID(int=0))
+
+
+def _due(admitted: list[Any]) -> list[Violation]:
+    now = time.monotonic()
+    return [v for v in violations(admitted) if DEBOUNCE.due(v.key, now)]
 
 
 @transaction.atomic
-def act_on(
-    violation: Violation, *, first_attempt_in: timedelta = timedelta(0)
-) -> tuple[Alert | None, Command | None]:
+def act_on(violation: Violation) -> Alert | None:
     """Raise (or fold) the alert, and stop the truck where configured and newly alerted: one
     transaction, so the stop is never sent without the alert that explains it."""
-    equipment = Equipment.objects.select_related("site").filter(pk=violation.equipment_id).first()
+    equipment = Equipment.objects.filter(pk=violation.equipment_id).first()
     if equipment is None:
-        return None, None
+        return None
     alert, opened = alerts.raise_alert(equipment, finding(violation))
-    stop = (
-        settings.CONTROL_STOP_ON_EXCLUSION
-        if violation.rule == EXCLUSION
-        else settings.CONTROL_STOP_ON_SPEEDING
-    )
-    if not (opened and stop):
-        return alert, None
+    if opened and violation.stops:
+        command = services.stop_truck(equipment, reason=f"alert {alert.pk}: {alert.reason}")
+        alerts.record_action(
+            alert, command.command_id, actor=alert.source, detail=f"stop {violation.rule}"
+        )
+    return alert
+
+
+@transaction.atomic
+def record_stop(violation: Violation, command_id: uuid.UUID, *, sent: bool) -> Alert | None:
+    """The record of a stop ``check_live`` published (``sent``) or could not (the outbox sends
+    it): the alert that explains it, the command under the CommandId the truck has."""
+    equipment = Equipment.objects.filter(pk=violation.equipment_id).first()
+    if equipment is None:
+        return None
+    alert, _ = alerts.raise_alert(equipment, finding(violation))
     command = services.stop_truck(
         equipment,
         reason=f"alert {alert.pk}: {alert.reason}",
-        first_attempt_in=first_attempt_in,
+        command_id=command_id,
+        published_by="reflex" if sent else "",
     )
     alerts.record_action(
         alert, command.command_id, actor=alert.source, detail=f"stop {violation.rule}"
     )
-    return alert, command
+    return alert
 
 
 def finding(violation: Violation) -> alerts.Finding:
@@ -305,7 +360,7 @@ def finding(violation: Violation) -> alerts.Finding:
     if violation.rule == EXCLUSION:
         return alerts.Finding(
             kind=EXCLUSION,
-            fold_key=f"{EXCLUSION}:{zone.zone_id}",
+            fold_key=violation.fold_key,
             severity=Alert.Severity.CRITICAL,
             source=f"compliance.{EXCLUSION}",
             channel="MachinePositionV1.Latitude/Longitude",
@@ -315,7 +370,7 @@ def finding(violation: Violation) -> alerts.Finding:
     limit = zone.speed_limit_kmh or 0.0
     return alerts.Finding(
         kind=SPEEDING,
-        fold_key=f"{SPEEDING}:{zone.zone_id}",
+        fold_key=violation.fold_key,
         severity=Alert.Severity.WARNING,
         source=f"compliance.{SPEEDING}",
         channel="MachinePositionV1.Speed",

@@ -22,16 +22,32 @@ from fleet.control import (
 )
 from fleet.learning.signals import prediction_recorded
 from fleet.mine.signals import zone_activated, zone_deletion_requested
-from fleet.telemetry.signals import connection_changed, messages_admitted, messages_arrived
+from fleet.telemetry.signals import (
+    connection_changed,
+    ingest_starting,
+    messages_admitted,
+    messages_arrived,
+)
 from fleet.vehicles.models import Equipment
 
 log = logging.getLogger(__name__)
 
 
 @receiver(messages_arrived, dispatch_uid="control-compliance")
-def check_compliance(sender: Any, admitted: list, live: bool = False, **kwargs: Any) -> None:
+def check_compliance(sender: Any, admitted: list, live: bool = False, **kwargs: Any) -> list:
+    """Live: what was decided is returned for the ingest writer to record (see the signal)."""
+    if not settings.CONTROL_LIVE_RULES:
+        return []
+    if live:
+        return compliance.check_live(admitted)
+    compliance.check_admitted(admitted)
+    return []
+
+
+@receiver(ingest_starting, dispatch_uid="control-reflex")
+def make_ready(sender: Any, **kwargs: Any) -> None:
     if settings.CONTROL_LIVE_RULES:
-        compliance.check_admitted(admitted, live=live)
+        compliance.make_ready()
 
 
 @receiver(prediction_recorded, dispatch_uid="control-health")

@@ -87,14 +87,16 @@ def issue_command(
     actor: User | None = None,
     supersede_key: str = "",
     ttl: timedelta | None = None,
-    first_attempt_in: timedelta = timedelta(0),
+    command_id: uuid.UUID | None = None,
+    published_by: str = "",
 ) -> Command:
     """Queue one message for one truck. A newer command with the same ``supersede_key``
     replaces the truck's open ones (a second stop replaces the first, not queues behind it).
-    ``first_attempt_in``: the outbox's first attempt waits that long, for a caller that
-    publishes the command itself as it commits (``fleet.control.reflex``); the outbox only
-    retries."""
-    wire.encode(message_name, body, equipment_id=equipment.id, command_id=uuid.uuid4())
+    ``published_by``: the message, with ``command_id``, has already been handed to the broker
+    by that process (``fleet.control.reflex``); it is recorded as Sent, and the outbox only
+    retries it."""
+    command_id = command_id or uuid.uuid4()
+    wire.encode(message_name, body, equipment_id=equipment.id, command_id=command_id)
     if supersede_key:
         for old in Command.objects.select_for_update().filter(
             equipment=equipment, supersede_key=supersede_key, status__in=Command.OPEN
@@ -102,6 +104,7 @@ def issue_command(
             old.change_status(Status.SUPERSEDED, actor="outbox", detail=f"replaced: {reason}")
     now = timezone.now()
     command = Command.objects.create(
+        command_id=command_id,
         equipment=equipment,
         message_name=message_name,
         body=body,
@@ -110,12 +113,14 @@ def issue_command(
         reason=reason[:300],
         issued_by=actor,
         expires_at=now + (ttl or timedelta(seconds=settings.COMMAND_TTL_S)),
-        next_attempt_at=now + first_attempt_in,
+        next_attempt_at=now,
     )
     _audit(command, Status.ISSUED, reason, actor.get_username() if actor else "fms")
-    if not first_attempt_in:
+    if published_by:
+        mark_sent(command, actor=published_by)
+    else:
         _notify_on_commit()
-    _changed(command)
+        _changed(command)
     return command
 
 
@@ -358,17 +363,30 @@ def _state(equipment: Equipment) -> TruckState:
     return state
 
 
+# The FMS's targeted stop of a truck has one ModeAllStopId per truck (a truck keeps the set of
+# stops in force, ISO 17757, and a Remove lifts the one it names), known without asking the
+# database: a stop published before it is recorded (fleet.control.reflex) carries the id its
+# Remove will.
+TARGETED_STOP = uuid.UUID("6f1d2c84-2f53-4c39-9a35-3f4a1b1c2d5e")
+
+
+def targeted_stop_id(equipment_id: uuid.UUID) -> uuid.UUID:
+    return uuid.uuid5(TARGETED_STOP, str(equipment_id))
+
+
 @transaction.atomic
 def stop_truck(
     equipment: Equipment,
     *,
     reason: str,
     actor: User | None = None,
-    first_attempt_in: timedelta = timedelta(0),
+    command_id: uuid.UUID | None = None,
+    published_by: str = "",
 ) -> Command:
-    """A targeted stop (ISO 17757 remote stop): MachineAllStopRequestV1 Apply to one truck."""
+    """A targeted stop (ISO 17757 remote stop): MachineAllStopRequestV1 Apply to one truck.
+    ``command_id`` and ``published_by``: see ``issue_command``."""
     state = _state(equipment)
-    state.stop_id = state.stop_id or uuid.uuid4()
+    state.stop_id = targeted_stop_id(equipment.id)
     state.save(update_fields=["stop_id"])
     return issue_command(
         equipment,
@@ -377,7 +395,8 @@ def stop_truck(
         reason=reason,
         actor=actor,
         supersede_key="stop",
-        first_attempt_in=first_attempt_in,
+        command_id=command_id,
+        published_by=published_by,
     )
 
 

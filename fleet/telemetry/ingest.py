@@ -18,10 +18,12 @@ once stored.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -33,10 +35,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from fleet.telemetry import latest, metrics, replicas
-from fleet.telemetry.intake import Admitted, Inbound, TimeRules, admit
+from fleet.telemetry.intake import Admitted, Inbound, Refused, TimeRules, admit
 from fleet.telemetry.partitions import ensure_history_partitions
 from fleet.telemetry.services import EquipmentDirectory, LiveFeed, claimed_ids, ingest_batch
-from fleet.telemetry.signals import connection_changed, messages_arrived
+from fleet.telemetry.signals import connection_changed, ingest_starting, messages_arrived
 from fleet.vehicles.broker import INGEST
 from fleet.vehicles.mqtt import broker_address, connect_properties, service_client
 
@@ -90,7 +92,10 @@ class IngestRunner:
         self._stored_since_beat = 0
         self._beat_at = float("-inf")
         self.inbox: queue.Queue[Inbound] = queue.Queue(maxsize=self.options.queue_limit)
+        # The live rules' decisions to record, from the MQTT thread to the writer (in order).
+        self.decisions: collections.deque[Callable[[], object]] = collections.deque()
         self.directory = EquipmentDirectory()
+        self.rules = TimeRules.from_settings()
         self.live = LiveFeed()
         self.connected = threading.Event()
         self._stopping = threading.Event()
@@ -165,19 +170,38 @@ class IngestRunner:
         once: a safety decision waits neither for the batch to fill (INGEST_BATCH_DELAY_MS) nor
         for its commit. The writer stores it without parsing it again."""
         try:
-            trucks = self.directory.current(claimed_ids([inbound]))
+            outcome = admit(inbound, self.directory.current(), self.rules)
+            if isinstance(outcome, Refused) and outcome.reason == "unknown_equipment":
+                # Perhaps provisioned a moment ago: look it up (at most every few seconds).
+                outcome = admit(inbound, self.directory.current(claimed_ids([inbound])), self.rules)
         except DatabaseError:
             connection.close()  # the writer admits it with the batch, and retries the database
             return
-        outcome = admit(inbound, trucks, TimeRules.from_settings())
         inbound.outcome = outcome
         if not isinstance(outcome, Admitted) or outcome.late:
             return
         outcome.judged_live = True
         try:
-            messages_arrived.send(sender=IngestRunner, admitted=[outcome], live=True)
+            answers = messages_arrived.send(sender=IngestRunner, admitted=[outcome], live=True)
         except Exception:  # a rule's failure must not cost the message its storage
             log.exception("a live rule failed on a message from %s", outcome.truck.equipment_id)
+            return
+        for _, records in answers:
+            self.decisions.extend(records or ())
+
+    def _record_decisions(self) -> None:
+        """Write what the live rules decided (and already did) before the next batch is stored:
+        a truck's answer to a stop is in a later batch than the message that caused it, so it
+        finds its command. A database outage leaves the rest for the store path's retry."""
+        while self.decisions:
+            record = self.decisions[0]
+            try:
+                record()
+            except DatabaseError:
+                raise
+            except Exception:
+                log.exception("could not record a live decision; dropped")
+            self.decisions.popleft()
 
     # --- writer (the caller's thread) ----------------------------------------------------
     def run(self) -> None:
@@ -187,6 +211,7 @@ class IngestRunner:
             replicas.announce(self.options.replica, self.options.client_id)
         address = broker_address()
         self._ensure_partitions()
+        ingest_starting.send(sender=IngestRunner)
         self._client.connect(
             address.host,
             address.port,
@@ -252,7 +277,7 @@ class IngestRunner:
         """On a clean stop, commit and acknowledge what is already here."""
         while True:
             batch = self._take_batch(wait=False)
-            if not batch:
+            if not batch and not self.decisions:
                 return
             self._write(batch)
 
@@ -272,11 +297,9 @@ class IngestRunner:
         return batch
 
     def _write(self, batch: list[Inbound]) -> None:
-        if not batch:
-            return
         messages = [item for item in batch if not item.topic.endswith("/connection")]
         states = [item for item in batch if item.topic.endswith("/connection")]
-        if messages:
+        if messages or self.decisions:
             self._store_until_committed(messages)
         for item in states:
             record_connection_state(item)
@@ -290,7 +313,8 @@ class IngestRunner:
         while True:
             self._ensure_partitions()
             try:
-                result = ingest_batch(messages, self.directory)
+                self._record_decisions()
+                result = ingest_batch(messages, self.directory) if messages else None
             except DatabaseError as error:
                 # An outage: keep the batch (unacknowledged), wait, reconnect, retry. Meanwhile
                 # the queue fills and the broker holds the rest.
@@ -302,6 +326,8 @@ class IngestRunner:
                 delay = min(delay * 2, 10.0)
                 close_old_connections()
                 continue
+            if result is None:
+                return
             self.live.add(result)
             self._stored_since_beat += result.stored
             if self.retiring:

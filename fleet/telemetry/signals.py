@@ -8,8 +8,10 @@ from django.dispatch import Signal
 # outside any transaction. For the rules that must act on a message at once (control's live
 # compliance): storage is for history and must not delay them. With ``live=True`` it is one
 # message, sent from the ingest replica's MQTT thread the moment it arrives: a receiver must not
-# block there (no query; hand what must be written to a thread of its own). Otherwise it is a
-# batch about to be stored (the REST fallback, or messages the MQTT thread could not admit).
+# block there (no query) and may return a list of callables, the database work of what it
+# decided, which the replica's writer runs (each in its own transaction, retried through a
+# database outage) before it stores the next batch. Otherwise it is a batch about to be stored
+# (the REST fallback, or messages the MQTT thread could not admit).
 # Receivers must be cheap per message; an error is logged, and the messages are stored regardless.
 messages_arrived = Signal()
 
@@ -20,3 +22,7 @@ messages_admitted = Signal()
 # Sent after a truck's connection state arrived, with ``equipment_id`` and ``state`` (the
 # decoded retained message: ConnectionState Online, Offline or ConnectionBroken).
 connection_changed = Signal()
+
+# Sent when an ingest replica starts, before it receives: the live rules make ready what they
+# need (their connections, their caches), so the first decision does not wait for them.
+ingest_starting = Signal()

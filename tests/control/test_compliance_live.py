@@ -117,6 +117,18 @@ def activate(site, name: str, policies: dict):
     return mine.activate_zone(zone)
 
 
+def recorded_alert(truck: Truck, envelope) -> Alert:
+    """The stop leaves as it is decided; its record (the alert and the command) follows."""
+    wait_until(
+        lambda: Alert.objects.filter(
+            equipment=truck.equipment, command_ids__contains=[str(envelope.command_id)]
+        ).exists(),
+        5,
+        "the stop recorded with its alert",
+    )
+    return Alert.objects.get(equipment=truck.equipment)
+
+
 def stop_acknowledged(truck: Truck, envelope) -> Command:
     command = Command.objects.get(command_id=envelope.command_id)
     truck.answer(command.command_id)
@@ -136,7 +148,8 @@ def test_a_truck_inside_an_activated_exclusion_zone_is_alerted_and_receives_a_st
 
     body = envelope.bodies["MachineAllStopRequestV1"]
     assert body.mode == "Apply" and envelope.equipment_id == live.equipment.id
-    alert = Alert.objects.get(equipment=live.equipment, kind="exclusion")
+    alert = recorded_alert(live, envelope)
+    assert alert.kind == "exclusion"
     assert alert.severity == "critical" and alert.inputs["zone_id"] == str(blast.id)
     command = stop_acknowledged(live, envelope)
     assert alert.command_ids == [command.command_id]
@@ -154,27 +167,23 @@ def test_a_speeding_truck_is_alerted_and_receives_a_stop_where_configured(live, 
         time.sleep(0.05)
     envelope = live.drive_until_told("MachineAllStopRequestV1", speed=40.0)
 
-    (alert,) = Alert.objects.filter(equipment=live.equipment)
+    alert = recorded_alert(live, envelope)
     assert (alert.kind, alert.inputs["limit_kmh"]) == ("speeding", 18.0)
     assert alert.inputs["speed_kmh"] == 40.0
     stop_acknowledged(live, envelope)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_ingest_replica_publishes_the_stop_itself_as_it_commits(live_without_outbox, site):
+def test_the_ingest_replica_publishes_the_stop_itself_then_records_it(live_without_outbox, site):
     """No delivery process runs: the stop reaches the truck from the replica that decided it,
-    recorded (alert, command, Sent by the reflex) before it was published."""
+    then is recorded (alert, command Sent by the reflex) and acknowledged."""
     activate(site, "Blast at bench 5", {"exclusion": {}})
 
     envelope = live_without_outbox.drive_until_told("MachineAllStopRequestV1", speed=8.0)
 
+    alert = recorded_alert(live_without_outbox, envelope)
     command = Command.objects.get(command_id=envelope.command_id)
-    # Marked Sent once the broker confirmed it, which may be just after the truck has it.
-    wait_until(
-        lambda: command.events.filter(status=Command.Status.SENT).exists(), 5, "marked sent"
-    )
+    assert alert.command_ids == [command.command_id] and f"alert {alert.pk}" in command.reason
     assert command.events.get(status=Command.Status.SENT).actor == "reflex"
-    assert Alert.objects.get(equipment=live_without_outbox.equipment).command_ids == [
-        command.command_id
-    ]
+    assert command.attempts == 1
     stop_acknowledged(live_without_outbox, envelope)

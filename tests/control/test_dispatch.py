@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from django.core.management import CommandError, call_command
 
 from fleet.control import dispatching
 from fleet.control.models import Assignment, Command, DispatchPlan, DispatchTruck
@@ -320,3 +321,15 @@ def test_the_large_generated_mine_imports_and_is_planned():
     site = LoadingUnit.objects.filter(name="P1-SH01").get().site
     result = dispatching.replan(site, trigger="operator", reason="test")
     assert result.plan.status == "optimal" and result.plan.tph > 0
+
+
+def test_the_dispatch_command_switches_a_site_on_and_off(pit, capsys):
+    autonomous_trucks(pit, 3)
+    call_command("dispatch", pit.slug, "on")
+    assert dispatching.enabled(pit) and DispatchPlan.objects.filter(site=pit).exists()
+    assert f"dispatch at {pit.slug}: on; latest plan" in capsys.readouterr().out
+
+    call_command("dispatch", pit.slug, "off")
+    assert not dispatching.enabled(pit)
+    with pytest.raises(CommandError, match="no site 'nowhere'"):
+        call_command("dispatch", "nowhere", "status")
