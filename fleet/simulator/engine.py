@@ -20,7 +20,7 @@ import numpy as np
 
 from fleet.simulator import physics as ph
 from fleet.simulator.faults import FADE_HEAT_GAIN, OVERHEAT_MAX_C, FaultLabel, FaultState
-from fleet.simulator.routes import RouteTable
+from fleet.simulator.routes import DS, RouteTable
 from fleet.simulator.world import World, Zone
 
 # Production states as reported (ISO 23725 HaulTruckProductionStateV2), as int8 codes.
@@ -75,6 +75,12 @@ CLAIM_WINDOW = 20.0  # m before the spotting approach where a truck asks for the
 TP_LOOKAHEAD = 80.0  # m before a traffic-permission zone where the truck asks to enter
 TP_MARGIN = 5.0  # m: where it stops short of the zone while it waits
 TP_RETRY_S = 30.0  # s after a rejection before it asks again
+# A fleet started mid-shift (``spread``): at least this far apart on a directed edge (past the
+# following gap, so nobody starts inside it), placed in steps of SPREAD_STEP back along the cycle.
+SPREAD_GAP = 80.0  # m
+FOLLOW_LOOKAHEAD = 200.0  # m before a node where the truck ahead beyond it is followed: more than
+# the following gap plus braking from the top speed at A_PLAN (60 + 107 m)
+SPREAD_STEP = 10.0  # m
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,7 @@ class Engine:
         fault_rate: float = 0.0,
         permission_timeout_s: float | None = None,
         start_time: datetime | None = None,
+        spread: bool = False,
     ) -> None:
         self.world = world
         self.rng = np.random.default_rng(seed)
@@ -130,6 +137,8 @@ class Engine:
             [t.equipment_id for t in self.trucks], fault_rate, SENSED_CHANNELS, TYRES
         )
         self._initial_legs()
+        if spread:
+            self._spread_over_cycles()
         self._sense(self.routes.sample_index(self.route, self.d))
 
     # --- set-up ------------------------------------------------------------------------------
@@ -217,6 +226,71 @@ class Engine:
         for i in range(self.n):
             self._leg(i, PH_PARKED, self.routes.route(park, park), svc=-1)
             self.timer[i] = i * spacing
+
+    def _spread_over_cycles(self) -> None:
+        """Start mid-shift instead of at the park: each loading unit's trucks evenly spaced
+        (random offset) round its cycle, hauling loaded to its dump or returning empty,
+        standing. None starts inside a traffic-permission zone or its approach, on a service
+        approach, or nearer than SPREAD_GAP to another truck on the same directed edge; a
+        truck that finds no such place stays parked and leaves at its usual time."""
+        rt, n_lu = self.routes, self.n_lu
+        if n_lu == 0:
+            return
+        dump_node = [int(self.svc_node[n_lu + self.lu_dump[u]]) for u in range(n_lu)]
+        loops = [
+            (rt.route(int(self.svc_node[u]), dump_node[u]), rt.route(dump_node[u], int(self.svc_node[u])))
+            for u in range(n_lu)
+        ]  # fmt: skip
+        rt.compile()
+        taken: dict[int, list[float]] = {}  # directed edge -> distances along it in use
+        for u in range(n_lu):
+            mine = np.flatnonzero(self.lu == u)
+            if not len(mine):
+                continue
+            haul, back = loops[u]
+            lengths = (float(rt.length[haul]), float(rt.length[back]))
+            loop = sum(lengths)
+            offset = self.rng.uniform(0.0, 1.0)
+            for j, i in enumerate(mine.tolist()):
+                at = (j + offset) * loop / len(mine)
+                for tries in range(int(loop // SPREAD_STEP)):
+                    p = (at - tries * SPREAD_STEP) % loop
+                    leg, d = (0, p) if p < lengths[0] else (1, p - lengths[0])
+                    route = loops[u][leg]
+                    if self._free_spot(route, d, lengths[leg], taken):
+                        self._place(i, u, leg, route, d)
+                        break
+
+    def _free_spot(
+        self, route: int, d: float, length: float, taken: dict[int, list[float]]
+    ) -> bool:
+        rt = self.routes
+        if d < SPREAD_GAP or d > length - ph.QUEUE_ZONE:
+            return False  # clear of the service points at both ends and their queues
+        lo = int(rt.sample_index(np.array([route]), np.array([d]))[0])
+        hi = int(rt.sample_index(np.array([route]), np.array([d + TP_LOOKAHEAD]))[0])
+        if (rt.tp_zone[lo : hi + 1] >= 0).any() or rt.blocked[lo : hi + 1].any():
+            return False
+        edge = int(rt.edge[lo])
+        s = float(rt.s_edge[lo] + (d - rt.d[lo]))
+        if not SPREAD_GAP <= s <= self.world.edge_length[edge] - SPREAD_GAP:
+            return False  # nobody starts at a node, where others' ways meet
+        if any(abs(s - other) < SPREAD_GAP for other in taken.get(edge, ())):
+            return False
+        taken.setdefault(edge, []).append(s)
+        return True
+
+    def _place(self, i: int, unit: int, leg: int, route: int, d: float) -> None:
+        if leg == 0:  # loaded, on the way to the unit's dump
+            svc = self.n_lu + self.lu_dump[unit]
+            self._leg(i, PH_TO_DUMP, route, svc)
+            self.payload[i] = self.capacity[i] * self.rng.uniform(*ph.PAYLOAD_FILL)
+            self.meter[i] = self.payload[i]
+        else:
+            self._leg(i, PH_TO_LOAD, route, unit)
+        self.d[i] = d
+        self.timer[i] = 0.0
+        self._permission_pointer(i)
 
     # --- commands (from the link) --------------------------------------------------------------
 
@@ -415,9 +489,13 @@ class Engine:
         return np.where(waiting, np.minimum(stop, entry - TP_MARGIN), stop)
 
     def _following(self, k: np.ndarray) -> np.ndarray:
-        """Squared speed allowed behind the truck ahead on the same directed edge: its speed
-        plus what braking at A_PLAN covers in the gap beyond FOLLOW_GAP. Trucks loading,
-        tipping or parked stand beside the road and are not followed."""
+        """Squared speed allowed behind the truck ahead: its speed plus what braking at A_PLAN
+        covers in the gap beyond FOLLOW_GAP (less, down to a stop, while the gap is shorter, so
+        a gap that closed opens again). The truck ahead is the next one on the same directed
+        edge; near the edge's end (within FOLLOW_LOOKAHEAD), also the rearmost truck on the
+        next edge of the route, and a truck nearer the node on another edge that merges into
+        that same next edge (the nearer one goes first: a zip merge). Trucks loading, tipping
+        or parked stand beside the road and are not followed."""
         rt = self.routes
         edge = rt.edge[k]
         s = rt.s_edge[k] + (self.d - rt.d[k])
@@ -431,12 +509,37 @@ class Engine:
         out = np.full(self.n, np.inf)
         if len(idx) < 2:
             return out
+        v = self.v
+
+        def follow(behind: np.ndarray, ahead: np.ndarray, gap: np.ndarray) -> None:
+            allowed = v[ahead] ** 2 + 2.0 * ph.A_PLAN * (gap - ph.FOLLOW_GAP)
+            np.minimum.at(out, behind, allowed)
+
         order = idx[np.lexsort((s[idx], edge[idx]))]
         behind, ahead = order[:-1], order[1:]
         same = edge[behind] == edge[ahead]
-        behind, ahead = behind[same], ahead[same]
-        gap = s[ahead] - s[behind]
-        out[behind] = self.v[ahead] ** 2 + 2.0 * ph.A_PLAN * np.maximum(gap - ph.FOLLOW_GAP, 0.0)
+        follow(behind[same], ahead[same], s[ahead[same]] - s[behind[same]])
+        # Across the node at the end of the edge.
+        left = self.world.edge_length[edge[idx]] - s[idx]
+        near = left < FOLLOW_LOOKAHEAD
+        cand, left = idx[near], left[near]
+        length = rt.length[self.route[cand]]
+        beyond = self.d[cand] + left + DS + 0.5  # the first sample past the node
+        nxt = rt.edge[rt.sample_index(self.route[cand], np.minimum(beyond, length))]
+        through = (beyond < length) & (nxt >= 0) & (nxt != edge[cand])
+        cand, left, nxt = cand[through], left[through], nxt[through]
+        if not len(cand):
+            return out
+        edges, first = np.unique(edge[order], return_index=True)
+        rear = order[first]  # the rearmost truck on each edge that has trucks
+        at = np.minimum(np.searchsorted(edges, nxt), len(edges) - 1)
+        occupied = edges[at] == nxt
+        follow(cand[occupied], rear[at[occupied]], left[occupied] + s[rear[at[occupied]]])
+        o = np.lexsort((left, nxt))
+        b, a = o[1:], o[:-1]
+        merging = (nxt[b] == nxt[a]) & (edge[cand[b]] != edge[cand[a]])
+        b, a = b[merging], a[merging]
+        follow(cand[b], cand[a], left[b] - left[a])
         return out
 
     def _traffic_permissions(self) -> None:

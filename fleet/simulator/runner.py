@@ -118,10 +118,12 @@ def build_fleet(
     fault_rate: float = 0.0,
     permission_timeout_s: float | None = None,
     offset: int = 0,
+    spread: bool = False,
     **options: object,
 ) -> SimulatedFleet:
     """A fleet of ``count`` of the site's trucks, not yet connected (the load generator for
-    benchmarks: ``fleet.connect(); fleet.run(seconds); fleet.shutdown(); fleet.sent``)."""
+    benchmarks: ``fleet.connect(); fleet.run(seconds); fleet.shutdown(); fleet.sent``);
+    ``spread``: starting mid-shift, spread round their haul cycles, not at the park."""
     identities = ensure_credentials(haul_trucks(site, count, offset))
     specs = [TruckSpec(t.equipment_id, t.name, t.capacity_t) for t in identities]
     engine = Engine(
@@ -131,5 +133,6 @@ def build_fleet(
         seed=seed,
         fault_rate=fault_rate,
         permission_timeout_s=permission_timeout_s,
+        spread=spread,
     )
     return SimulatedFleet(engine, identities, link_options(site, **options))

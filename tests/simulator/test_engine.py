@@ -10,7 +10,9 @@ from fleet.simulator.engine import (
     DUMPING,
     HAULING,
     LOADING,
+    PH_TO_DUMP,
     PH_TO_LOAD,
+    SPREAD_GAP,
     STATES,
     STOPPED,
     Engine,
@@ -264,3 +266,50 @@ def test_an_assignment_sends_the_truck_to_another_loading_unit(pit):
     assert engine.assign(0, "Load", 7, "a2") == "unknown loading unit"
     run_until(engine, lambda: engine.state[0] == LOADING, limit_s=900)
     assert engine.svc[0] == 1 and engine.assignment_id[0] == "a1"
+
+
+# --- a fleet started mid-shift, and following --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def narrow_pit() -> World:
+    from fleet.mine.demo import build_large_map
+
+    return World.from_map(build_large_map(1, 5, name="Narrow", slug="narrow", one_lane_every=3))
+
+
+def _on_edges(engine: Engine) -> tuple[np.ndarray, np.ndarray]:
+    rt = engine.routes
+    k = rt.sample_index(engine.route, engine.d)
+    return rt.edge[k], rt.s_edge[k] + (engine.d - rt.d[k])
+
+
+def test_a_fleet_started_mid_shift_is_spread_round_its_cycles(narrow_pit):
+    engine = Engine(narrow_pit, 40, hz=2, seed=3, spread=True)
+    loaded = (engine.phase == PH_TO_DUMP) & (engine.payload > 80.0)
+    empty = (engine.phase == PH_TO_LOAD) & (engine.payload == 0.0)
+    assert loaded.sum() >= 10 and empty.sum() >= 10 and (loaded | empty).sum() >= 35
+    edge, s = _on_edges(engine)
+    placed = np.flatnonzero(loaded | empty)
+    for e in np.unique(edge[placed]):
+        on = np.sort(s[placed][edge[placed] == e])
+        assert (np.diff(on) >= SPREAD_GAP).all()
+    k = engine.routes.sample_index(engine.route, engine.d)
+    assert (engine.routes.tp_zone[k[placed]] < 0).all()  # none starts in a one-lane section
+
+
+def test_trucks_keep_the_following_gap_along_a_way_and_through_the_junctions(narrow_pit):
+    """Ten minutes of 40 trucks crossing the pit floor's hub, where five bench roads and the
+    ramp meet: two moving trucks on one directed edge never come within the FMS's safety
+    distance, whichever edges they came from."""
+    engine = Engine(narrow_pit, 40, hz=2, seed=3, spread=True, permission_timeout_s=0.0)
+    closest = np.inf
+    for _ in range(1200):
+        engine.step()
+        edge, s = _on_edges(engine)
+        moving = np.flatnonzero((engine.v > 0.5) & (edge >= 0))
+        order = moving[np.lexsort((s[moving], edge[moving]))]
+        same = edge[order[1:]] == edge[order[:-1]]
+        if same.any():
+            closest = min(closest, float(np.min((s[order[1:]] - s[order[:-1]])[same])))
+    assert closest >= 50.0

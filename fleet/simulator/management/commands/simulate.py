@@ -62,6 +62,11 @@ class Command(BaseCommand):
             "(ISO 17757 safe state; armed once a first heartbeat is heard); 0 disables",
         )
         parser.add_argument(
+            "--spread",
+            action="store_true",
+            help="start mid-shift: the trucks spread round their haul cycles, not at the park",
+        )
+        parser.add_argument(
             "--self-grant",
             action="store_true",
             help=f"enter traffic-permission zones after {SELF_GRANT_AFTER_S:g} s without an FMS answer",
@@ -87,6 +92,7 @@ class Command(BaseCommand):
                 speedup=options["speedup"],
                 validate=not options["no_validate"],
                 heartbeat_timeout_s=options["heartbeat_timeout"] or None,
+                spread=options["spread"],
             )
             fleet.connect()
         except (SimulatorSetupError, ConnectionError, ValueError) as error:
