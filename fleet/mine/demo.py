@@ -783,6 +783,12 @@ def _delete_superseded_zones(site: Site, document: dict) -> int:
     return len(stale)
 
 
+def _truck_id(site: Site, name: str) -> uuid.UUID:
+    """A truck's fixed id: by fleet number on the demo mine, by site and number elsewhere (two
+    generated sites in one database each have their HT-001)."""
+    return demo_id("equipment", name if site.slug == SITE_SLUG else f"{site.slug}/{name}")
+
+
 def sync_trucks(site: Site, count: int) -> tuple[int, int]:
     """HT-001..HT-``count`` active; higher fleet numbers retired (never deleted: history and
     haul cycles refer to them). Returns (added, retired)."""
@@ -792,7 +798,7 @@ def sync_trucks(site: Site, count: int) -> tuple[int, int]:
     wanted = [f"HT-{n:03d}" for n in range(1, count + 1)]
     missing = [
         Equipment(
-            id=demo_id("equipment", name),
+            id=_truck_id(site, name),
             site=site,
             kind=Equipment.Kind.HAUL_TRUCK,
             name=name,
@@ -1093,11 +1099,22 @@ LARGE_RAMP_M = 1700.0  # portal to pit floor: ~9 % down 150 m
 LARGE_FACE_RADIUS_M = 350.0  # loading units stand on a ring this far from the floor hub
 
 
-def build_large_map(pits: int = 5, loading_units: int = 50) -> dict:
+def build_large_map(
+    pits: int = 5,
+    loading_units: int = 50,
+    *,
+    name: str = LARGE_NAME,
+    slug: str = LARGE_SLUG,
+    one_lane_every: int = 0,
+) -> dict:
     """A generated mine of ``pits`` pits in a row, ``loading_units`` shovels shared among them
     (half ore, half waste), per pit a crusher and a waste dump at the rim, a trunk road joining
     the pits' portals and a park at the first: a map document (docs/map-format.md) for the
-    dispatch benchmark. Deterministic."""
+    dispatch benchmark. Deterministic.
+
+    ``one_lane_every`` = k > 0 narrows the bench road of every k-th loading unit of a pit (the
+    second, then every k-th) to one lane over a stretch in its middle, a trafficPermission zone
+    (``LARGE_NARROW_M``): trucks take it one direction at a time (the shift benchmark)."""
     if pits < 1 or loading_units < pits:
         raise ValueError("at least one pit, and at least one loading unit per pit")
     lat0 = CENTRE_LAT - 0.1
@@ -1109,7 +1126,8 @@ def build_large_map(pits: int = 5, loading_units: int = 50) -> dict:
         return [CENTRE_LON + (x - width / 2) / m_lon, lat0 + y / m_lat, round(z, 2)]
 
     nodes: dict[int, tuple[float, float, float]] = {}
-    ways: list[tuple[int, str, int, int]] = []
+    ways: list[tuple[int, str, int, int] | tuple[int, str, int, int, bool]] = []
+    zones: list[tuple[str, int, int]] = []  # one-lane stretches: name, the way's two nodes
     units: list[tuple[str, str, float, int]] = []
     dumps: list[tuple[str, str, float, int]] = []
     per_pit = [loading_units // pits + (p < loading_units % pits) for p in range(pits)]
@@ -1137,7 +1155,12 @@ def build_large_map(pits: int = 5, loading_units: int = 50) -> dict:
                 -LARGE_FACE_RADIUS_M * math.sin(angle),
                 RIM_Z - LARGE_PIT_DEPTH_M + 15.0 * (u % 3),
             )
-            ways.append((node, f"Pit {p + 1} bench road {u + 1}", hub, node))
+            narrow = one_lane_every > 0 and u % one_lane_every == 1
+            ways.append((node, f"Pit {p + 1} bench road {u + 1}", hub, node, narrow))
+            if narrow:
+                zones.append(
+                    (f"Pit {p + 1} bench road {u + 1} narrows: one truck at a time", hub, node)
+                )
             material = "ore" if u % 2 == 0 else "waste"
             rate = 3000.0 + 500.0 * ((u * 7 + p) % 4)
             units.append((f"P{p + 1}-SH{u + 1:02d}", material, rate, node))
@@ -1153,7 +1176,7 @@ def build_large_map(pits: int = 5, loading_units: int = 50) -> dict:
         {
             "type": "Feature",
             "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "properties": {"featureType": "siteBoundary", "name": LARGE_NAME},
+            "properties": {"featureType": "siteBoundary", "name": name},
         }
     )
     for node_id, xyz in sorted(nodes.items()):
@@ -1164,7 +1187,7 @@ def build_large_map(pits: int = 5, loading_units: int = 50) -> dict:
                 "properties": {"featureType": "roadNode", "nodeId": node_id},
             }
         )
-    for way_id, name, start, end in ways:
+    for way_id, way_name, start, end, *narrow in ways:
         features.append(
             {
                 "type": "Feature",
@@ -1175,33 +1198,46 @@ def build_large_map(pits: int = 5, loading_units: int = 50) -> dict:
                 "properties": {
                     "featureType": "way",
                     "wayId": way_id,
-                    "name": name,
+                    "name": way_name,
                     "startNode": start,
                     "endNode": end,
+                    "oneLane": bool(narrow and narrow[0]),
                 },
             }
         )
-    for name, material, rate, node in units:
+    for zone_name, start, end in zones:
+        ring = _narrow_stretch(nodes[start][:2], nodes[end][:2])
+        features.append(
+            {
+                "type": "Feature",
+                "id": str(uuid.uuid5(NAMESPACE, f"{slug}/zone/{zone_name}")),
+                "featureType": "policyZone",
+                "status": "active",
+                "geometry": {"type": "Polygon", "coordinates": [[lonlat(*c, 0)[:2] for c in ring]]},
+                "properties": {"name": zone_name, "policies": {"trafficPermission": {}}},
+            }
+        )
+    for unit_name, material, rate, node in units:
         features.append(
             {
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": lonlat(*nodes[node])},
                 "properties": {
                     "featureType": "loadingUnit",
-                    "name": name,
+                    "name": unit_name,
                     "loadingRateTph": rate,
                     "material": material,
                 },
             }
         )
-    for name, kind, capacity, node in dumps:
+    for dump_name, kind, capacity, node in dumps:
         features.append(
             {
                 "type": "Feature",
                 "geometry": {"type": "Point", "coordinates": lonlat(*nodes[node])},
                 "properties": {
                     "featureType": "dumpPoint",
-                    "name": name,
+                    "name": dump_name,
                     "kind": kind,
                     "capacityTph": capacity,
                 },
@@ -1221,8 +1257,8 @@ def build_large_map(pits: int = 5, loading_units: int = 50) -> dict:
         "haulmind": {
             "format": 1,
             "site": {
-                "name": LARGE_NAME,
-                "slug": LARGE_SLUG,
+                "name": name,
+                "slug": slug,
                 "utmSrid": UTM_SRID,
                 "defaultSpeedKmh": DEFAULT_SPEED_KMH,
             },
@@ -1233,6 +1269,22 @@ def build_large_map(pits: int = 5, loading_units: int = 50) -> dict:
 
 
 _PARK_CORNERS = ((-150, -80), (150, -80), (150, 80), (-150, 80), (-150, -80))
+# A narrowed bench road is one lane from this far along it from the pit floor's hub (clear of the
+# other bench roads fanning out from the hub) to that far: the last 120 m before the loading unit
+# (LARGE_FACE_RADIUS_M away) hold the truck spotting there and a queue, outside the section.
+LARGE_NARROW_M = (120.0, 230.0)
+LARGE_NARROW_HALF_WIDTH_M = ONE_LANE_WIDTH_M / 2 + 3
+
+
+def _narrow_stretch(hub: tuple[float, float], end: tuple[float, float]) -> list[XY]:
+    """The trafficPermission zone of a narrowed (straight) bench road, local metres."""
+    (x0, y0), (x1, y1) = hub, end
+    length = math.hypot(x1 - x0, y1 - y0)
+    ux, uy = (x1 - x0) / length, (y1 - y0) / length
+    a, b = LARGE_NARROW_M
+    w = LARGE_NARROW_HALF_WIDTH_M
+    corners = [(a, -w), (b, -w), (b, w), (a, w), (a, -w)]
+    return [(x0 + s * ux - t * uy, y0 + s * uy + t * ux) for s, t in corners]
 
 
 @transaction.atomic
