@@ -231,3 +231,40 @@ def events_page(
     if message_name:
         rows = rows.filter(message_name=message_name)
     return _page(rows, EVENT_TIME_ORDER, cursor, limit)
+
+
+# --- bulk reads for analyses (benchmarks) ------------------------------------------------------
+
+_FLEET_POSITIONS_SQL = """
+SELECT equipment_id, extract(epoch FROM coalesce(measured_at, sent_at)), ST_X(location),
+    ST_Y(location), speed_kmh, heading_deg
+FROM telemetry_position
+WHERE equipment_id = ANY(%(trucks)s) AND sent_at >= %(start)s AND sent_at < %(end)s
+ORDER BY equipment_id, sent_at, sequence
+"""
+
+
+def fleet_positions(
+    trucks: list[uuid.UUID], start: datetime, end: datetime
+) -> list[tuple[uuid.UUID, float, float, float, float, int]]:
+    """Every stored position of ``trucks`` sent in [start, end), per truck in time order:
+    (truck, measured at (epoch s; the envelope's time where the body has none), longitude,
+    latitude, speed km/h, heading). Hundreds of thousands of rows: plain tuples, no ORM
+    instances."""
+    with connection.cursor() as cursor:
+        cursor.execute(_FLEET_POSITIONS_SQL, {"trucks": trucks, "start": start, "end": end})
+        return [(row[0], float(row[1]), *row[2:]) for row in cursor.fetchall()]
+
+
+def fleet_events(
+    trucks: list[uuid.UUID], names: list[str], start: datetime, end: datetime
+) -> list[tuple[uuid.UUID, datetime, str, Any]]:
+    """The stored ``names`` messages of ``trucks`` sent in [start, end), per truck in time
+    order: (truck, sent at, message name, body)."""
+    return list(
+        Event.objects.filter(
+            equipment_id__in=trucks, message_name__in=names, sent_at__gte=start, sent_at__lt=end
+        )
+        .order_by("equipment_id", "sent_at", "sequence")
+        .values_list("equipment_id", "sent_at", "message_name", "body")
+    )

@@ -23,6 +23,7 @@ BENCHMARKS = {
     "loop": "fleet.control.loopbench",
     "traffic": "fleet.control.traffic_bench",
     "dispatch": "fleet.simulator.dispatchbench",
+    "shift": "fleet.control.shift_bench",
 }
 
 
@@ -82,6 +83,27 @@ class Command(BaseCommand):
         parser.add_argument("--seeds", default="1,2,3", help="dispatch: the shifts' seeds.")
         parser.add_argument(
             "--shift-hours", type=float, default=4.0, help="dispatch: simulated hours per shift."
+        )
+
+        parser.add_argument(
+            "--minutes", type=float, default=12.0, help="shift: the measured window, real time."
+        )
+        parser.add_argument("--hz", type=float, default=2.0, help="shift: positions per truck/s.")
+        parser.add_argument(
+            "--exclusion-zones",
+            type=int,
+            default=4,
+            help="shift: exclusion zones activated across roads in use during the window.",
+        )
+        parser.add_argument(
+            "--safety-distance",
+            type=float,
+            default=50.0,
+            help="shift: the separation moving trucks must keep (m).",
+        )
+        parser.add_argument("--pits", type=int, default=5, help="shift: pits of its mine.")
+        parser.add_argument(
+            "--loading-units", type=int, default=25, help="shift: loading units of its mine."
         )
 
     def handle(self, *args, **options) -> None:
