@@ -12,6 +12,8 @@ import uuid
 import pytest
 from django.apps import apps as django_apps
 from django.contrib.auth.models import Group, User
+from django.db.models.signals import post_save
+from django.dispatch import receiver
 
 from fleet.accounts.roles import ADMIN, OPERATOR, SUPERVISOR, VIEWER, sync_roles
 from fleet.mine.mapfile import import_site_map
@@ -71,8 +73,23 @@ def isolated_redis_keys(settings):
     yield settings.REDIS_KEY_PREFIX
 
 
-def _user_with_role(username: str, role: str | None) -> User:
+# The role fixtures' users are the crew of every site a test makes (users are members of sites,
+# fleet.api.sites): most tests are about one site and what a role may do there. Tests of who sees
+# which site make their users with ``crew=False`` and name the memberships they mean.
+CREW: set[str] = set()
+
+
+@receiver(post_save, sender=Site, dispatch_uid="tests-crew-joins-new-sites")
+def _crew_joins(sender, instance: Site, created: bool, **kwargs) -> None:
+    if created and CREW:
+        instance.members.add(*User.objects.filter(username__in=CREW))
+
+
+def _user_with_role(username: str, role: str | None, *, crew: bool = True) -> User:
     user = User.objects.create_user(username=username, password="correct horse battery staple")
+    if crew:
+        CREW.add(username)
+        user.sites.add(*Site.objects.all())
     if role:
         if not Group.objects.filter(name=role).exists():  # transactional tests flush the roles
             sync_roles(django_apps)

@@ -9,7 +9,6 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, serializers, status
@@ -17,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fleet.api.sites import SiteScopedMixin, visible_or_404
 from fleet.control import alerts, health
 from fleet.control.filters import AlertFilter
 from fleet.control.models import Alert, HealthPolicy
@@ -70,7 +70,7 @@ class AlertSerializer(serializers.ModelSerializer):
         ]
 
 
-class AlertListView(generics.ListAPIView):
+class AlertListView(SiteScopedMixin, generics.ListAPIView):
     """Alerts, newest activity first (paged), filtered by site, truck, status, severity, kind
     or source."""
 
@@ -85,7 +85,7 @@ class AlertListView(generics.ListAPIView):
     read = write = "control.view_alert"
 
 
-class AlertDetailView(generics.RetrieveAPIView):
+class AlertDetailView(SiteScopedMixin, generics.RetrieveAPIView):
     queryset = AlertListView.queryset
     serializer_class = AlertSerializer
     permission_classes = [Needs]
@@ -128,7 +128,7 @@ class AlertActionView(APIView):
             data=request.data
         )
         payload.is_valid(raise_exception=True)
-        alert = get_object_or_404(Alert, pk=pk)
+        alert = visible_or_404(Alert.objects, request.user, pk=pk)
         note = payload.validated_data["note"]
         try:
             if self.action == "assign":
@@ -226,14 +226,14 @@ class HealthPolicyView(APIView):
 
     @extend_schema(parameters=[SITE], responses=HealthPolicySerializer)
     def get(self, request: Request, site_id: str) -> Response:
-        site = get_object_or_404(Site, pk=site_id)
+        site = visible_or_404(Site.objects, request.user, "", pk=site_id)
         return Response(_policy_answer(health.policy_of(site.pk)))
 
     @extend_schema(
         parameters=[SITE], request=HealthPolicySerializer, responses=HealthPolicySerializer
     )
     def patch(self, request: Request, site_id: str) -> Response:
-        site = get_object_or_404(Site, pk=site_id)
+        site = visible_or_404(Site.objects, request.user, "", pk=site_id)
         payload = HealthPolicySerializer(data=request.data, partial=True)
         payload.is_valid(raise_exception=True)
         policy = health.change_policy(site, actor=request.user, **payload.validated_data)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
@@ -15,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.api import QueryParameters, query_parameters
+from fleet.api.sites import scoped, visible_or_404
 from fleet.control import dispatching
 from fleet.control.models import Assignment, DispatchPlan, DispatchTruck
 from fleet.mine.models import LoadingUnit, Site
@@ -186,7 +186,7 @@ class SiteDispatchView(APIView):
 
     @extend_schema(parameters=[SITE], responses=SiteDispatchSerializer, summary="Dispatch state")
     def get(self, request: Request, site_id: str) -> Response:
-        return _site_answer(get_object_or_404(Site, pk=site_id))
+        return _site_answer(visible_or_404(Site.objects, request.user, "", pk=site_id))
 
     @extend_schema(
         parameters=[SITE],
@@ -197,7 +197,7 @@ class SiteDispatchView(APIView):
     def post(self, request: Request, site_id: str) -> Response:
         payload = EnableSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        site = get_object_or_404(Site, pk=site_id)
+        site = visible_or_404(Site.objects, request.user, "", pk=site_id)
         try:
             dispatching.set_enabled(site, payload.validated_data["enabled"])
         except ValueError as error:
@@ -223,7 +223,7 @@ class SiteReplanView(APIView):
     def post(self, request: Request, site_id: str) -> Response:
         payload = DispatchReasonSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        site = get_object_or_404(Site, pk=site_id)
+        site = visible_or_404(Site.objects, request.user, "", pk=site_id)
         if not dispatching.enabled(site):
             return Response(
                 {"detail": f"dispatch is off on {site.name}"}, status=status.HTTP_409_CONFLICT
@@ -256,7 +256,7 @@ class UnitAvailabilityView(APIView):
     def post(self, request: Request, unit_id: int) -> Response:
         payload = AvailabilitySerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        unit = get_object_or_404(LoadingUnit.objects.select_related("site"), pk=unit_id)
+        unit = visible_or_404(LoadingUnit.objects.select_related("site"), request.user, pk=unit_id)
         data = payload.validated_data
         state, result = dispatching.set_unit_availability(
             unit,
@@ -291,8 +291,9 @@ class TruckAssignmentView(APIView):
     def post(self, request: Request, truck_id: str) -> Response:
         payload = ManualAssignmentSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        truck = get_object_or_404(
+        truck = visible_or_404(
             Equipment.objects.select_related("site"),
+            request.user,
             pk=truck_id,
             autonomous=True,
             kind=Equipment.Kind.HAUL_TRUCK,
@@ -329,8 +330,8 @@ class TruckReleaseView(APIView):
     def post(self, request: Request, truck_id: str) -> Response:
         payload = DispatchReasonSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        truck = get_object_or_404(
-            Equipment.objects.select_related("site"), pk=truck_id, autonomous=True
+        truck = visible_or_404(
+            Equipment.objects.select_related("site"), request.user, pk=truck_id, autonomous=True
         )
         try:
             assignment = dispatching.release_truck(
@@ -369,7 +370,11 @@ class AssignmentListView(APIView):
     )
     def get(self, request: Request) -> Response:
         query = query_parameters(request, AssignmentListParameters)
-        rows = Assignment.objects.select_related("equipment", "loading_unit", "dump", "command")
+        rows = scoped(
+            Assignment.objects.select_related("equipment", "loading_unit", "dump", "command"),
+            request.user,
+            "equipment__site",
+        )
         if query.get("site"):
             rows = rows.filter(equipment__site_id=query["site"])
         if query.get("truck"):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, serializers, status
@@ -15,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.api import QueryParameters, query_parameters
+from fleet.api.sites import SiteScopedMixin, visible_or_404
 from fleet.control import traffic_services
 from fleet.control.filters import TrafficPermissionFilter
 from fleet.control.models import TrafficPermission
@@ -78,7 +78,7 @@ class CanDecide(permissions.BasePermission):
         return user.has_perm("control.decide_trafficpermission")
 
 
-class TrafficPermissionListView(generics.ListAPIView):
+class TrafficPermissionListView(SiteScopedMixin, generics.ListAPIView):
     queryset = TrafficPermission.objects.select_related("equipment", "zone").prefetch_related(
         "events"
     )
@@ -132,7 +132,7 @@ class TrafficPermissionDecideView(APIView):
     def post(self, request: Request, permission_id: str) -> Response:
         payload = TrafficDecisionSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        permission = get_object_or_404(TrafficPermission, pk=permission_id)
+        permission = visible_or_404(TrafficPermission.objects, request.user, pk=permission_id)
         try:
             permission = self.SERVICES[self.action](
                 permission, reason=payload.validated_data["reason"], actor=request.user

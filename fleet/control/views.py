@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 
 from fleet.accounts.permissions import RolePermission
 from fleet.api import QueryParameters, query_parameters
+from fleet.api.sites import SiteScopedMixin, visible_or_404
 from fleet.control import allstop, services
 from fleet.control.filters import CommandFilter, TruckStateFilter
 from fleet.control.models import AllStop, Command, TruckState
@@ -141,7 +142,8 @@ class CommandListParameters(QueryParameters):
     )
 
 
-class CommandListView(generics.ListAPIView):
+class CommandListView(SiteScopedMixin, generics.ListAPIView):
+    site_field = "equipment__site"
     queryset = Command.objects.prefetch_related("events").select_related("issued_by")
     serializer_class = CommandSerializer
     filterset_class = CommandFilter
@@ -187,7 +189,7 @@ class TruckCommandView(APIView):
     def post(self, request: Request, truck_id: str) -> Response:
         payload = ReasonSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        equipment = get_object_or_404(Equipment, pk=truck_id, autonomous=True)
+        equipment = visible_or_404(Equipment.objects, request.user, pk=truck_id, autonomous=True)
         command = self.SERVICES[self.action](
             equipment, reason=payload.validated_data["reason"], actor=request.user
         )
@@ -263,7 +265,7 @@ class SiteAllStopView(APIView):
         summary="The all-stop in force and each machine's acknowledgement",
     )
     def get(self, request: Request, site_id: str) -> Response:
-        return _all_stop_answer(get_object_or_404(Site, pk=site_id))
+        return _all_stop_answer(visible_or_404(Site.objects, request.user, "", pk=site_id))
 
     @extend_schema(
         parameters=[SITE_PARAMETER],
@@ -274,7 +276,7 @@ class SiteAllStopView(APIView):
     def post(self, request: Request, site_id: str) -> Response:
         payload = ReasonSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        site = get_object_or_404(Site, pk=site_id)
+        site = visible_or_404(Site.objects, request.user, "", pk=site_id)
         already = allstop.in_force(site) is not None
         allstop.apply_all_stop(site, reason=payload.validated_data["reason"], actor=request.user)
         return _all_stop_answer(site, status.HTTP_200_OK if already else status.HTTP_201_CREATED)
@@ -298,7 +300,7 @@ class SiteAllStopRemoveView(APIView):
     def post(self, request: Request, site_id: str) -> Response:
         payload = ReasonSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        site = get_object_or_404(Site, pk=site_id)
+        site = visible_or_404(Site.objects, request.user, "", pk=site_id)
         try:
             allstop.remove_all_stop(
                 site, reason=payload.validated_data["reason"], actor=request.user
@@ -330,10 +332,11 @@ class TruckStateSerializer(serializers.ModelSerializer):
         ]
 
 
-class TruckStateListView(generics.ListAPIView):
+class TruckStateListView(SiteScopedMixin, generics.ListAPIView):
     """Each machine's desired and reported control state: which are stopped by a stop, the
     all-stop, or their own safe state (``safe_stopped_at``: the FMS heartbeat was lost)."""
 
     queryset = TruckState.objects.select_related("equipment").order_by("equipment__name")
+    site_field = "equipment__site"
     serializer_class = TruckStateSerializer
     filterset_class = TruckStateFilter

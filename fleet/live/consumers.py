@@ -17,7 +17,8 @@ CLOSE_NOT_FOUND = 4404
 
 
 class SiteLiveConsumer(AsyncJsonWebsocketConsumer):
-    """``/ws/sites/<site_id>/``: the live events of one site for a user who may view it."""
+    """``/ws/sites/<site_id>/``: the live events of one site, for a user whose role may view
+    sites and who is a member of this one (``fleet.api.sites``; superusers see every site)."""
 
     async def connect(self) -> None:
         # Accept first, then close with a reason code: a bare handshake 403 tells a dashboard
@@ -30,8 +31,8 @@ class SiteLiveConsumer(AsyncJsonWebsocketConsumer):
         if not await database_sync_to_async(user.has_perm)("mine.view_site"):
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        site = await self._site(self.scope["url_route"]["kwargs"]["site_id"])
-        if site is None:
+        site = await self._site(user, self.scope["url_route"]["kwargs"]["site_id"])
+        if site is None:  # no such site, or not one of the user's: the same answer
             await self.close(code=CLOSE_NOT_FOUND)
             return
         self.group = site_group(site["id"])
@@ -49,10 +50,11 @@ class SiteLiveConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"event": message["event"], "data": message["data"]})
 
     @database_sync_to_async
-    def _site(self, site_id: str) -> dict | None:
-        from fleet.mine.models import Site
+    def _site(self, user: Any, site_id: str) -> dict | None:
+        from fleet.api.sites import visible_sites
 
         try:
-            return Site.objects.filter(id=uuid.UUID(site_id)).values("id", "name", "slug").first()
+            wanted = uuid.UUID(site_id)
         except ValueError:
             return None
+        return visible_sites(user).filter(id=wanted).values("id", "name", "slug").first()

@@ -120,7 +120,9 @@ class SiteAdmin(KeepsHistoryMixin, MapAdmin):
         "default_speed_kmh",
         "boundary",
         "area_display",
+        "members",
     )
+    filter_horizontal = ("members",)
     prepopulated_fields = {"slug": ("name",)}
     actions = ("deactivate", "reactivate")
     keep_instead = "deactivate it instead (the “Deactivate” action, once its machines are retired)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib.gis.db import models
 from django.contrib.gis.geos import GEOSGeometry
 from django.contrib.postgres.fields import ArrayField
@@ -51,6 +52,15 @@ class Site(models.Model):
         default=True,
         editable=False,
         help_text="A closed site is deactivated (the admin's Deactivate action), not deleted.",
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="sites",
+        help_text=(
+            "Who sees this site and acts on it, in the API, the dashboard and its live feed, "
+            "within their role. Superusers see every site."
+        ),
     )
 
     class Meta:

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from fleet.accounts.permissions import RolePermission
 from fleet.api import INT_MAX, QueryParameters, query_parameters
+from fleet.api.sites import SiteScopedMixin, may_see_site
 from fleet.mine import mapfile, services
 from fleet.mine.filters import (
     AreaFilter,
@@ -48,7 +49,8 @@ class MapParameters(QueryParameters):
     )
 
 
-class SiteViewSet(viewsets.ReadOnlyModelViewSet):
+class SiteViewSet(SiteScopedMixin, viewsets.ReadOnlyModelViewSet):
+    site_field = ""
     queryset = Site.objects.all()
     serializer_class = SiteSerializer
     pagination_class = None
@@ -68,16 +70,17 @@ class SiteViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(mapfile.export_site_map(site, network))
 
 
-class RoadNetworkViewSet(viewsets.ReadOnlyModelViewSet):
+class RoadNetworkViewSet(SiteScopedMixin, viewsets.ReadOnlyModelViewSet):
     queryset = RoadNetwork.objects.select_related("site")
     serializer_class = RoadNetworkSerializer
     filterset_class = RoadNetworkFilter
 
 
-class WayViewSet(viewsets.ReadOnlyModelViewSet):
+class WayViewSet(SiteScopedMixin, viewsets.ReadOnlyModelViewSet):
     """Ways of the active road network, or of ``?revision=`` with ``?site=``."""
 
     queryset = Way.objects.select_related("network", "start_node", "end_node")
+    site_field = "network__site"
     serializer_class = WaySerializer
     filterset_class = WayFilter
     pagination_class = None
@@ -90,7 +93,10 @@ class ZonePermission(RolePermission):
 
 
 class PolicyZoneViewSet(
-    mixins.CreateModelMixin, mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet
+    SiteScopedMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.ReadOnlyModelViewSet,
 ):
     """Policy zones. Never edited in place: create a new zone (with ``replaces``) instead.
     DELETE requests deletion (Active -> Pending delete)."""
@@ -101,6 +107,14 @@ class PolicyZoneViewSet(
     permission_classes = [ZonePermission]
 
     filterset_class = PolicyZoneFilter
+
+    def perform_create(self, serializer: PolicyZoneSerializer) -> None:
+        site = serializer.validated_data.get("site")
+        if site is not None and not may_see_site(self.request.user, site.pk):
+            raise serializers.ValidationError(
+                {"site": [f'Invalid pk "{site.pk}" - object does not exist.']}
+            )
+        serializer.save()
 
     def perform_destroy(self, instance: PolicyZone) -> None:
         try:
@@ -131,21 +145,21 @@ class PolicyZoneViewSet(
         return Response(self.get_serializer(zone).data)
 
 
-class LoadingUnitViewSet(viewsets.ReadOnlyModelViewSet):
+class LoadingUnitViewSet(SiteScopedMixin, viewsets.ReadOnlyModelViewSet):
     queryset = LoadingUnit.objects.all()
     serializer_class = LoadingUnitSerializer
     filterset_class = LoadingUnitFilter
     pagination_class = None
 
 
-class DumpPointViewSet(viewsets.ReadOnlyModelViewSet):
+class DumpPointViewSet(SiteScopedMixin, viewsets.ReadOnlyModelViewSet):
     queryset = DumpPoint.objects.all()
     serializer_class = DumpPointSerializer
     filterset_class = DumpPointFilter
     pagination_class = None
 
 
-class AreaViewSet(viewsets.ReadOnlyModelViewSet):
+class AreaViewSet(SiteScopedMixin, viewsets.ReadOnlyModelViewSet):
     queryset = Area.objects.all()
     serializer_class = AreaSerializer
     filterset_class = AreaFilter

@@ -11,7 +11,6 @@ import orjson
 from django.contrib.gis.gdal import GDALException
 from django.contrib.gis.geos import GEOSException, GEOSGeometry
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -25,6 +24,7 @@ from rest_framework.views import APIView
 
 from fleet.accounts.permissions import RolePermission
 from fleet.api import AwareDateTimeField, QueryParameters, query_parameters
+from fleet.api.sites import SiteScopedMixin, scoped, visible_or_404
 from fleet.telemetry import latest, queries, replicas
 from fleet.telemetry.filters import IngestReplicaFilter
 from fleet.telemetry.intake import Inbound
@@ -239,7 +239,7 @@ class _TruckView(APIView):
     queryset = Equipment.objects.none()  # names the model whose permissions apply
 
     def truck(self, pk: str) -> Equipment:
-        return get_object_or_404(Equipment.objects.select_related("site"), pk=pk)
+        return visible_or_404(Equipment.objects.select_related("site"), self.request.user, pk=pk)
 
 
 class TruckSerializer(EquipmentSerializer):
@@ -254,7 +254,7 @@ class TruckSerializer(EquipmentSerializer):
         return self.context["latest"].get(str(truck.id), {})
 
 
-class TruckListView(generics.ListAPIView):
+class TruckListView(SiteScopedMixin, generics.ListAPIView):
     """Trucks with their latest state (position, production state, health, link)."""
 
     queryset = (
@@ -310,6 +310,10 @@ class TrucksInAreaView(_TruckView):
             )
         except queries.QueryError as error:
             raise _refused(error) from None
+        seen = {
+            str(pk) for pk in scoped(Equipment.objects, request.user).values_list("pk", flat=True)
+        }
+        features = [f for f in features if f["properties"]["equipmentId"] in seen]
         return Response({"type": "FeatureCollection", "features": features})
 
 

@@ -6,13 +6,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fleet.api.sites import SiteScopedMixin
 from fleet.vehicles.authentication import IsMachine, TruckTokenAuthentication
 from fleet.vehicles.filters import EquipmentFilter
 from fleet.vehicles.models import Equipment
 from fleet.vehicles.serializers import EquipmentSerializer
 
 
-class EquipmentViewSet(viewsets.ReadOnlyModelViewSet):
+class EquipmentViewSet(SiteScopedMixin, viewsets.ReadOnlyModelViewSet):
     """The equipment register (operators): ``?site=``, ``?kind=``, ``?status=``."""
 
     queryset = Equipment.objects.select_related("site")
