@@ -261,8 +261,12 @@ TRAFFIC_GRANT_UNUSED_S = env_int("TRAFFIC_GRANT_UNUSED_S", 60, minimum=5)
 TRAFFIC_REQUEST_STALE_S = env_int("TRAFFIC_REQUEST_STALE_S", 75, minimum=5)
 TRAFFIC_ADJACENT_M = env_int("TRAFFIC_ADJACENT_M", 15, minimum=0)
 TRAFFIC_LOADED_MIN_T = env_int("TRAFFIC_LOADED_MIN_T", 5, minimum=0)
-# Live positions to the dashboard at most this often per site (coalesced), in ms.
-LIVE_POSITION_INTERVAL_MS = env_int("LIVE_POSITION_INTERVAL_MS", 500, minimum=50)
+# Each ingest replica hands live positions to the sites' sockets at most this often (coalesced per
+# truck), in ms; each socket then sends at most LIVE_MAX_FRAMES_PER_S frames a second.
+LIVE_POSITION_INTERVAL_MS = env_int("LIVE_POSITION_INTERVAL_MS", 100, minimum=20)
+# Each dashboard's socket gathers what happened between frames and sends at most this many
+# websocket frames a second, each with only what changed (fleet/live/frames.py).
+LIVE_MAX_FRAMES_PER_S = env_int("LIVE_MAX_FRAMES_PER_S", 10, minimum=1, maximum=60)
 
 # --- Celery: RabbitMQ (late acks redeliver a dead worker's tasks at once) --------------------------
 # The same broker as the inference pool's processes (inference.config): the environment's, else

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
+from fleet.live.frames import FrameBuilder
 from fleet.live.groups import site_group
 
 # Close codes in the 4000-4999 range are the application's own (RFC 6455).
@@ -20,7 +24,12 @@ class SiteLiveConsumer(AsyncJsonWebsocketConsumer):
     """``/ws/sites/<site_id>/``: the live events of one site, for a user whose role may view
     sites and who is a member of this one (``fleet.api.sites``; superusers see every site)."""
 
+    pending: FrameBuilder
+    flush_task: asyncio.Task | None = None
+    last_frame_at = float("-inf")
+
     async def connect(self) -> None:
+        self.pending = FrameBuilder()
         # Accept first, then close with a reason code: a bare handshake 403 tells a dashboard
         # nothing about whether to log in again or give up.
         await self.accept()
@@ -42,12 +51,33 @@ class SiteLiveConsumer(AsyncJsonWebsocketConsumer):
         )
 
     async def disconnect(self, code: int) -> None:
+        if self.flush_task is not None:
+            self.flush_task.cancel()
         group = getattr(self, "group", None)
         if group:
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def live_event(self, message: dict[str, Any]) -> None:
-        await self.send_json({"event": message["event"], "data": message["data"]})
+        """Gather; send at most LIVE_MAX_FRAMES_PER_S frames a second (fleet.live.frames)."""
+        self.pending.add(message["event"], message["data"])
+        if self.flush_task is not None:
+            return  # a frame is already due
+        wait = self.last_frame_at + 1 / settings.LIVE_MAX_FRAMES_PER_S - time.monotonic()
+        if wait <= 0:
+            await self._send_frame()
+        else:
+            self.flush_task = asyncio.create_task(self._send_frame_in(wait))
+
+    async def _send_frame_in(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self.flush_task = None
+        await self._send_frame()
+
+    async def _send_frame(self) -> None:
+        frame = self.pending.take()
+        if frame is not None:
+            self.last_frame_at = time.monotonic()
+            await self.send_json(frame)
 
     @database_sync_to_async
     def _site(self, user: Any, site_id: str) -> dict | None:
