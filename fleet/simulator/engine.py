@@ -492,10 +492,11 @@ class Engine:
         """Squared speed allowed behind the truck ahead: its speed plus what braking at A_PLAN
         covers in the gap beyond FOLLOW_GAP (less, down to a stop, while the gap is shorter, so
         a gap that closed opens again). The truck ahead is the next one on the same directed
-        edge; near the edge's end (within FOLLOW_LOOKAHEAD), also the rearmost truck on the
-        next edge of the route, and a truck nearer the node on another edge that merges into
-        that same next edge (the nearer one goes first: a zip merge). Trucks loading, tipping
-        or parked stand beside the road and are not followed."""
+        edge; and at each node of its route within FOLLOW_LOOKAHEAD, the rearmost truck on the
+        edge it takes there, a truck nearer the node on another edge that merges into that same
+        edge (the nearer one goes first: a zip merge), and one nearer the node on another edge
+        that crosses it there, if that one is going through. Trucks loading, tipping or parked
+        stand beside the road and are not followed."""
         rt = self.routes
         edge = rt.edge[k]
         s = rt.s_edge[k] + (self.d - rt.d[k])
@@ -519,27 +520,43 @@ class Engine:
         behind, ahead = order[:-1], order[1:]
         same = edge[behind] == edge[ahead]
         follow(behind[same], ahead[same], s[ahead[same]] - s[behind[same]])
-        # Across the node at the end of the edge.
-        left = self.world.edge_length[edge[idx]] - s[idx]
-        near = left < FOLLOW_LOOKAHEAD
-        cand, left = idx[near], left[near]
-        length = rt.length[self.route[cand]]
-        beyond = self.d[cand] + left + DS + 0.5  # the first sample past the node
-        nxt = rt.edge[rt.sample_index(self.route[cand], np.minimum(beyond, length))]
-        through = (beyond < length) & (nxt >= 0) & (nxt != edge[cand])
-        cand, left, nxt = cand[through], left[through], nxt[through]
-        if not len(cand):
-            return out
+        # Across the nodes ahead: the end of this edge, and of the next one if it is short.
         edges, first = np.unique(edge[order], return_index=True)
         rear = order[first]  # the rearmost truck on each edge that has trucks
+        stops = self._stop_points(rt.length[self.route])
+        free = ~(self.stopped | self.hold)
+        truck, dist, into, onto = [], [], [], []
+        here, ahead_m, lane = idx, self.world.edge_length[edge[idx]] - s[idx], edge[idx]
+        for _hop in range(2):
+            near = ahead_m < FOLLOW_LOOKAHEAD
+            here, ahead_m, lane = here[near], ahead_m[near], lane[near]
+            length = rt.length[self.route[here]]
+            beyond = self.d[here] + ahead_m + DS + 0.5  # the first sample past the node
+            nxt = rt.edge[rt.sample_index(self.route[here], np.minimum(beyond, length))]
+            through = (beyond < length) & (nxt >= 0) & (nxt != lane)
+            here, ahead_m, lane, nxt = here[through], ahead_m[through], lane[through], nxt[through]
+            truck.append(here), dist.append(ahead_m), into.append(lane), onto.append(nxt)
+            here, ahead_m, lane = here, ahead_m + self.world.edge_length[nxt], nxt
+        cand, left = np.concatenate(truck), np.concatenate(dist)
+        into, nxt = np.concatenate(into), np.concatenate(onto)
+        if not len(cand):
+            return out
         at = np.minimum(np.searchsorted(edges, nxt), len(edges) - 1)
         occupied = edges[at] == nxt
         follow(cand[occupied], rear[at[occupied]], left[occupied] + s[rear[at[occupied]]])
         o = np.lexsort((left, nxt))
         b, a = o[1:], o[:-1]
-        merging = (nxt[b] == nxt[a]) & (edge[cand[b]] != edge[cand[a]])
-        b, a = b[merging], a[merging]
-        follow(cand[b], cand[a], left[b] - left[a])
+        merging = (nxt[b] == nxt[a]) & (into[b] != into[a])
+        follow(cand[b[merging]], cand[a[merging]], left[b[merging]] - left[a[merging]])
+        # Crossing: at a node, whatever their next edges, the truck nearer it goes first, if it
+        # is going through (one that must stand short of the node, for a grant, a shovel or a
+        # stop, holds nobody else up).
+        node = self.world.edge_to[into]
+        going = free[cand] & (stops[cand] > self.d[cand] + left)
+        o = np.lexsort((left, node))
+        b, a = o[1:], o[:-1]
+        crossing = (node[b] == node[a]) & (into[b] != into[a]) & going[a] & (cand[b] != cand[a])
+        follow(cand[b[crossing]], cand[a[crossing]], left[b[crossing]] - left[a[crossing]])
         return out
 
     def _traffic_permissions(self) -> None:
