@@ -1155,17 +1155,26 @@ def build_large_map(
                 -LARGE_FACE_RADIUS_M * math.sin(angle),
                 RIM_Z - LARGE_PIT_DEPTH_M + 15.0 * (u % 3),
             )
-            narrow = one_lane_every > 0 and u % one_lane_every == 1
-            ways.append((node, f"Pit {p + 1} bench road {u + 1}", hub, node, narrow))
-            if narrow:
-                zones.append(
-                    (f"Pit {p + 1} bench road {u + 1} narrows: one truck at a time", hub, node)
-                )
+            road = f"Pit {p + 1} bench road {u + 1}"
+            if one_lane_every > 0 and u % one_lane_every == 1:
+                # Two-lane from the hub, one lane over LARGE_NARROW_M, two-lane to the face.
+                a, b = portal + 40 + u, portal + 70 + u
+                for mid, along in ((a, LARGE_NARROW_M[0]), (b, LARGE_NARROW_M[1])):
+                    share = along / LARGE_FACE_RADIUS_M
+                    nodes[mid] = tuple(
+                        h + share * (n - h) for h, n in zip(nodes[hub], nodes[node], strict=True)
+                    )  # type: ignore[assignment]
+                ways.append((a, road, hub, a))
+                ways.append((b, f"{road}, one lane", a, b, True))
+                ways.append((node, f"{road} to the face", b, node))
+                zones.append((f"{road} narrows: one truck at a time", a, b))
+            else:
+                ways.append((node, road, hub, node))
             material = "ore" if u % 2 == 0 else "waste"
             rate = 3000.0 + 500.0 * ((u * 7 + p) % 4)
             units.append((f"P{p + 1}-SH{u + 1:02d}", material, rate, node))
     park = 9000
-    nodes[park] = (-400.0, LARGE_RAMP_M + 300.0, RIM_Z)
+    nodes[park] = (0.0, LARGE_RAMP_M + 400.0, RIM_Z)  # north of pit 1, between its dump roads
     ways.append((park, "Park entry", 1000, park))
     features: list[dict] = []
     xs = [n[0] for n in nodes.values()]
@@ -1206,7 +1215,7 @@ def build_large_map(
             }
         )
     for zone_name, start, end in zones:
-        ring = _narrow_stretch(nodes[start][:2], nodes[end][:2])
+        ring = _narrow_section(nodes[start][:2], nodes[end][:2])
         features.append(
             {
                 "type": "Feature",
@@ -1269,20 +1278,21 @@ def build_large_map(
 
 
 _PARK_CORNERS = ((-150, -80), (150, -80), (150, 80), (-150, 80), (-150, -80))
-# A narrowed bench road is one lane from this far along it from the pit floor's hub (clear of the
-# other bench roads fanning out from the hub) to that far: the last 120 m before the loading unit
-# (LARGE_FACE_RADIUS_M away) hold the truck spotting there and a queue, outside the section.
+# A narrowed bench road is one lane (a way of its own) from this far along it from the pit
+# floor's hub (clear of the other bench roads fanning out from the hub) to that far: the last
+# 120 m before the loading unit (LARGE_FACE_RADIUS_M away) hold the truck spotting there and a
+# queue, on two lanes, outside the section.
 LARGE_NARROW_M = (120.0, 230.0)
 LARGE_NARROW_HALF_WIDTH_M = ONE_LANE_WIDTH_M / 2 + 3
 
 
-def _narrow_stretch(hub: tuple[float, float], end: tuple[float, float]) -> list[XY]:
-    """The trafficPermission zone of a narrowed (straight) bench road, local metres."""
-    (x0, y0), (x1, y1) = hub, end
+def _narrow_section(start: tuple[float, float], end: tuple[float, float]) -> list[XY]:
+    """The trafficPermission zone of a one-lane (straight) way: its road, its ends a metre in,
+    so a truck on the two-lane ways either side is never inside (local metres)."""
+    (x0, y0), (x1, y1) = start, end
     length = math.hypot(x1 - x0, y1 - y0)
     ux, uy = (x1 - x0) / length, (y1 - y0) / length
-    a, b = LARGE_NARROW_M
-    w = LARGE_NARROW_HALF_WIDTH_M
+    a, b, w = 1.0, length - 1.0, LARGE_NARROW_HALF_WIDTH_M
     corners = [(a, -w), (b, -w), (b, w), (a, w), (a, -w)]
     return [(x0 + s * ux - t * uy, y0 + s * uy + t * ux) for s, t in corners]
 
