@@ -76,6 +76,7 @@ ZONE_AHEAD_M = (90.0, 160.0)  # placed this far ahead of a moving truck on its w
 NODE_CLEAR_M = 70.0  # and no nearer a node than this (the zone closes one way, not a junction)
 RESUME_AFTER_S = 15.0  # a deleted zone's stopped trucks are resumed after at most this
 DEFAULT_NOTICE_S = 10.0  # grace for a truck with no recorded answer to an activation
+GNSS_NOISE_M = 3.0  # a fix this near a zone's edge is on it (3 sigma of a 1 m GNSS fix)
 SAMPLE_S = 1.0  # separation: one instant a second
 PAIR_RADIUS_M = 150.0  # pairs within this are sampled (farther ones cannot be close)
 AREA_RADIUS_M = 50.0  # round a loading unit or a dump point: its loading / tipping area
@@ -425,6 +426,18 @@ def compute_figures(
     exclusion = _exclusion_figures(zones, tracks, frame, t1)
     samples = _samples(site, tracks, events, roads, frame, t0, t1)
     sep = sf.separation(samples, safety_m=safety_m, radius_m=PAIR_RADIUS_M)
+    names = dict(Equipment.objects.filter(pk__in=ids).values_list("id", "name"))
+    order = [names[truck] for truck in tracks]
+    ways = {}  # WayId -> name, for the notes
+    closest = [
+        {
+            **pair,
+            "trucks": [order[k] for k in pair["trucks"]],
+            "at": _hms(t0 + pair["instant"] * SAMPLE_S),
+            "ways": [ways.setdefault(w, _way_name(site, w)) for w in pair["ways"]],
+        }
+        for pair in sep.closest
+    ]
     tonnes, dumps = sf.tonnes_dumped(
         ((e, at.timestamp(), name, body) for e, at, name, body in events), t0, t1
     )
@@ -440,7 +453,7 @@ def compute_figures(
             "pairs_sampled": sep.pairs_sampled,
             "pairs_below_safety": sep.below_safety,
             "pairs_kept_apart_by_road": sep.pairs_road_apart,
-            "closest_pairs": sep.closest,
+            "closest_pairs": closest,
             "tph": round(sf.per_hour(tonnes, t1 - t0)),
             "tonnes": round(tonnes),
             "dumps": dumps,
@@ -452,13 +465,36 @@ def compute_figures(
             ).count(),
             "_messages": _stored_messages(ids, *window),
         }
-        | ({"conflicts_seen": [_describe(a, b) for a, b in conflicts[:5]]} if conflicts else {})
-        | ({"entries_seen": exclusion.entries[:5]} if exclusion.entries else {})
+        | ({"conflicts_seen": [_describe(a, b, names) for a, b in conflicts[:5]]})
+        | {
+            "entries_seen": [
+                {"zone": str(z), "truck": names.get(t, str(t)), "at": _hms(at)}
+                for z, t, at in exclusion.entries[:5]
+            ]
+        }
     )
 
 
-def _describe(a: sf.Grant, b: sf.Grant) -> dict[str, Any]:
-    return {"zone": str(a.zone), "trucks": [str(a.truck), str(b.truck)], "gates": [a.gate, b.gate]}
+def _hms(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%H:%M:%S")
+
+
+def _way_name(site: Site, way_id: int) -> str:
+    from fleet.mine.models import Way
+
+    name = Way.objects.filter(network=site.active_network, way_id=way_id).values_list(
+        "name", flat=True
+    )
+    return f"{way_id} {name.first() or ''}".strip()
+
+
+def _describe(a: sf.Grant, b: sf.Grant, names: dict) -> dict[str, Any]:
+    return {
+        "zone": str(a.zone),
+        "trucks": [names.get(a.truck, str(a.truck)), names.get(b.truck, str(b.truck))],
+        "gates": [a.gate, b.gate],
+        "granted": [_hms(a.start), _hms(b.start)],
+    }
 
 
 def _stored_messages(ids: list[uuid.UUID], start: datetime, end: datetime) -> int:
@@ -524,7 +560,7 @@ def _exclusion_figures(
             grace[truck] = told + sf.stop_allowance(speed)
         default = active_from + DEFAULT_NOTICE_S + sf.stop_allowance(50 * KMH)
         windows.append(sf.ExclusionWindow(zone.pk, ring, active_from, until, grace, default))
-    return sf.exclusion_entries(windows, tracks)
+    return sf.exclusion_entries(windows, tracks, noise_m=GNSS_NOISE_M)
 
 
 def _samples(
@@ -569,6 +605,8 @@ def _samples(
         st = sf.step_values(np.asarray(states[truck][0]), states[truck][1], at, (None, None))
         state = np.array([s for s, _ in st], dtype=object)
         way = np.array([w if w is not None else -1 for _, w in st], dtype=np.int64)
+        ways = [w if w is not None else -1 for _, w in states[truck][1]]
+        next_way = sf.next_values(np.asarray(states[truck][0]), ways, at)
         ok = ~np.isnan(x) & (v > MOVING_MPS) & np.isin(state, ["Driving", "Hauling"]) & (way >= 0)
         if len(areas):
             near = np.hypot(x[:, None] - areas[None, :, 0], y[:, None] - areas[None, :, 1])
@@ -595,19 +633,11 @@ def _samples(
             cols["one_lane"].append(np.full(len(rows), road.one_lane))
             cols["s"].append(s)
             cols["nodes"].append(np.tile(np.asarray(road.nodes), (len(rows), 1)))
+            cols["next_way"].append(next_way[rows])
+            cols["length"].append(np.full(len(rows), road.length))
+    names = ("instant", "truck", "xy", "speed", "way", "direction", "one_lane", "s", "nodes",
+             "next_way", "length")  # fmt: skip
     if not cols:
-        empty = np.zeros(0)
-        return sf.Samples(empty.astype(int), empty.astype(int), np.zeros((0, 2)), empty,
-                          empty.astype(int), empty.astype(int), empty.astype(bool), empty,
-                          np.zeros((0, 2), dtype=int))  # fmt: skip
-    return sf.Samples(
-        np.concatenate(cols["instant"]),
-        np.concatenate(cols["truck"]),
-        np.concatenate(cols["xy"]),
-        np.concatenate(cols["speed"]),
-        np.concatenate(cols["way"]),
-        np.concatenate(cols["direction"]),
-        np.concatenate(cols["one_lane"]).astype(bool),
-        np.concatenate(cols["s"]),
-        np.concatenate(cols["nodes"]),
-    )
+        two = {"xy", "nodes"}
+        return sf.Samples(**{n: np.zeros((0, 2) if n in two else 0) for n in names})
+    return sf.Samples(**{n: np.concatenate(cols[n]) for n in names})

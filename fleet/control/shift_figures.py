@@ -11,11 +11,13 @@ states what it counts; docs/benchmarks.md (``## shift``) gives the definitions w
   is (compliance's exclusion alert and stop). Its grace ends ``stop_allowance(speed)`` after it
   acknowledged the zone (its speed then, braking at service deceleration, plus a second).
 - ``separation``: at sampled instants, the distance between every pair of eligible trucks (moving,
-  on a haul road, outside loading, queueing and dumping areas) that the road does not keep apart
-  (as ``collision.Lanes`` has it: oncoming on a two-lane way pass in their own lanes; ways
-  sharing no node never meet); on one way, the distance along it (switchback legs are near in
-  the plane, far along the road); a KD-tree finds the pairs within ``radius_m``, not every
-  pair.
+  on a haul road, outside loading, queueing and dumping areas) whose ways can bring them together
+  (``in_conflict``: following on one way, head-on on a one-lane way, merging or crossing at a
+  node, following through it; not oncoming on two lanes, not on ways sharing no node, not two
+  trucks driving away from their common node on different ways); a truck following another is
+  as far from it as the road between them (``path_distance``: switchback legs, or a bend
+  through a junction, are nearer in the plane), other pairs as the crow flies; a KD-tree finds
+  the pairs within ``radius_m``, not every pair.
 - ``tonnes_dumped``: each time a truck's production state becomes Dumping, the last payload it
   reported before.
 """
@@ -113,6 +115,17 @@ def inside_polygon(ring: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray
     return inside
 
 
+def edge_distance(ring: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each point's distance to the polygon's boundary (vectorised over the points)."""
+    p = np.stack([np.asarray(x, dtype=float), np.asarray(y, dtype=float)], axis=-1)
+    a, b = ring[:-1], ring[1:]
+    ab = b - a
+    run = np.maximum((ab**2).sum(axis=1), 1e-12)
+    t = np.clip(((p[:, None, :] - a[None]) * ab[None]).sum(axis=2) / run[None], 0.0, 1.0)
+    near = a[None] + ab[None] * t[:, :, None]
+    return np.hypot(*(near - p[:, None, :]).transpose(2, 0, 1)).min(axis=1)
+
+
 def stop_allowance(speed_mps: float) -> float:
     """Seconds a truck at ``speed_mps`` needs, once told, to stand: reaction plus braking."""
     return REACTION_S + max(speed_mps, 0.0) / SERVICE_DECEL_MPS2
@@ -151,11 +164,13 @@ class ExclusionFigures:
 
 
 def exclusion_entries(
-    windows: Sequence[ExclusionWindow], tracks: Mapping[Hashable, Track]
+    windows: Sequence[ExclusionWindow], tracks: Mapping[Hashable, Track], noise_m: float = 0.0
 ) -> ExclusionFigures:
     """Entries and caught trucks (module docstring): a truck's state at the end of its grace
     is where its last position up to then was (inside: caught; none: outside); after it, each
-    step from outside to inside while the zone is active is an entry."""
+    step from outside to inside while the zone is active is an entry. A position within
+    ``noise_m`` of the zone's edge changes nothing (a truck standing at the edge, its fixes
+    scattered by GNSS noise either side, neither enters nor leaves)."""
     entries, caught, inside_count = [], [], 0
     for window in windows:
         lo = window.ring.min(axis=0)
@@ -179,7 +194,11 @@ def exclusion_entries(
             if (inside & in_grace).any():
                 caught.append((window.zone, truck))
             was = bool(inside[in_grace][-1]) if in_grace.any() else False
-            for at, now in zip(t[~in_grace], inside[~in_grace], strict=True):
+            later = ~in_grace
+            clear = edge_distance(window.ring, x[later], y[later]) > noise_m
+            for at, now, sure in zip(t[later], inside[later], clear, strict=True):
+                if not sure:
+                    continue
                 if now and not was:
                     entries.append((window.zone, truck, float(at)))
                 was = bool(now)
@@ -210,7 +229,9 @@ def project_on_road(road: Road, points: np.ndarray) -> tuple[np.ndarray, np.ndar
 class Samples:
     """Eligible trucks at sampled instants (arrays of the same length): instant index, truck
     index, position (m, planar), speed (m/s), and where on the road graph (``collision.Lanes``
-    fields: way or -1, direction +1 / -1, one-lane, distance along the way, the way's nodes)."""
+    fields: way or -1, direction +1 / -1 (towards the way's second node or its first), one-lane,
+    distance along the way, the way's nodes), the way it takes after this one, and the way's
+    length."""
 
     instant: np.ndarray
     truck: np.ndarray
@@ -221,6 +242,8 @@ class Samples:
     one_lane: np.ndarray
     s: np.ndarray
     nodes: np.ndarray  # (M, 2)
+    next_way: np.ndarray  # the way it takes next (-1: not known)
+    length: np.ndarray  # its way's length (m)
 
 
 @dataclass(frozen=True)
@@ -256,17 +279,16 @@ def separation(
         if not len(pairs):
             continue
         i, j = group[pairs[:, 0]], group[pairs[:, 1]]
-        shared = (samples.nodes[i][:, :, None] == samples.nodes[j][:, None, :]).any(axis=(1, 2))
-        keep = ~lanes.oncoming(i, j) & shared
+        keep = in_conflict(samples, lanes, i, j)
         apart += int((~keep).sum())
         i, j = i[keep], j[keep]
         if not len(i):
             continue
         d = np.hypot(*(samples.xy[i] - samples.xy[j]).T)
-        # On one way the road between them is what separates them (switchback legs can be
-        # close in the plane and far apart along the road).
-        same = samples.way[i] == samples.way[j]
-        d = np.where(same, np.maximum(d, np.abs(samples.s[i] - samples.s[j])), d)
+        # A truck following another is as far from it as the road between them (switchback
+        # legs, a bend through a junction: nearer in the plane); others, as the crow flies.
+        along = path_distance(samples, i, j)
+        d = np.where(np.isnan(along), d, np.maximum(d, along))
         counted += len(d)
         below += int((d < safety_m).sum())
         for k in np.argsort(d)[:keep_closest].tolist():
@@ -293,6 +315,52 @@ def separation(
     )
 
 
+def in_conflict(samples: Samples, lanes: Lanes, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """Pairs whose ways can bring them together: on one way, following (or head-on on a
+    one-lane way; oncoming on two lanes pass in their own); on two ways meeting at a node, both
+    approaching it (merging or crossing there), or one leaving it by the way the other takes
+    next (following through it). Two ways without a node in common, or two trucks both
+    leaving their common node, are kept apart by the road."""
+    same = samples.way[i] == samples.way[j]
+    ni, nj = samples.nodes[i], samples.nodes[j]
+    toward_i = np.where(samples.direction[i] > 0, ni[:, 1], ni[:, 0])
+    toward_j = np.where(samples.direction[j] > 0, nj[:, 1], nj[:, 0])
+    shared_toward_i = (toward_i[:, None] == nj).any(axis=1)
+    node = np.where(
+        shared_toward_i, toward_i, np.where((ni[:, 0:1] == nj).any(axis=1), ni[:, 0], ni[:, 1])
+    )
+    meet = (node[:, None] == nj).any(axis=1)
+    approach_i, approach_j = toward_i == node, toward_j == node
+    next_i, next_j = samples.next_way[i], samples.next_way[j]
+    follows_through = (approach_i & ~approach_j & ((next_i == samples.way[j]) | (next_i < 0))) | (
+        approach_j & ~approach_i & ((next_j == samples.way[i]) | (next_j < 0))
+    )
+    other_ways = meet & ((approach_i & approach_j) | follows_through)
+    return np.where(same, ~lanes.oncoming(i, j), other_ways)
+
+
+def _to_node(samples: Samples, k: np.ndarray, node: np.ndarray) -> np.ndarray:
+    """Distance along its way from each sample ``k`` to ``node`` (one of the way's ends)."""
+    at_start = samples.nodes[k, 0] == node
+    return np.where(at_start, samples.s[k], samples.length[k] - samples.s[k])
+
+
+def path_distance(samples: Samples, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """The distance between two trucks along the road where one follows the other: on one
+    way, along it; through a node, to the node plus beyond it. NaN for other pairs."""
+    same = samples.way[i] == samples.way[j]
+    out = np.where(same, np.abs(samples.s[i] - samples.s[j]), np.nan)
+    ni, nj = samples.nodes[i], samples.nodes[j]
+    toward_i = np.where(samples.direction[i] > 0, ni[:, 1], ni[:, 0])
+    toward_j = np.where(samples.direction[j] > 0, nj[:, 1], nj[:, 0])
+    i_follows = ~same & (samples.next_way[i] == samples.way[j]) & (toward_j != toward_i)
+    j_follows = ~same & (samples.next_way[j] == samples.way[i]) & (toward_i != toward_j)
+    through_i = _to_node(samples, i, toward_i) + _to_node(samples, j, toward_i)
+    through_j = _to_node(samples, j, toward_j) + _to_node(samples, i, toward_j)
+    out = np.where(i_follows, through_i, out)
+    return np.where(j_follows, through_j, out)
+
+
 def resample(t: np.ndarray, values: np.ndarray, at: np.ndarray, max_gap_s: float) -> np.ndarray:
     """``values`` (time order at ``t``) linearly interpolated at ``at``; NaN where the nearest
     fixes either side are more than ``max_gap_s`` apart or ``at`` is outside them."""
@@ -306,6 +374,20 @@ def step_values(t: np.ndarray, values: Sequence[Any], at: np.ndarray, before: An
     """The latest of ``values`` (time order at ``t``) at or before each of ``at``."""
     k = np.searchsorted(t, at, side="right") - 1
     return [values[i] if i >= 0 else before for i in k.tolist()]
+
+
+def next_values(
+    t: np.ndarray, values: Sequence[int], at: np.ndarray, unknown: int = -1
+) -> np.ndarray:
+    """The next of ``values`` (time order at ``t``) that differs from the one in force at
+    each of ``at``: where a truck goes after the way it is on."""
+    vals = np.asarray(values, dtype=np.int64)
+    if not len(vals):
+        return np.full(len(at), unknown, dtype=np.int64)
+    starts = np.flatnonzero(np.r_[True, vals[1:] != vals[:-1]])  # runs of one value
+    run_t, run_v = t[starts], vals[starts]
+    k = np.searchsorted(run_t, at, side="right")  # the run after the one in force
+    return np.where(k < len(run_v), run_v[np.minimum(k, len(run_v) - 1)], unknown)
 
 
 # --- production ----------------------------------------------------------------------------------

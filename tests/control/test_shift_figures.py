@@ -116,8 +116,8 @@ def test_the_polygon_test_agrees_with_a_known_concave_shape():
 
 
 def samples(rows: list[tuple]) -> sf.Samples:
-    """rows: (instant, truck, x, y, way, direction, s, one_lane, nodes)."""
-    a = list(zip(*rows, strict=True))
+    """rows: (instant, truck, x, y, way, direction, s, one_lane, nodes[, next way])."""
+    a = list(zip(*[(*r, -1) if len(r) == 9 else r for r in rows], strict=True))
     return sf.Samples(
         instant=np.asarray(a[0]),
         truck=np.asarray(a[1]),
@@ -128,6 +128,8 @@ def samples(rows: list[tuple]) -> sf.Samples:
         one_lane=np.asarray(a[7], dtype=bool),
         s=np.asarray(a[6], dtype=float),
         nodes=np.asarray(a[8]),
+        next_way=np.asarray(a[9]),
+        length=np.full(len(rows), 300.0),
     )
 
 
@@ -140,8 +142,9 @@ def test_separation_is_the_closest_pair_at_one_instant_among_those_the_road_does
                 (0, 0, 0.0, 0.0, 1, 1, 100.0, False, (1, 2)),
                 (0, 1, 70.0, 0.0, 1, 1, 170.0, False, (1, 2)),
                 (0, 2, 10.0, 0.0, 1, -1, 110.0, False, (1, 2)),
-                # instant 1: two trucks 30 m apart on ways meeting at node 2 (a junction)
-                (1, 0, 0.0, 0.0, 1, 1, 290.0, False, (1, 2)),
+                # instant 1: two trucks 30 m apart on ways meeting at node 2, the first
+                # heading there to take way 5 behind the second (following through a junction)
+                (1, 0, 0.0, 0.0, 1, 1, 290.0, False, (1, 2), 5),
                 (1, 3, 30.0, 0.0, 5, 1, 20.0, False, (2, 9)),
                 # and two far apart at the same instant: beyond the radius, not sampled
                 (1, 4, 900.0, 0.0, 7, 1, 20.0, False, (7, 8)),
@@ -172,6 +175,23 @@ def test_on_one_way_the_distance_along_it_counts_and_ways_sharing_no_node_never_
         radius_m=150.0,
     )
     assert figures.pairs_sampled == 1 and figures.min_separation_m == pytest.approx(180.0)
+    assert figures.pairs_road_apart == 2
+
+
+def test_at_a_junction_converging_trucks_count_and_trucks_parting_do_not():
+    rows = [
+        # both heading for node 2 on two ways: merging or crossing there
+        (0, 0, 0.0, 0.0, 1, 1, 280.0, False, (1, 2), 7),
+        (0, 1, 0.0, 30.0, 5, -1, 25.0, False, (2, 9), 8),
+        # truck 2 heading for node 2 to take way 7; truck 3 leaving node 2 by way 8: they part
+        (1, 2, 0.0, 0.0, 1, 1, 280.0, False, (1, 2), 7),
+        (1, 3, 0.0, 30.0, 8, 1, 25.0, False, (2, 4), 9),
+        # two trucks both leaving node 2 by different ways
+        (2, 4, 0.0, 0.0, 7, 1, 20.0, False, (2, 6), 3),
+        (2, 5, 0.0, 25.0, 8, 1, 20.0, False, (2, 4), 9),
+    ]
+    figures = sf.separation(samples(rows), safety_m=50.0, radius_m=150.0)
+    assert figures.pairs_sampled == 1 and figures.closest[0]["instant"] == 0
     assert figures.pairs_road_apart == 2
 
 
@@ -217,3 +237,30 @@ def test_tonnes_dumped_are_the_payloads_reported_before_each_dump_in_the_window(
     ]
     assert sf.tonnes_dumped(rows, start=5.0, end=50.0) == (91.0, 1)
     assert sf.per_hour(91.0, 1800.0) == pytest.approx(182.0)
+
+
+def test_a_truck_following_another_through_a_bend_is_as_far_as_the_road_between_them():
+    # Way 1 ends at node 2 (300 m long), way 5 leaves it at a sharp angle: the follower is 30 m
+    # short of the node, the leader 30 m past it; 20 m apart in the plane, 60 m along the road.
+    rows = [
+        (0, 0, 0.0, 0.0, 1, 1, 270.0, False, (1, 2), 5),
+        (0, 1, 20.0, 0.0, 5, 1, 30.0, False, (2, 9), 8),
+    ]
+    figures = sf.separation(samples(rows), safety_m=50.0, radius_m=150.0)
+    assert figures.min_separation_m == pytest.approx(60.0) and figures.below_safety == 0
+
+
+def test_the_next_way_is_the_next_different_one_reported():
+    t = np.array([0.0, 5.0, 6.0, 10.0])
+    ways = [1, 1, 4, 7]
+    got = sf.next_values(t, ways, np.array([-1.0, 2.0, 5.5, 8.0, 12.0]))
+    assert got.tolist() == [1, 4, 4, 7, -1]
+
+
+def test_a_truck_standing_at_the_edge_does_not_enter_by_the_noise_of_its_fixes():
+    # Caught at the edge (x = 0.5 m inside), its fixes scattered 1 m either side for a minute.
+    xs = [-20.0, -10.0] + [0.5, -0.5] * 30
+    figures = sf.exclusion_entries([window({"t1": 8.0})], {"t1": track(xs, speed=0.0)}, noise_m=3.0)
+    assert figures.entries == [] and figures.caught == [("Z", "t1")]
+    # Without the allowance every scattered fix back inside would read as an entry.
+    assert len(sf.exclusion_entries([window({"t1": 8.0})], {"t1": track(xs)}).entries) > 10

@@ -120,7 +120,7 @@ class Command(BaseCommand):
             **figures,
         }
         if options["json"]:
-            self.stdout.write(json.dumps(figures))
+            self.stdout.write(json.dumps(figures, default=str))
         else:
             for key, value in figures.items():
                 self.stdout.write(f"{key:>24}: {value}")
