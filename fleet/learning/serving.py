@@ -226,14 +226,18 @@ def dispatch(
 
 def claim_due(trucks: Mapping[uuid.UUID, uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
     """The trucks whose last decision is an interval old or more, claimed for this process."""
-    prefix = settings.REDIS_KEY_PREFIX
     ttl_ms = max(int(interval_s() * 1000), 1)
     ids = list(trucks)
     with latest.redis_client().pipeline(transaction=False) as pipe:
         for truck in ids:
-            pipe.set(f"{prefix}:inference:decided:{truck}", b"1", nx=True, px=ttl_ms)
+            pipe.set(decision_key(truck), b"1", nx=True, px=ttl_ms)
         claimed = pipe.execute()
     return {truck: trucks[truck] for truck, ok in zip(ids, claimed, strict=True) if ok}
+
+
+def decision_key(truck: uuid.UUID) -> str:
+    """The Redis key whose holder makes the truck's decision of the current interval."""
+    return f"{settings.REDIS_KEY_PREFIX}:inference:decided:{truck}"
 
 
 def current_routes() -> dict[str, dict[str, Any]]:
@@ -254,13 +258,6 @@ def _send_all(
     app: Any,
     report: Counter[str],
 ) -> None:
-    # Imported here: the inference client pulls in PyTorch, which processes that never
-    # dispatch (the web server) should not load.
-    from fleet.celery import app as fleet_app
-    from fleet.learning.tasks import store_prediction
-    from inference.worker import send_request
-
-    app = app or fleet_app
     expires = datetime.now(UTC) + timedelta(seconds=interval_s())
     for truck in built:
         for head in heads:
@@ -268,21 +265,52 @@ def _send_all(
             if inputs is None:
                 _count(report, head, truck.eta_outcome if head == "eta" else "no_inputs")
                 continue
-            callback = store_prediction.s(callback_meta(truck, head))
             try:
-                send_request(
-                    app,
-                    head,
-                    inputs,
-                    queue=routes[head].get("queue"),
-                    link=callback,
-                    expires=expires,
+                send_window(
+                    truck, head, inputs, queue=routes[head].get("queue"), app=app, expires=expires
                 )
             except Exception:
                 log.exception("could not send the %s request of %s", head, truck.equipment_id)
                 _count(report, head, "send_failed")
             else:
                 _count(report, head, "sent")
+
+
+def send_window(
+    truck: TruckInputs,
+    head: str,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    queue: str | None,
+    app: Any = None,
+    expires: datetime | None = None,
+    deployment: str | None = None,
+    callback_queue: str | None = None,
+) -> Any:
+    """Send one head's request for one truck's window to the pool, with
+    ``tasks.store_prediction`` linked as its callback; returns the request's ``AsyncResult``.
+
+    The callback goes to fleet's own queue (``CELERY_TASK_DEFAULT_QUEUE``, or
+    ``callback_queue``) by name: the slice worker sends it through its own Celery app, whose
+    default queue is Celery's, not fleet's. ``deployment``: the pool deployment that serves the
+    head, where it is not named after it (a benchmark's private copy)."""
+    # Imported here: the inference client pulls in PyTorch, which processes that never
+    # dispatch (the web server) should not load.
+    from fleet.celery import app as fleet_app
+    from fleet.learning.tasks import store_prediction
+    from inference.worker import send_request
+
+    callback = store_prediction.s(callback_meta(truck, head)).set(
+        queue=callback_queue or settings.CELERY_TASK_DEFAULT_QUEUE
+    )
+    return send_request(
+        app or fleet_app,
+        deployment or head,
+        inputs,
+        queue=queue,
+        link=callback,
+        expires=expires or datetime.now(UTC) + timedelta(seconds=interval_s()),
+    )
 
 
 def callback_meta(truck: TruckInputs, head: str) -> dict[str, Any]:

@@ -27,10 +27,12 @@ def publish_positions(
     start_at: float,
     per_timestamp: int = 1,
     header_id: bool = True,
+    stop: Any = None,
 ) -> None:
     """One publisher process: a client per truck, QoS 1 positions for ``seconds`` from the
-    wall-clock ``start_at``, flat out or at ``rate`` msgs/s; adds the broker-acked count to
-    ``sent`` (a shared multiprocessing value).
+    wall-clock ``start_at`` (or until ``stop``, a multiprocessing Event, is set), flat out or
+    at ``rate`` msgs/s; adds the broker-acked count to ``sent`` (a shared multiprocessing
+    value).
 
     ``per_timestamp``: how many successive positions of a truck share one envelope Timestamp
     (a truck batching its fixes); ``header_id``: whether they carry a HeaderId. Either way each
@@ -74,7 +76,7 @@ def publish_positions(
     interval = len(clients) / rate if rate else 0.0
     sequence = 0
     last_ms = 0
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
         round_started = time.monotonic()
         if sequence % per_timestamp == 0:  # a new Timestamp, later than the last
             last_ms = max(int(time.time() * 1000), last_ms + 1)

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
 
 from fleet.celery import app as celery_app
@@ -201,6 +202,8 @@ def test_a_due_truck_gets_one_request_per_routed_head_and_the_rest_are_counted(
     [callback] = message.payload[2]["callbacks"]
     assert callback["task"] == "learning.store_prediction"
     assert callback["args"][0]["truck"] == str(truck.id) and message.headers["expires"]
+    # Named, because the slice worker sends it with its own app, whose default queue is Celery's
+    assert callback["options"]["queue"] == settings.CELERY_TASK_DEFAULT_QUEUE
     assert read_one(routes["trajectory"]["queue"]).payload[0][0] == "trajectory"
 
 

@@ -20,7 +20,7 @@ BENCHMARKS = {
     "allstop": "fleet.control.bench",
     "rule": "fleet.control.compliance_bench",
     "collision": "fleet.control.collision_bench",
-    "loop": "fleet.control.loopbench",
+    "loop": "fleet.management.commands.bench:run_loop",
     "traffic": "fleet.control.traffic_bench",
     "dispatch": "fleet.simulator.dispatchbench",
     "shift": "fleet.control.shift_bench",
@@ -62,7 +62,13 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=0, help="models: the training seed.")
         parser.add_argument(
-            "--rounds", type=int, default=20, help="allstop: apply + remove rounds measured."
+            "--rounds",
+            type=int,
+            default=20,
+            help="allstop: apply + remove rounds measured; loop: probes per path.",
+        )
+        parser.add_argument(
+            "--no-model", action="store_true", help="loop: the rule path alone (no pool)."
         )
         parser.add_argument("--plots-dir", default=None, help="models: where to draw the plots.")
         parser.add_argument("--head", default=None, help="batching: which head (default fault).")
@@ -71,7 +77,10 @@ class Command(BaseCommand):
         )
         parser.add_argument("--clients", type=int, default=2, help="batching: client processes.")
         parser.add_argument(
-            "--share", type=float, default=0.5, help="batching: the slice's share of the CPU."
+            "--share",
+            type=float,
+            default=0.5,
+            help="batching, loop: the slice's share of the CPU.",
         )
         parser.add_argument(
             "--slices", default=None, help="pool: the node's slice plan (equal CPU slices)."
@@ -124,6 +133,25 @@ class Command(BaseCommand):
         else:
             for key, value in figures.items():
                 self.stdout.write(f"{key:>24}: {value}")
+
+
+def run_loop(options: dict, log) -> dict:
+    """``bench loop``: control's loop with the pool side of its model path handed in (control
+    never imports what serving imports, so the two meet here)."""
+    from fleet.control import loopbench
+
+    if options.get("no_model"):
+        return loopbench.run(options, log)
+    from fleet.learning import loopbench as pool_side
+    from fleet.learning.serving import WINDOW_S
+
+    side = loopbench.ModelSide(
+        pool=pool_side.ModelPool,
+        history=pool_side.probe_history,
+        live=pool_side.probe_messages,
+        window_s=WINDOW_S,
+    )
+    return loopbench.run(options, log, model=side)
 
 
 def _cpus() -> int:
