@@ -75,3 +75,12 @@ def test_the_heartbeat_and_the_safe_state_are_valid_wire_messages():
             {"State": "Asleep", "Cause": "HeartbeatLost"},
             equipment_id="6b1c7a1e-1111-4222-8333-444455556666",
         )
+
+
+def test_each_site_with_machines_in_service_gets_one_heartbeat_however_many_trucks(site):
+    from fleet.control import services
+
+    autonomous_trucks(site, 5)
+    # One slug per site: a row per truck would beat the site's fleet topic once per truck
+    # per interval (each of 300 trucks heard 300 heartbeats a second).
+    assert services.heartbeat_sites() == [site.slug]
