@@ -36,6 +36,11 @@ api_v1 = [
         name="vehicle-command-ack",
     ),
     path("trucks/", telemetry_views.TruckListView.as_view(), name="truck-list"),
+    path(
+        "sites/<uuid:site_id>/availability/",
+        telemetry_views.SiteAvailabilityView.as_view(),
+        name="site-availability",
+    ),
     path("trucks/in-area/", telemetry_views.TrucksInAreaView.as_view(), name="trucks-in-area"),
     path("trucks/<uuid:pk>/track/", telemetry_views.TruckTrackView.as_view(), name="truck-track"),
     path(

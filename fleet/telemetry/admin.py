@@ -10,9 +10,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from fleet.audit.admin import ReadOnlyAdmin
+from fleet.audit.admin import AuditAdmin, ReadOnlyAdmin
 from fleet.telemetry import replicas
-from fleet.telemetry.models import HaulCycle, IngestReplica, Rejection
+from fleet.telemetry.models import HaulCycle, IngestReplica, Rejection, StatusChange
 
 
 @admin.register(Rejection)
@@ -40,6 +40,17 @@ class RejectionAdmin(ReadOnlyAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.is_superuser
+
+
+@admin.register(StatusChange)
+class StatusChangeAdmin(AuditAdmin):
+    """Each machine's status history (fleet.telemetry.status): read only, like every audit."""
+
+    list_display = ("at", "equipment", "status", "source")
+    list_filter = ("source", "status", "equipment__site")
+    search_fields = ("equipment__name",)
+    date_hierarchy = "at"
+    list_select_related = ("equipment",)
 
 
 @admin.register(HaulCycle)

@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,7 +35,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from fleet.telemetry import latest, metrics, replicas
+from fleet.telemetry import latest, metrics, replicas, status
 from fleet.telemetry.intake import Admitted, Inbound, Refused, TimeRules, admit
 from fleet.telemetry.partitions import ensure_history_partitions
 from fleet.telemetry.services import EquipmentDirectory, LiveFeed, claimed_ids, ingest_batch
@@ -367,6 +368,15 @@ def record_connection_state(item: Inbound) -> None:
         )
     except redis.RedisError:
         log.exception("could not record the connection state in Redis")
+    try:
+        status.record_link(
+            uuid.UUID(equipment_id), str(state.get("ConnectionState")), item.received_at
+        )
+    except ValueError:
+        pass  # not an EquipmentId: nothing to record
+    except DatabaseError:
+        log.exception("could not record %s's link state in its status history", equipment_id)
+        connection.close()
     try:
         connection_changed.send(sender=None, equipment_id=equipment_id, state=state)
     except DatabaseError:

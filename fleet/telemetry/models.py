@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from django.contrib.gis.db import models
 
+from fleet.audit import AuditRecord
+
 NO_SEQUENCE = -1  # the truck sent no HeaderId (a key column cannot be NULL)
 # The order of rows that share a Timestamp: HeaderId, then arrival; the digest makes it total.
 TIME_ORDER = ("sent_at", "sequence", "received_at", "body_digest")
@@ -148,6 +150,29 @@ class HaulCycle(models.Model):
 
     def __str__(self) -> str:
         return f"{self.equipment} cycle at {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class StatusChange(AuditRecord):
+    """A machine's status from this moment until its next change: what it reported (its
+    ProductionState, sent on change), its link (Offline, Online) and its register status
+    (Maintenance, back in service). The base of availability and utilisation over a shift
+    (``fleet.telemetry.status``); history, so written once and never changed."""
+
+    audit_time_field = "at"
+
+    equipment = models.ForeignKey(
+        "vehicles.Equipment", on_delete=models.PROTECT, related_name="status_changes"
+    )
+    at = models.DateTimeField(help_text="When the machine took this status (its own clock).")
+    status = models.CharField(max_length=32)
+    source = models.CharField(max_length=16, help_text="truck, link or register.")
+
+    class Meta(AuditRecord.Meta):
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["equipment", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.equipment_id} {self.status} at {self.at:%Y-%m-%d %H:%M:%S}"
 
 
 class IngestReplica(models.Model):

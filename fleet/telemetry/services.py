@@ -19,7 +19,7 @@ from django.db import DatabaseError, DataError, IntegrityError, transaction
 
 from fleet.live.broadcast import broadcast_now
 from fleet.mine.models import RoadNetwork
-from fleet.telemetry import latest, metrics
+from fleet.telemetry import latest, metrics, status
 from fleet.telemetry.intake import Admitted, Inbound, Refused, TimeRules, TruckRef, admit
 from fleet.telemetry.models import Rejection
 from fleet.telemetry.partitions import ensure_history_partitions
@@ -133,6 +133,7 @@ def ingest_batch(
     _decide_now(result)
     with transaction.atomic():
         result.counts = _store_isolating_poison(result)
+        status.record_reported(result.admitted)
         quarantine(result.refused)
         _tell_listeners(result)
     _count(inbound, result, started)

@@ -25,7 +25,9 @@ from rest_framework.views import APIView
 from fleet.accounts.permissions import RolePermission
 from fleet.api import AwareDateTimeField, QueryParameters, query_parameters
 from fleet.api.sites import SiteScopedMixin, scoped, visible_or_404
+from fleet.mine.models import Site
 from fleet.telemetry import latest, queries, replicas
+from fleet.telemetry import status as machine_status
 from fleet.telemetry.filters import IngestReplicaFilter
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.models import NO_SEQUENCE, IngestReplica, Position
@@ -458,3 +460,39 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if request.META.get("REMOTE_ADDR") not in LOOPBACK and not request.user.is_staff:
         return HttpResponse("metrics are served to loopback and staff only\n", status=403)
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+class AvailabilityParameters(TimeRangeParameters):
+    longest = timedelta(days=31)
+
+
+class SiteAvailabilityView(_TruckView):
+    @extend_schema(
+        parameters=[AvailabilityParameters],
+        responses=OpenApiTypes.OBJECT,
+        summary="Fleet and per-machine availability and utilisation over a time range",
+    )
+    def get(self, request: Request, site_id: str) -> Response:
+        """Seconds operating, on standby, offline and down (in maintenance) per haul truck of
+        the site, from its status history (docs/operations.md, "Status history")."""
+        site = visible_or_404(Site.objects, request.user, "", pk=site_id)
+        params = query_parameters(request, AvailabilityParameters)
+        trucks = list(
+            Equipment.objects.filter(site=site, kind=Equipment.Kind.HAUL_TRUCK)
+            .exclude(status=Equipment.Status.RETIRED)
+            .order_by("name")
+        )
+        uses = machine_status.time_use([t.pk for t in trucks], params["from"], params["to"])
+        fleet = machine_status.TimeUse()
+        for use in uses.values():
+            fleet.add(use)
+        return Response(
+            {
+                "from": params["from"],
+                "to": params["to"],
+                "fleet": fleet.as_dict(),
+                "machines": [
+                    {"equipment": str(t.pk), "name": t.name, **uses[t.pk].as_dict()} for t in trucks
+                ],
+            }
+        )

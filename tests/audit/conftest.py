@@ -36,6 +36,7 @@ from fleet.control.models import (
 from fleet.learning.models import AliasChange, ModelVersion
 from fleet.mine.models import ZoneResponse
 from fleet.pool.models import DrainChange
+from fleet.telemetry.models import StatusChange
 from fleet.vehicles.models import Equipment
 from tests.factories import haul_truck
 
@@ -54,6 +55,7 @@ AUDIT_ROWS: dict[type[models.Model], tuple[str, str]] = {
     DispatchPlan: ("dispatch_plan", "reason"),
     Assignment: ("assignment", "reason"),
     TrafficPermissionEvent: ("traffic_permission_event", "reason"),
+    StatusChange: ("status_change", "status"),
 }
 ROLES = ("viewer", "operator", "supervisor", "admin", "superuser")
 
@@ -227,6 +229,13 @@ def traffic_permission_event(site, truck) -> TrafficPermissionEvent:
     )
     return TrafficPermissionEvent.objects.create(
         permission=permission, status="pending", reason="section occupied", actor="rule:fifo"
+    )
+
+
+@pytest.fixture
+def status_change(truck) -> StatusChange:
+    return StatusChange.objects.create(
+        equipment=truck, at=timezone.now(), status="Hauling", source="truck"
     )
 
 
