@@ -186,6 +186,8 @@ POOL_REDIS_URL = env_url(
     "HAULMIND_POOL_REDIS_URL", REDIS_URL, schemes=("redis", "rediss"), what="a Redis URL"
 )
 POOL_PREFIX = env_str("HAULMIND_POOL_PREFIX", "haulmind:pool")
+# The pool's utilisation is sampled every minute into PostgreSQL and kept this long.
+POOL_SAMPLE_RETENTION_DAYS = env_int("POOL_SAMPLE_RETENTION_DAYS", 14, minimum=1)
 
 # --- Ingest: time rules, batching, retention (docs/protocol.md, docs/operations.md) ----------------
 # A truck clock this far ahead of ours is wrong, not early: the message is refused.
@@ -302,6 +304,7 @@ CELERY_BEAT_SCHEDULE = {
     "replan-dispatch": {"task": "control.replan_dispatch", "schedule": 60.0},
     "purge-predictions": {"task": "learning.purge_predictions", "schedule": 3600.0},
     "assess-collision-risk": {"task": "control.assess_collision_risk", "schedule": 1.0},
+    "sample-pool-utilisation": {"task": "pool.sample_utilisation", "schedule": 60.0},
 }
 
 # --- The audit trail (fleet.audit) -----------------------------------------------------------------

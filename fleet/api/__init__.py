@@ -29,7 +29,7 @@ error body is filled in here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import django_filters
@@ -126,6 +126,24 @@ class AwareDateTimeField(serializers.DateTimeField):
         if timezone.is_naive(value):
             self.fail("naive")
         return super().enforce_timezone(value)
+
+
+class TimeRangeParameters(QueryParameters):
+    """``?from=&to=`` (``to`` defaults to now); a subclass bounds the span with ``longest``."""
+
+    from_ = AwareDateTimeField(help_text="ISO 8601 with a time zone, e.g. 2026-11-22T10:00:00Z")
+    to = AwareDateTimeField(default=timezone.now, help_text="Default: now")
+
+    longest: timedelta | None = None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["to"] <= attrs["from"]:
+            raise serializers.ValidationError({"to": "Must be after 'from'."})
+        if self.longest is not None and attrs["to"] - attrs["from"] > self.longest:
+            raise serializers.ValidationError(
+                {"to": f"At most {self.longest.days} days after 'from'."}
+            )
+        return attrs
 
 
 def validated(name: str, field: serializers.Field, raw: Any) -> Any:

@@ -44,3 +44,29 @@ class Node(DrainChange):
         verbose_name = "node"
         verbose_name_plural = "nodes"
         permissions = [("drain_node", "Can drain and undrain inference nodes")]
+
+
+class UtilisationSample(models.Model):
+    """One slice's (and, where it serves one, one replica's) figures at one sampling minute:
+    the pool's utilisation over time (``fleet.pool.services.sample_utilisation``), kept for
+    ``POOL_SAMPLE_RETENTION_DAYS``. Measurements, not an audit: old rows are deleted."""
+
+    at = models.DateTimeField(db_index=True)
+    node = models.CharField(max_length=200)
+    slice_name = models.CharField(max_length=64)
+    device = models.CharField(max_length=32, blank=True)
+    busy = models.FloatField(null=True, help_text="The slice's busy fraction as it reported it.")
+    deployment = models.CharField(max_length=120, blank=True, help_text="Empty: no replica.")
+    model_id = models.CharField(max_length=120, blank=True)
+    served_per_s = models.FloatField(null=True)
+    mean_batch_rows = models.FloatField(null=True)
+    latency_p50_ms = models.FloatField(null=True)
+    latency_p99_ms = models.FloatField(null=True)
+    queue_requests = models.IntegerField(null=True)
+
+    class Meta:
+        ordering = ["at", "node", "slice_name", "deployment"]
+        indexes = [models.Index(fields=["deployment", "at"], name="pool_sample_deployment_at")]
+
+    def __str__(self) -> str:
+        return f"{self.node}/{self.slice_name} {self.deployment or '-'} at {self.at:%H:%M}"

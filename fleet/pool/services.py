@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from fleet.pool.models import DrainChange
+from fleet.pool.models import DrainChange, UtilisationSample
 from inference.metrics import PoolCollector, PoolReading
 from inference.pool import PoolStore
 
@@ -322,3 +322,92 @@ def install_collector(registry: CollectorRegistry = REGISTRY) -> bool:
         registry.register(PoolCollector(pool_store))
         _installed.add(id(registry))
         return True
+
+
+# --- utilisation over time ---------------------------------------------------------------------
+
+
+def sample_utilisation(reading: PoolReading | None = None) -> int:
+    """One minute's sample of the pool into PostgreSQL: a row per beating slice and replica
+    (busy fraction, served rate, batch size, latency), and rows older than the retention
+    deleted. Returns the rows written."""
+    reading = reading or read_pool()
+    at = datetime.now(UTC)
+    rows = [
+        UtilisationSample(at=at, **fields)
+        for node in node_summaries(reading)
+        for slice_ in node["slices"]
+        if slice_["live"]
+        for fields in _sample_fields(node["name"], slice_)
+    ]
+    with transaction.atomic():
+        UtilisationSample.objects.bulk_create(rows)
+        UtilisationSample.objects.filter(
+            at__lt=at - timedelta(days=settings.POOL_SAMPLE_RETENTION_DAYS)
+        ).delete()
+    return len(rows)
+
+
+def _sample_fields(node: str, slice_: Mapping[str, Any]) -> list[dict[str, Any]]:
+    base = {
+        "node": node,
+        "slice_name": slice_["name"],
+        "device": slice_["device"] or "",
+        "busy": slice_["busy"],
+    }
+    if not slice_["replicas"]:
+        return [base]
+    return [
+        {
+            **base,
+            "deployment": replica["deployment"],
+            "model_id": replica["model_id"],
+            "served_per_s": replica["served_per_s"],
+            "mean_batch_rows": replica["mean_batch_rows"],
+            "latency_p50_ms": (replica["latency_ms"] or {}).get("p50"),
+            "latency_p99_ms": (replica["latency_ms"] or {}).get("p99"),
+            "queue_requests": replica["queue_requests"],
+        }
+        for replica in slice_["replicas"]
+    ]
+
+
+def utilisation_series(start: datetime, end: datetime) -> dict[str, Any]:
+    """The samples in [start, end] as series: per slice (busy), per deployment (served rate,
+    batch size, latency, summed or averaged over its replicas at each minute)."""
+    slices: dict[str, list[list[Any]]] = {}
+    deployments: dict[str, dict[datetime, list[UtilisationSample]]] = {}
+    for sample in UtilisationSample.objects.filter(at__gte=start, at__lte=end).order_by("at"):
+        key = f"{sample.node}/{sample.slice_name}"
+        series = slices.setdefault(key, [])
+        if not series or series[-1][0] != sample.at:
+            series.append([sample.at, sample.busy])
+        if sample.deployment:
+            deployments.setdefault(sample.deployment, {}).setdefault(sample.at, []).append(sample)
+    return {
+        "from": start,
+        "to": end,
+        "slices": slices,
+        "deployments": {
+            name: [_deployment_point(at, samples) for at, samples in by_minute.items()]
+            for name, by_minute in deployments.items()
+        },
+    }
+
+
+def _deployment_point(at: datetime, samples: list[UtilisationSample]) -> dict[str, Any]:
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return sum(known) / len(known) if known else None
+
+    return {
+        "at": at,
+        "replicas": len(samples),
+        "served_per_s": sum(s.served_per_s or 0.0 for s in samples),
+        "mean_batch_rows": mean([s.mean_batch_rows for s in samples]),
+        "latency_p50_ms": mean([s.latency_p50_ms for s in samples]),
+        "latency_p99_ms": max(
+            (s.latency_p99_ms for s in samples if s.latency_p99_ms is not None), default=None
+        ),
+        "queue_requests": sum(s.queue_requests or 0 for s in samples),
+    }

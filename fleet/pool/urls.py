@@ -21,4 +21,5 @@ urlpatterns = [
         name="pool-node-undrain",
     ),
     path("pool/deployments/", views.DeploymentListView.as_view(), name="pool-deployment-list"),
+    path("pool/utilisation/", views.UtilisationView.as_view(), name="pool-utilisation"),
 ]

@@ -4,8 +4,10 @@ reading and the drains are in ``fleet.pool.services``, shared with the admin pag
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.exceptions import APIException, NotFound
@@ -13,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fleet.api import TimeRangeParameters, query_parameters
 from fleet.pool import services
 from fleet.pool.models import DRAIN_PERMISSION
 from fleet.pool.serializers import (
@@ -141,3 +144,22 @@ class DeploymentListView(APIView):
     def get(self, request: Request) -> Response:
         deployments = services.deployment_summaries(_reading())
         return Response(DeploymentSerializer(deployments, many=True).data)
+
+
+class UtilisationParameters(TimeRangeParameters):
+    longest = timedelta(days=31)
+
+
+class UtilisationView(APIView):
+    """The pool over time, from the samples taken every minute (``pool.sample_utilisation``)."""
+
+    permission_classes = [CanViewPool]
+
+    @extend_schema(
+        parameters=[UtilisationParameters],
+        responses=OpenApiTypes.OBJECT,
+        summary="Each slice's busy fraction and each deployment's rate, batch size and latency",
+    )
+    def get(self, request: Request) -> Response:
+        params = query_parameters(request, UtilisationParameters)
+        return Response(services.utilisation_series(params["from"], params["to"]))

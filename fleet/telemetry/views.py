@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.accounts.permissions import RolePermission
-from fleet.api import AwareDateTimeField, QueryParameters, query_parameters
+from fleet.api import AwareDateTimeField, QueryParameters, TimeRangeParameters, query_parameters
 from fleet.api.sites import SiteScopedMixin, scoped, visible_or_404
 from fleet.mine.models import Site
 from fleet.telemetry import latest, queries, replicas
@@ -180,22 +180,6 @@ class AreaField(serializers.CharField):
             raise serializers.ValidationError(f"The polygon is not valid: {area.valid_reason}.")
         area.srid = 4326
         return area
-
-
-class TimeRangeParameters(QueryParameters):
-    from_ = AwareDateTimeField(help_text="ISO 8601 with a time zone, e.g. 2026-11-22T10:00:00Z")
-    to = AwareDateTimeField(default=timezone.now, help_text="Default: now")
-
-    longest: timedelta | None = None
-
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if attrs["to"] <= attrs["from"]:
-            raise serializers.ValidationError({"to": "Must be after 'from'."})
-        if self.longest is not None and attrs["to"] - attrs["from"] > self.longest:
-            raise serializers.ValidationError(
-                {"to": f"At most {self.longest.days} days after 'from'."}
-            )
-        return attrs
 
 
 class TrackParameters(TimeRangeParameters):
