@@ -41,6 +41,11 @@ api_v1 = [
         telemetry_views.SiteAvailabilityView.as_view(),
         name="site-availability",
     ),
+    path(
+        "sites/<uuid:site_id>/production/",
+        telemetry_views.SiteProductionView.as_view(),
+        name="site-production",
+    ),
     path("trucks/in-area/", telemetry_views.TrucksInAreaView.as_view(), name="trucks-in-area"),
     path("trucks/<uuid:pk>/track/", telemetry_views.TruckTrackView.as_view(), name="truck-track"),
     path(

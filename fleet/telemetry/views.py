@@ -26,7 +26,7 @@ from fleet.accounts.permissions import RolePermission
 from fleet.api import AwareDateTimeField, QueryParameters, TimeRangeParameters, query_parameters
 from fleet.api.sites import SiteScopedMixin, scoped, visible_or_404
 from fleet.mine.models import Site
-from fleet.telemetry import latest, queries, replicas
+from fleet.telemetry import latest, production, queries, replicas
 from fleet.telemetry import status as machine_status
 from fleet.telemetry.filters import IngestReplicaFilter
 from fleet.telemetry.intake import Inbound
@@ -479,4 +479,28 @@ class SiteAvailabilityView(_TruckView):
                     {"equipment": str(t.pk), "name": t.name, **uses[t.pk].as_dict()} for t in trucks
                 ],
             }
+        )
+
+
+class ProductionParameters(TimeRangeParameters):
+    longest = timedelta(days=31)
+    bucket = serializers.IntegerField(
+        min_value=60, max_value=86_400, default=3600, help_text="Seconds per point of the series"
+    )
+
+
+class SiteProductionView(_TruckView):
+    @extend_schema(
+        parameters=[ProductionParameters],
+        responses=OpenApiTypes.OBJECT,
+        summary="Tonnes per hour, cycle-time breakdown and each loading unit's share and queue",
+    )
+    def get(self, request: Request, site_id: str) -> Response:
+        """From the site's haul cycles that ended in the range (fleet/telemetry/production.py)."""
+        site = visible_or_404(Site.objects, request.user, "", pk=site_id)
+        params = query_parameters(request, ProductionParameters)
+        return Response(
+            production.production(
+                site.pk, params["from"], params["to"], timedelta(seconds=params["bucket"])
+            )
         )

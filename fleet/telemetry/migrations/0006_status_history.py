@@ -5,27 +5,45 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('telemetry', '0005_ingest_replicas'),
-        ('vehicles', '0002_audit_trail_kept'),
+        ("telemetry", "0005_ingest_replicas"),
+        ("vehicles", "0002_audit_trail_kept"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='StatusChange',
+            name="StatusChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(help_text='When the machine took this status (its own clock).')),
-                ('status', models.CharField(max_length=32)),
-                ('source', models.CharField(help_text='truck, link or register.', max_length=16)),
-                ('equipment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='status_changes', to='vehicles.equipment')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "at",
+                    models.DateTimeField(
+                        help_text="When the machine took this status (its own clock)."
+                    ),
+                ),
+                ("status", models.CharField(max_length=32)),
+                ("source", models.CharField(help_text="truck, link or register.", max_length=16)),
+                (
+                    "equipment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="status_changes",
+                        to="vehicles.equipment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-at', '-id'],
-                'abstract': False,
-                'base_manager_name': 'objects',
-                'indexes': [models.Index(fields=['equipment', '-at'], name='telemetry_s_equipme_724636_idx')],
+                "ordering": ["-at", "-id"],
+                "abstract": False,
+                "base_manager_name": "objects",
+                "indexes": [
+                    models.Index(fields=["equipment", "-at"], name="telemetry_s_equipme_724636_idx")
+                ],
             },
         ),
     ]
