@@ -4,7 +4,7 @@ from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from fleet.control import alert_views, dispatch_views, traffic_views
+from fleet.control import alert_views, dispatch_views, replay_views, traffic_views
 from fleet.control import views as control_views
 from fleet.learning import views as learning_views
 from fleet.mine import views as mine_views
@@ -40,6 +40,11 @@ api_v1 = [
         "sites/<uuid:site_id>/availability/",
         telemetry_views.SiteAvailabilityView.as_view(),
         name="site-availability",
+    ),
+    path(
+        "sites/<uuid:site_id>/replay/",
+        replay_views.SiteReplayView.as_view(),
+        name="site-replay",
     ),
     path(
         "sites/<uuid:site_id>/production/",

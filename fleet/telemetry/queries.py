@@ -268,3 +268,35 @@ def fleet_events(
         .order_by("equipment_id", "sent_at", "sequence")
         .values_list("equipment_id", "sent_at", "message_name", "body")
     )
+
+
+# --- replay ------------------------------------------------------------------------------------
+
+_REPLAY_RECORDED_SQL = """
+SELECT (extract(epoch FROM sent_at) * 1000)::bigint, equipment_id, ST_X(location),
+    ST_Y(location), heading_deg, speed_kmh
+FROM telemetry_position
+WHERE equipment_id = ANY(%(trucks)s) AND sent_at >= %(start)s AND sent_at < %(end)s AND NOT late
+ORDER BY sent_at, sequence
+"""
+_REPLAY_MINUTE_SQL = """
+SELECT (extract(epoch FROM minute) * 1000)::bigint, equipment_id, ST_X(location),
+    ST_Y(location), NULL, mean_speed_kmh
+FROM telemetry_position_minute
+WHERE equipment_id = ANY(%(trucks)s) AND minute >= %(start)s AND minute < %(end)s
+ORDER BY minute
+"""
+RECORDED, MINUTE = "recorded", "minute"
+
+
+def replay_positions(
+    trucks: list[uuid.UUID], start: datetime, end: datetime, resolution: str
+) -> list[tuple[int, uuid.UUID, float, float, int | None, float]]:
+    """The fleet's positions in [start, end) in time order, for playing it back: as recorded
+    (late back-fills left out: the live picture never had them) or one per truck and minute
+    from the roll-ups (its last position, mean speed). Rows: (epoch ms, truck, longitude,
+    latitude, heading or None, speed km/h)."""
+    sql = _REPLAY_RECORDED_SQL if resolution == RECORDED else _REPLAY_MINUTE_SQL
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"trucks": trucks, "start": start, "end": end})
+        return cursor.fetchall()
