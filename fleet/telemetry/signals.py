@@ -8,11 +8,12 @@ from django.dispatch import Signal
 # outside any transaction. For the rules that must act on a message at once (control's live
 # compliance): storage is for history and must not delay them. With ``live=True`` it is one
 # message, sent from the ingest replica's MQTT thread the moment it arrives: a receiver must not
-# block there (no query) and may return a list of callables, the database work of what it
-# decided, which the replica's writer runs (each in its own transaction, retried through a
-# database outage) before it stores the next batch. Otherwise it is a batch about to be stored
-# (the REST fallback, or messages the MQTT thread could not admit).
-# Receivers must be cheap per message; an error is logged, and the messages are stored regardless.
+# block there (no query per message; a cache refreshed every few seconds at most) and may return
+# a list of callables, the database work of what it decided, which the replica's writer runs
+# (each in its own transaction, retried through a database outage) before it stores the next
+# batch. Otherwise it is a batch about to be stored (the REST fallback, or messages the MQTT
+# thread could not admit). Receivers must be cheap per message; an error is logged, and the
+# messages are stored regardless.
 messages_arrived = Signal()
 
 # Sent inside the batch's transaction (in a savepoint), with ``admitted``: the Admitted
