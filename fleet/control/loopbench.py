@@ -462,11 +462,17 @@ def figures_of_model_rounds(
         "window_age_p50_ms": _p(age, 50),
         "window_age_p99_ms": _p(age, 99),
         "window_build_p99_ms": _p(build, 99),
-        "model_pool_p99_ms": _p(pool, 99),
-        "model_infer_p99_ms": _p(infer, 99),
-        "model_callback_p99_ms": _p(callback, 99),
-        "model_decide_p99_ms": _p(decide, 99),
-        "model_outbox_p99_ms": _p(outbox, 99),
+        **{
+            f"model_{name}_{q}_ms": _p(values, float(q[1:]))
+            for name, values in (
+                ("pool", pool),
+                ("infer", infer),
+                ("callback", callback),
+                ("decide", decide),
+                ("outbox", outbox),
+            )
+            for q in ("p50", "p99")
+        },
     }
 
 

@@ -44,6 +44,7 @@ def test_each_part_of_the_model_path_is_the_gap_between_two_records():
     assert figures["model_callback_p99_ms"] == pytest.approx(20.0)
     assert figures["model_decide_p99_ms"] == pytest.approx(30.0)
     assert figures["model_outbox_p99_ms"] == pytest.approx(40.0)
+    assert figures["model_outbox_p50_ms"] == pytest.approx(40.0)  # one probe: p50 = p99
     # The parts add up to the whole.
     parts = ("pool", "callback", "decide", "outbox")
     assert sum(figures[f"model_{p}_p99_ms"] for p in parts) == pytest.approx(100.0)
