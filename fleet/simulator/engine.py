@@ -491,7 +491,7 @@ class Engine:
     def _following(self, k: np.ndarray) -> np.ndarray:
         """Squared speed allowed behind the truck ahead: its speed plus what braking at A_PLAN
         covers in the gap beyond FOLLOW_GAP (less, down to a stop, while the gap is shorter, so
-        a gap that closed opens again). The truck ahead is the next one on the same directed
+        a gap that closed opens again), and closing on it no faster than FOLLOW_CLOSE_S allows. The truck ahead is the next one on the same directed
         edge; and at each node of its route within FOLLOW_LOOKAHEAD, the rearmost truck on the
         edge it takes there, a truck nearer the node on another edge that merges into that same
         edge (the nearer one goes first: a zip merge), and one nearer the node on another edge
@@ -514,6 +514,8 @@ class Engine:
 
         def follow(behind: np.ndarray, ahead: np.ndarray, gap: np.ndarray) -> None:
             allowed = v[ahead] ** 2 + 2.0 * ph.A_PLAN * (gap - ph.FOLLOW_GAP)
+            closing = v[ahead] + np.maximum(gap - ph.FOLLOW_MIN, 0.0) / ph.FOLLOW_CLOSE_S
+            allowed = np.minimum(allowed, closing**2)
             np.minimum.at(out, behind, allowed)
 
         order = idx[np.lexsort((s[idx], edge[idx]))]
