@@ -645,7 +645,10 @@ def record_production_states(envelopes: Iterable[wire.Envelope]) -> list[Assignm
         DispatchTruck.objects.bulk_create(
             DispatchTruck(equipment_id=i) for i in known if i not in existing
         )
-        states = {s.pk: s for s in DispatchTruck.objects.select_for_update().filter(pk__in=known)}
+        states = {  # in key order, as TruckState's: replicas lock overlapping sets
+            s.pk: s
+            for s in DispatchTruck.objects.select_for_update().filter(pk__in=known).order_by("pk")
+        }
         for envelope in reports:
             state = states.get(envelope.equipment_id)
             if state is None or (state.state_at and envelope.timestamp < state.state_at):

@@ -570,7 +570,10 @@ def _apply_answers(answers: list[tuple[uuid.UUID, dict[str, Any]]]) -> int:
     by_id: dict[uuid.UUID, Command] = {}
     by_key: dict[tuple[uuid.UUID, str], Command] = {}
     for command in (
-        Command.objects.select_for_update()
+        # of=self: without it FOR UPDATE also locks the joined machines' rows, which every
+        # insert referencing a machine (a command, an alert) must share-lock: answers and
+        # commands to the same trucks then deadlocked (bench shift, two ingest replicas).
+        Command.objects.select_for_update(of=("self",))
         .filter(wanted, status__in=Command.OPEN)
         .select_related("equipment")
         .order_by("serial")
@@ -648,7 +651,10 @@ def _record_reported_states(envelopes: list[wire.Envelope]) -> None:
     existing = set(TruckState.objects.filter(pk__in=known).values_list("pk", flat=True))
     TruckState.objects.bulk_create(TruckState(equipment_id=i) for i in known if i not in existing)
     states = {
-        state.pk: state for state in TruckState.objects.select_for_update().filter(pk__in=known)
+        # In key order: two ingest replicas share a site's trucks, and rows locked in
+        # whatever order the plan gives deadlock between them.
+        state.pk: state
+        for state in TruckState.objects.select_for_update().filter(pk__in=known).order_by("pk")
     }
     out_of_sync = []
     for envelope in sorted(envelopes, key=lambda e: e.timestamp):
