@@ -21,6 +21,7 @@ part). The definitions of the figures are in ``fleet.control.shift_figures``.
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import subprocess
@@ -37,7 +38,7 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.gis.geos import Polygon
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from fleet.control import (
@@ -133,19 +134,23 @@ def reset(site: Site, operator: User) -> None:
 class Stack:
     """The platform's processes and the simulator, as subprocesses logging to VAR_DIR."""
 
-    def __init__(self, site: Site, trucks: int, hz: float, seed: int) -> None:
+    def __init__(self, site: Site, trucks: int, hz: float, seed: int, replicas: int) -> None:
         self.name = f"bench-shift-{os.getpid()}"
-        self.metrics_port = free_port()
-        self.ingest = start_command(
-            ["ingest", "--replica", self.name, "--share-group", f"benchshift{os.getpid()}",
-             "--session-expiry", "60", "--metrics-port", str(self.metrics_port)],
-            "bench-shift-ingest.log",
-        )  # fmt: skip
+        self.ingests = []
+        for k in range(replicas):  # one shared subscription: the broker spreads the messages
+            port = free_port()
+            process = start_command(
+                ["ingest", "--replica", f"{self.name}-{k}", "--share-group",
+                 f"benchshift{os.getpid()}", "--session-expiry", "60", "--metrics-port", str(port)],
+                f"bench-shift-ingest-{k}.log",
+            )  # fmt: skip
+            self.ingests.append((process, port))
         self.delivery = start_command(
             ["deliver_commands", "--client-id", self.name], "bench-shift-outbox.log"
         )
         self.celery = _start_celery(self.name)
-        wait_for_metrics(self.metrics_port, self.ingest)
+        for process, port in self.ingests:
+            wait_for_metrics(port, process)
         self.simulator = start_command(
             ["simulate", "--site", site.slug, "--trucks", str(trucks), "--hz", f"{hz:g}",
              "--seed", str(seed), "--spread", "--fault-rate", "0", "--no-validate"],
@@ -154,11 +159,19 @@ class Stack:
 
     def processes(self) -> dict[str, subprocess.Popen]:
         return {
-            "ingest": self.ingest,
+            **{f"ingest-{k}": p for k, (p, _) in enumerate(self.ingests)},
             "delivery": self.delivery,
             "celery": self.celery,
             "simulator": self.simulator,
         }
+
+    def sent(self) -> dict[str, int]:
+        """What the simulator says it sent, by message (its last log line)."""
+        text = (Path(settings.VAR_DIR) / "bench-shift-simulator.log").read_text()
+        last = [line for line in text.splitlines() if line.startswith("stopped:")]
+        if not last:
+            return {}
+        return ast.literal_eval(last[-1][last[-1].index("({") + 1 : -1])
 
     def cpu(self) -> dict[str, float]:
         return {k: _cpu_or_zero(p) for k, p in self.processes().items()}
@@ -180,14 +193,16 @@ class Stack:
     def stop(self) -> None:
         if self.simulator.poll() is None:
             self.stop_simulator()
-        for process in (self.celery, self.delivery, self.ingest):
+        others = [self.celery, self.delivery, *(p for p, _ in self.ingests)]
+        for process in others:
             process.terminate()
-        for process in (self.celery, self.delivery, self.ingest):
+        for process in others:
             try:
                 process.wait(30)
             except subprocess.TimeoutExpired:
                 process.kill()
-        replicas.forget(self.name)
+        for k in range(len(self.ingests)):
+            replicas.forget(f"{self.name}-{k}")
 
 
 def _start_celery(name: str) -> subprocess.Popen:
@@ -338,7 +353,7 @@ def run(options: dict, log: Log) -> dict:
     reset(site, operator)
     connection.close()
     started = timezone.now()
-    stack = Stack(site, trucks, hz, options.get("seed") or 0)
+    stack = Stack(site, trucks, hz, options.get("seed") or 0, options.get("replicas") or 2)
     zones = Zones(site, operator, log)
     window_s = minutes * 60.0
     # Activations spread over the window, each held ZONE_HOLD_S, the last deleted before it ends.
@@ -353,10 +368,13 @@ def run(options: dict, log: Log) -> dict:
         next_log = t0 + 60.0
         while (now := time.time()) < t0 + window_s:
             stack.check()
-            if plan and now - t0 >= plan[0] and zones.activate() is not None:
-                plan.pop(0)
-            zones.delete_due(now)
-            zones.resume_due(now)
+            try:
+                if plan and now - t0 >= plan[0] and zones.activate() is not None:
+                    plan.pop(0)
+                zones.delete_due(now)
+                zones.resume_due(now)
+            except DatabaseError as error:  # a deadlock victim, say: the operator tries again
+                log(f"shift: operator action failed, retried: {str(error).splitlines()[0]}")
             if now >= next_log:
                 next_log += 60.0
                 log(f"shift: {now - t0:.0f} s, {_status(site)}")
@@ -365,7 +383,8 @@ def run(options: dict, log: Log) -> dict:
         cpu1 = stack.cpu()
         load = os.getloadavg()
         stack.stop_simulator()
-        time.sleep(3.0)  # the last messages stored
+        sent = stack.sent()
+        stored = _wait_drained(ids_of(site), started, log)
     finally:
         stack.stop()
     log("shift: computing the figures from the stored history")
@@ -381,13 +400,41 @@ def run(options: dict, log: Log) -> dict:
         "warmup_s": WARMUP_S,
         **figures,
         "zones_activated": len(zones.activated),
+        "ingest_replicas": len(stack.ingests),
         "messages_stored": messages,
+        "positions_sent": sent.get("MachinePositionV1"),
+        "positions_stored": stored,
         "ingest_cpu_us_per_msg": round(
-            (cpu1["ingest"] - cpu0["ingest"]) / max(messages, 1) * 1e6, 1
+            sum(cpu1[k] - cpu0[k] for k in cpu0 if k.startswith("ingest")) / max(messages, 1) * 1e6,
+            1,
         ),
         "cpu_s": {k: round(cpu1[k] - cpu0[k], 1) for k in cpu0},
         "load_average": [round(x, 2) for x in load],
     }
+
+
+def ids_of(site: Site) -> list[uuid.UUID]:
+    return list(
+        Equipment.objects.filter(site=site, kind=Equipment.Kind.HAUL_TRUCK).values_list(
+            "id", flat=True
+        )
+    )
+
+
+def _wait_drained(ids: list[uuid.UUID], since: datetime, log: Log, limit_s: float = 300.0) -> int:
+    """Wait until the history stops growing (what the broker still held for ingest is stored);
+    the positions stored since ``since``."""
+    from fleet.telemetry.models import Position
+
+    count, deadline = -1, time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        now = Position.objects.filter(equipment_id__in=ids, sent_at__gte=since).count()
+        if now == count:
+            return now
+        count = now
+        time.sleep(5.0)
+    log(f"shift: ingest still storing after {limit_s:.0f} s")
+    return count
 
 
 def _status(site: Site) -> str:
@@ -463,6 +510,7 @@ def compute_figures(
             "exclusion_alerts": Alert.objects.filter(
                 site=site, kind="exclusion", first_seen_at__range=window
             ).count(),
+            **{f"ingest_lag_{k}_s": v for k, v in queries.arrival_lag(ids, *window).items()},
             "_messages": _stored_messages(ids, *window),
         }
         | ({"conflicts_seen": [_describe(a, b, names) for a, b in conflicts[:5]]})

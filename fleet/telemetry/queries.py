@@ -300,3 +300,27 @@ def replay_positions(
     with connection.cursor() as cursor:
         cursor.execute(sql, {"trucks": trucks, "start": start, "end": end})
         return cursor.fetchall()
+
+
+_ARRIVAL_LAG_SQL = """
+SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY lag), max(lag)
+FROM (
+    SELECT extract(epoch FROM received_at - sent_at) AS lag FROM telemetry_position
+    WHERE equipment_id = ANY(%(trucks)s) AND sent_at >= %(start)s AND sent_at < %(end)s
+) AS lags
+"""
+
+
+def arrival_lag(trucks: list[uuid.UUID], start: datetime, end: datetime) -> dict[str, float | None]:
+    """Seconds from a position's envelope Timestamp to its arrival at ingest (p50, p99, max)
+    for ``trucks``' positions sent in [start, end): how far behind the live rules were."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ARRIVAL_LAG_SQL, {"trucks": trucks, "start": start, "end": end})
+        quantiles, top = cursor.fetchone()
+    if top is None:
+        return {"p50": None, "p99": None, "max": None}
+    return {
+        "p50": round(float(quantiles[0]), 2),
+        "p99": round(float(quantiles[1]), 2),
+        "max": round(float(top), 2),
+    }

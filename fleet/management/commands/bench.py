@@ -112,6 +112,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--pits", type=int, default=5, help="shift: pits of its mine.")
         parser.add_argument(
+            "--replicas", type=int, default=2, help="shift: ingest replicas (one shared group)."
+        )
+        parser.add_argument(
             "--loading-units", type=int, default=25, help="shift: loading units of its mine."
         )
 
