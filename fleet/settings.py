@@ -351,7 +351,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+# The dashboard's own login (fleet/templates/registration/login.html): the admin's refuses
+# everyone who is not staff, and operators and viewers are not.
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
 
 # The API's conventions (parameters, errors, the schema's error responses): fleet/api/.
 REST_FRAMEWORK = {
@@ -408,6 +412,13 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = not PRODUCTION
+# The operator dashboard, built by Vite from frontend/ (scripts/bootstrap.sh runs `npm run build`)
+# into this directory: its index.html is served at / by fleet.dashboard, its assets as static
+# files under /static/dashboard/ (collected with the rest in production). Listed only once it
+# exists, so a checkout that has not built it yet starts without a warning about a missing
+# directory; a server started before the first build serves the assets after a restart.
+DASHBOARD_DIR = Path(env_str("HAULMIND_DASHBOARD_DIR") or BASE_DIR / "frontend" / "dist")
+STATICFILES_DIRS = [("dashboard", DASHBOARD_DIR)] if DASHBOARD_DIR.is_dir() else []
 
 LANGUAGE_CODE = "en"
 TIME_ZONE = "UTC"

@@ -1,9 +1,11 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from fleet import dashboard
+from fleet.accounts import views as account_views
 from fleet.control import alert_views, dispatch_views, replay_views, traffic_views
 from fleet.control import views as control_views
 from fleet.learning import views as learning_views
@@ -25,6 +27,7 @@ router.register("equipment", vehicle_views.EquipmentViewSet)
 router.register("models/versions", learning_views.ModelVersionViewSet, basename="model-version")
 
 api_v1 = [
+    path("me/", account_views.MeView.as_view(), name="me"),
     path("vehicle/me/", vehicle_views.VehicleSelfView.as_view(), name="vehicle-me"),
     path(
         "vehicle/messages/", telemetry_views.VehicleMessagesView.as_view(), name="vehicle-messages"
@@ -171,8 +174,10 @@ replicas.install_collector()
 handler404 = "fleet.api.not_found"
 
 urlpatterns = [
-    # Until the operator dashboard is built: where to go from here.
-    path("", TemplateView.as_view(template_name="home.html"), name="home"),
+    # The operator dashboard (frontend/, built by Vite; docs/dashboard.md) and its login.
+    path("", dashboard.dashboard, name="dashboard"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     path("metrics", telemetry_views.metrics_view, name="metrics"),

@@ -56,4 +56,12 @@ if [ -f frontend/package.json ]; then
     say "installing frontend npm packages"
     (cd frontend && npm ci --no-audit --no-fund --loglevel=error)
   fi
+  # The operator dashboard, built to frontend/dist (served by Django at /): again whenever a
+  # source, the lock file or the build's configuration is newer than the last build.
+  built=frontend/dist/index.html
+  if [ ! -f "$built" ] || [ -n "$(find frontend/src frontend/index.html frontend/package-lock.json \
+        frontend/vite.config.ts frontend/tsconfig.json -newer "$built" -print -quit)" ]; then
+    say "building the operator dashboard (frontend/ -> frontend/dist)"
+    (cd frontend && npm run --silent build)
+  fi
 fi

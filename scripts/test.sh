@@ -17,6 +17,8 @@ step "import contracts (models <- inference <- fleet)"
 lint-imports
 step "migrations are complete"
 python manage.py makemigrations --check --dry-run
+step "frontend: type check and unit tests (vitest)"
+(cd frontend && npx --no-install tsc --noEmit && npm test --silent)
 mkdir -p test-artifacts
 # The path a machine without a system RabbitMQ takes: the project's own node (started here if it
 # is not running), carrying the pool's round trip (request -> slice worker -> result).

@@ -1,0 +1,202 @@
+// The operator dashboard: one site's live picture (map, alerts, all-stop) from the REST API and
+// the site's websocket. docs/dashboard.md describes what it draws and from which events.
+
+import "ol/ol.css";
+import "./style.css";
+
+import { touchesAllStop } from "./allstop";
+import { api, csrfToken, loginUrl } from "./api";
+import { byId, h } from "./dom";
+import { Fleet } from "./fleet";
+import { type LinkState, LiveLink, Throttle, socketUrl } from "./live";
+import { LiveMap } from "./map";
+import { AllStopPanel, AlertsPanel, FleetPanel } from "./panels";
+import type { AlertEvent, LiveMessage, Me, PositionSummary, ProductionStateChange, Site, SiteCollection, TruckRecord } from "./types";
+import { parseSites } from "./types";
+
+// The live feed carries positions and production states, not payloads: the register (which has
+// each truck's latest payload from Redis) is read again this often. docs/dashboard.md.
+const REGISTER_REFRESH_MS = 15_000;
+const SITE_KEY = "haulmind.site";
+
+/** What the browser tests and the console can look at. */
+interface DashboardStats {
+  frames: number;
+  positions: number;
+  lastEventAt: number;
+}
+
+class Dashboard {
+  readonly fleet = new Fleet();
+  readonly map: LiveMap;
+  readonly alerts: AlertsPanel;
+  readonly allStop: AllStopPanel;
+  readonly fleetPanel: FleetPanel;
+  readonly stats: DashboardStats = { frames: 0, positions: 0, lastEventAt: 0 };
+  private link: LiveLink | null = null;
+  private drawPending = false;
+  private readonly trucksThrottle = new Throttle(() => void this.loadTrucks(), 2_000);
+  private readonly allStopThrottle = new Throttle(() => void this.allStop.load(), 500);
+  private readonly siteThrottle = new Throttle(() => void this.loadSite(false), 1_000);
+
+  constructor(
+    readonly site: Site,
+    readonly me: Me,
+  ) {
+    const dialog = byId<HTMLDialogElement>("confirm");
+    this.map = new LiveMap(byId("map"));
+    this.alerts = new AlertsPanel(byId("alerts-panel"), byId("critical-banner"), dialog, site.id, me, this.fleet);
+    this.allStop = new AllStopPanel(byId("allstop-panel"), dialog, site.id, me);
+    this.fleetPanel = new FleetPanel(byId("fleet-panel"), this.fleet, (id) => this.map.centreOn(id));
+    this.bindTooltip();
+  }
+
+  async start(): Promise<void> {
+    this.allStop.render();
+    this.alerts.render();
+    await Promise.all([this.loadSite(true), this.loadTrucks(), this.alerts.load(), this.allStop.load()]);
+    this.link = new LiveLink(socketUrl(window.location, this.site.id), {
+      message: (message) => this.onMessage(message),
+      state: (state, detail) => showLinkState(state, detail),
+      resync: () => {
+        // Whatever happened while the socket was down is read again.
+        void this.loadTrucks();
+        void this.alerts.load();
+        void this.allStop.load();
+      },
+      login: () => window.location.assign(loginUrl(window.location)),
+    });
+    this.link.open();
+    window.setInterval(() => this.tick(), 1_000);
+    window.setInterval(() => void this.loadTrucks(), REGISTER_REFRESH_MS);
+    this.tick();
+  }
+
+  async loadSite(fit: boolean): Promise<void> {
+    this.map.showSite(await api(`/api/v1/sites/${this.site.id}/map/`), fit);
+  }
+
+  async loadTrucks(): Promise<void> {
+    const records = await api<TruckRecord[]>(`/api/v1/trucks/?site=${this.site.id}`);
+    this.fleet.applyRecords(records, performance.now());
+    this.scheduleDraw();
+  }
+
+  onMessage(message: LiveMessage): void {
+    this.stats.frames += 1;
+    this.stats.lastEventAt = Date.now();
+    switch (message.event) {
+      case "positions": {
+        const trucks = (message.data as { trucks: PositionSummary[] }).trucks;
+        this.stats.positions += trucks.length;
+        if (this.fleet.applyPositions(trucks, performance.now()).length) this.trucksThrottle.request();
+        this.scheduleDraw();
+        break;
+      }
+      case "productionStates":
+        this.fleet.applyStates((message.data as { changes: ProductionStateChange[] }).changes);
+        this.scheduleDraw();
+        break;
+      case "alert":
+        this.alerts.feed.applyEvent(message.data as AlertEvent);
+        this.alerts.render();
+        break;
+      case "zone.changed":
+      case "roads.changed":
+        this.siteThrottle.request();
+        break;
+    }
+    if (touchesAllStop(message)) this.allStopThrottle.request();
+  }
+
+  /** However many events arrive between two frames, the map is updated once per frame with
+   * each changed truck's newest state. */
+  private scheduleDraw(): void {
+    if (this.drawPending) return;
+    this.drawPending = true;
+    requestAnimationFrame(() => {
+      this.drawPending = false;
+      this.map.updateTrucks(this.fleet.drainDirty());
+    });
+  }
+
+  private tick(): void {
+    const now = performance.now();
+    this.map.tick(now);
+    this.fleetPanel.render(now);
+  }
+
+  private bindTooltip(): void {
+    const tooltip = h("div", { class: "map-tooltip", hidden: true });
+    byId("map").append(tooltip);
+    this.map.map.on("pointermove", (event) => {
+      if (event.dragging) return;
+      const lines = this.map.describeAt(event.pixel);
+      tooltip.hidden = !lines;
+      if (!lines) return;
+      tooltip.replaceChildren(...lines.map((line, i) => h(i ? "div" : "strong", {}, line)));
+      tooltip.style.left = `${event.pixel[0]! + 14}px`;
+      tooltip.style.top = `${event.pixel[1]! + 14}px`;
+    });
+    this.map.map.getViewport()?.addEventListener("mouseleave", () => (tooltip.hidden = true));
+  }
+}
+
+function showLinkState(state: LinkState, detail?: string): void {
+  const element = byId("link-state");
+  element.dataset["state"] = state;
+  const words: Record<LinkState, string> = {
+    connecting: "connecting…",
+    live: "live",
+    reconnecting: "link lost, reconnecting",
+    refused: "live feed refused",
+  };
+  element.textContent = detail ? `${words[state]} (${detail})` : words[state];
+}
+
+function chooseSite(sites: Site[]): Site | undefined {
+  const wanted = new URLSearchParams(window.location.search).get("site") ?? localStorage.getItem(SITE_KEY);
+  return sites.find((s) => s.id === wanted) ?? sites[0];
+}
+
+function showSitePicker(sites: Site[], current: Site): void {
+  byId("site-name").textContent = current.name;
+  if (sites.length < 2) return;
+  const picker = byId<HTMLSelectElement>("site-picker");
+  picker.replaceChildren(...sites.map((s) => h("option", { value: s.id, selected: s.id === current.id }, s.name)));
+  picker.closest("label")!.hidden = false;
+  byId("site-name").hidden = true;
+  picker.addEventListener("change", () => {
+    localStorage.setItem(SITE_KEY, picker.value);
+    const url = new URL(window.location.href);
+    url.searchParams.set("site", picker.value);
+    window.location.assign(url.toString());
+  });
+}
+
+async function logOut(): Promise<void> {
+  await fetch("/logout/", { method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrfToken(document.cookie) } });
+  window.location.assign("/login/");
+}
+
+async function boot(): Promise<void> {
+  const [me, siteList] = await Promise.all([api<Me>("/api/v1/me/"), api<SiteCollection>("/api/v1/sites/")]);
+  const sites = parseSites(siteList);
+  byId("user-name").textContent = `${me.username} (${me.roles.join(", ") || (me.is_superuser ? "superuser" : "no role")})`;
+  byId("logout").addEventListener("click", () => void logOut());
+  const site = chooseSite(sites);
+  if (!site) {
+    byId("map").replaceChildren(h("p", { class: "empty big" }, "There is no site to show yet. Import a mine map (docs/map-format.md)."));
+    return;
+  }
+  showSitePicker(sites, site);
+  document.title = `${site.name} · Haulmind`;
+  const dashboard = new Dashboard(site, me);
+  (window as unknown as { haulmindDashboard: Dashboard }).haulmindDashboard = dashboard;
+  await dashboard.start();
+}
+
+boot().catch((error: unknown) => {
+  console.error(error);
+  byId("map").replaceChildren(h("p", { class: "empty big", role: "alert" }, `The dashboard could not start: ${String(error)}`));
+});

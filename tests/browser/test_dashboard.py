@@ -1,0 +1,236 @@
+"""The operator dashboard in a real Chromium against the real ASGI server and websocket, with
+simulated trucks on the test's own broker feeding a real ingest replica and answering through
+the real outbox (tests/control/conftest.py's LiveMine): trucks move on the map as they report,
+an all-stop applied from the page reaches them and their acknowledgements show, a viewer's is
+refused by the server, a critical alert's banner stays until someone acknowledges it.
+
+Database rows are made before the browser starts and read after it stops (Playwright's sync API
+runs an event loop in this thread, and Django refuses ORM calls while one runs); what must
+happen in the middle of a browser session runs in a thread of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleet.control import alerts
+from fleet.control.models import Alert, AllStop
+from fleet.mine.demo import create_demo_mine
+from fleet.mine.models import Site
+from fleet.vehicles.models import Equipment
+from tests.browser.test_admin_map import PASSWORD, PageWatch, chromium
+from tests.control.conftest import LiveMine, autonomous_trucks
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+BUILD = Path(__file__).resolve().parents[2] / "frontend" / "dist" / "index.html"
+
+
+@pytest.fixture
+def dashboard(request, monkeypatch, isolated_redis_keys, transactional_db) -> str:
+    """The ASGI server, reading the latest truck states under this test's Redis prefix (the
+    register the page loads first is read from there). Transactional, named here: the server
+    sees only committed rows, and a fixture asked for by name inside another is not known to
+    pytest-django when it chooses how ``db`` wraps the test."""
+    assert BUILD.exists(), "the dashboard is not built: scripts/bootstrap.sh (npm run build)"
+    monkeypatch.setenv("REDIS_KEY_PREFIX", isolated_redis_keys)
+    return request.getfixturevalue("asgi_server")
+
+
+@pytest.fixture
+def live_mine(mqtt_broker, site, tmp_path) -> Iterator[LiveMine]:
+    mine = LiveMine(mqtt_broker, site, autonomous_trucks(site, 3), tmp_path / "credentials.json")
+    mine.start()
+    yield mine
+    mine.stop()
+
+
+def log_in(page, base: str, username: str) -> None:
+    """The way a person comes in: the dashboard sends them to its login and back."""
+    page.goto(f"{base}/")
+    page.wait_for_url(f"{base}/login/?next=/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+    page.wait_for_function(
+        "() => document.querySelector('#link-state').dataset.state === 'live'", timeout=20_000
+    )
+
+
+def truck_positions(page) -> dict[str, list[float]]:
+    return page.evaluate(
+        """() => Object.fromEntries([...window.haulmindDashboard.fleet.trucks.values()]
+            .filter((t) => t.lon !== null).map((t) => [t.name, [t.lon, t.lat]]))"""
+    )
+
+
+def confirm(page, reason: str) -> None:
+    page.wait_for_selector("#confirm[open]")
+    page.fill("#confirm input[name=answer]", reason)
+    page.click("#confirm button[type=submit]")
+
+
+def hover_truck(page, name: str) -> str:
+    """Point at a truck where the GPU layer drew it; the tooltip names what is there."""
+    pixel = page.evaluate(
+        """(name) => { const d = window.haulmindDashboard;
+            return d.map.pixelOf(d.fleet.byName(name).id); }""",
+        name,
+    )
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + pixel[0], box["y"] + pixel[1])
+    tooltip = page.locator(".map-tooltip")
+    tooltip.wait_for(state="visible")
+    return tooltip.inner_text()
+
+
+def test_trucks_move_live_and_an_operators_all_stop_reaches_them_and_is_acknowledged(
+    dashboard, live_mine, site, operator, viewer
+):
+    ARTIFACTS.mkdir(exist_ok=True)
+    names = sorted(truck.name for truck in live_mine.trucks)
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        watch = PageWatch(page)
+        log_in(page, dashboard, operator.username)
+        assert page.locator("#site-name").inner_text() == site.name
+
+        # Every truck placed, then moving: positions come through the broker, ingest and the
+        # websocket, not from the page's first read of the register alone.
+        page.wait_for_function(
+            "(n) => window.haulmindDashboard.map.truckCount() === n", arg=len(names)
+        )
+        first = truck_positions(page)
+        page.wait_for_function(
+            """(first) => [...window.haulmindDashboard.fleet.trucks.values()].some(
+                (t) => first[t.name] && (t.lon !== first[t.name][0] || t.lat !== first[t.name][1]))""",
+            arg=first,
+            timeout=30_000,
+        )
+        assert page.evaluate("() => window.haulmindDashboard.stats.positions") > 0
+        page.screenshot(path=ARTIFACTS / "dashboard-moving.png")
+
+        # The all-stop, confirmed with a reason, reaches every truck; each acknowledgement shows.
+        page.click("#allstop-apply")
+        confirm(page, "person on the haul road")
+        page.wait_for_selector("#allstop-headline:has-text('ALL-STOP IN FORCE')")
+        page.wait_for_selector(
+            f"#allstop-progress:has-text('{len(names)} of {len(names)} acknowledged')",
+            timeout=30_000,
+        )
+        assert page.locator("#allstop-panel .chips.ok li").all_inner_texts() == names
+        # An operator may not lift it: the page says so, and the server would refuse.
+        assert "needs the supervisor role" in page.locator("#allstop-panel").inner_text()
+        # The stopped trucks are where the GPU layer drew them.
+        assert hover_truck(page, names[0]).startswith(names[0])
+        page.screenshot(path=ARTIFACTS / "dashboard-all-stop.png")
+
+        # A viewer's all-stop is refused by the server, and the page says so.
+        viewer_page = browser.new_context().new_page()
+        viewer_watch = PageWatch(viewer_page)
+        log_in(viewer_page, dashboard, viewer.username)
+        assert "may not apply an all-stop" in viewer_page.locator("#allstop-panel").inner_text()
+        viewer_page.click("#allstop-apply")
+        confirm(viewer_page, "I am only a viewer")
+        notice = viewer_page.locator("#allstop-notice")
+        notice.wait_for()
+        assert notice.inner_text().startswith("Refused by the server (403)")
+        viewer_page.screenshot(path=ARTIFACTS / "dashboard-viewer-refused.png")
+        page.close()
+        viewer_page.close()
+
+    assert watch.errors == [] and watch.outside_requests() == []
+    # The viewer's refused POST is the one error its page saw.
+    assert [e for e in viewer_watch.errors if "/all-stop/" not in e] == []
+    assert any("HTTP 403" in e and "/all-stop/" in e for e in viewer_watch.errors)
+    assert list(AllStop.objects.values_list("mode", "actor")) == [("Apply", operator.username)]
+    assert all(live_mine.fleet.engine.stopped[: len(names)])
+
+
+def raise_critical_alert(truck: Equipment) -> None:
+    """A rule's finding, raised from a thread of its own while the browser runs."""
+    finding = alerts.Finding(
+        kind="exclusion",
+        severity="critical",
+        source="compliance.exclusion",
+        reason="inside exclusion zone 'Old bench' at 18 km/h",
+    )
+    done = threading.Thread(target=alerts.raise_alert, args=(truck, finding))
+    done.start()
+    done.join(10)
+
+
+def test_a_critical_alert_stays_on_every_dashboard_until_one_operator_acknowledges_it(
+    dashboard, site, operator, supervisor
+):
+    truck = autonomous_trucks(site, 1)[0]
+    with chromium() as browser:
+        pages = []
+        for user in (operator, supervisor):
+            page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+            log_in(page, dashboard, user.username)
+            pages.append(page)
+        mine, theirs = pages
+        raise_critical_alert(truck)
+        for page in pages:
+            banner = page.locator("#critical-banner")
+            banner.wait_for(state="visible", timeout=10_000)
+            assert "CRITICAL · HT-001" in banner.inner_text()
+            assert "Old bench" in page.locator("#alerts-panel").inner_text()
+        mine.wait_for_timeout(1_500)  # it stays: nothing but an acknowledgement clears it
+        assert mine.locator("#critical-banner").is_visible()
+        mine.screenshot(path=ARTIFACTS / "dashboard-critical-alert.png")
+
+        mine.click("#critical-banner button")
+        for page in pages:
+            page.locator("#critical-banner").wait_for(state="hidden", timeout=10_000)
+            page.wait_for_selector("#alerts-panel li.alert.acknowledged")
+        # Resolved on the other dashboard, it leaves both lists.
+        theirs.click("#alerts-panel li.alert button[data-action=resolve]")
+        confirm(theirs, "zone checked, truck moved out")
+        for page in pages:
+            page.wait_for_selector("#alerts-panel li.alert", state="detached", timeout=10_000)
+        for page in pages:
+            page.close()
+    alert = Alert.objects.get()
+    assert alert.status == Alert.Status.RESOLVED
+    assert list(alert.events.order_by("at").values_list("action", "actor")) == [
+        ("opened", "compliance.exclusion"),
+        ("acknowledged", operator.username),
+        ("resolved", supervisor.username),
+    ]
+
+
+def test_the_demo_mine_live_on_the_dashboard(dashboard, mqtt_broker, admin_user, tmp_path):
+    """Cerro Rojo with a dozen trucks driving: its screenshot is docs/images/dashboard.png."""
+    create_demo_mine(trucks=12)
+    site = Site.objects.get(slug="cerro-rojo")
+    trucks = list(Equipment.objects.filter(site=site, kind="haul_truck").order_by("name"))
+    mine = LiveMine(mqtt_broker, site, trucks, tmp_path / "credentials.json", speedup=8.0)
+    mine.start()
+    try:
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            watch = PageWatch(page)
+            log_in(page, dashboard, admin_user.username)
+            page.wait_for_function(
+                "(n) => window.haulmindDashboard.map.truckCount() === n", arg=len(trucks)
+            )
+            # Long enough for the trucks to leave the park and spread over the pit.
+            page.wait_for_function(
+                """() => [...window.haulmindDashboard.fleet.trucks.values()]
+                    .filter((t) => t.state !== 'Parked' && t.state !== 'Unknown').length >= 8""",
+                timeout=90_000,
+            )
+            page.wait_for_timeout(4_000)
+            page.screenshot(path=ARTIFACTS / "dashboard-demo-mine.png")
+            page.close()
+    finally:
+        mine.stop()
+    assert watch.errors == [] and watch.outside_requests() == []
