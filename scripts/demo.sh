@@ -44,6 +44,6 @@ python manage.py simulate --site cerro-rojo --trucks "${DEMO_TRUCKS:-100}" --hz 
     --seed 7 --labels var/log/fault-labels.jsonl > var/log/simulator.log 2>&1 &
 pids+=($!)
 
-printf '\n\033[1mHaulmind is up: http://127.0.0.1:8000/admin/  (API docs: /api/docs/)\033[0m\n'
+printf '\n\033[1mHaulmind is up: http://127.0.0.1:8000/  (admin: /admin/, API docs: /api/docs/)\033[0m\n'
 printf 'Trucks: %s driving at Cerro Rojo. Logs: var/log/. Stop with Ctrl-C.\n\n' "${DEMO_TRUCKS:-100}"
 python manage.py serve --host 127.0.0.1 --port 8000

@@ -25,6 +25,8 @@ export interface Truck {
   state: string;
   autonomyMode: string;
   payloadT: number | null;
+  /** The truck acknowledged the all-stop in force (the server's all-stop status says so). */
+  allStopped: boolean;
 }
 
 export function newTruck(id: string, name?: string): Truck {
@@ -41,6 +43,7 @@ export function newTruck(id: string, name?: string): Truck {
     state: "Unknown",
     autonomyMode: "",
     payloadT: null,
+    allStopped: false,
   };
 }
 
@@ -169,6 +172,16 @@ export class Fleet {
     });
     this.dirty.clear();
     return changed;
+  }
+
+  /** The machines that acknowledged the all-stop in force (none when none is in force): they
+   * are drawn as held by it until the server says otherwise. */
+  setAllStopped(names: Iterable<string>): void {
+    const held = new Set(names);
+    for (const truck of this.trucks.values()) {
+      const allStopped = held.has(truck.name);
+      if (truck.allStopped !== allStopped) this.put(truck, { ...truck, allStopped });
+    }
   }
 
   byName(name: string): Truck | undefined {

@@ -10,8 +10,8 @@ export const TRUCK_STATES = [
   { key: "Spotting", label: "Spotting", colour: "#00897b" },
   { key: "Loading", label: "Loading", colour: "#7cb342" },
   { key: "Dumping", label: "Dumping", colour: "#8d6e63" },
-  { key: "Stopped", label: "Stopped", colour: "#e53935" },
-  { key: "AllStop", label: "All-stop / emergency stop", colour: "#b71c1c" },
+  { key: "Stopped", label: "Stopped", colour: "#ff7043" },
+  { key: "AllStop", label: "Held by all-stop / e-stop", colour: "#ff1744" },
   { key: "Parked", label: "Parked", colour: "#78909c" },
   { key: "Off", label: "Off", colour: "#455a64" },
   { key: "Unknown", label: "Not reported", colour: "#9e9e9e" },
@@ -21,17 +21,18 @@ export type TruckStateKey = (typeof TRUCK_STATES)[number]["key"];
 
 const UNKNOWN = TRUCK_STATES.length - 1;
 
-/** What the map colours a truck by: its production state, unless its autonomy mode says it is
- * held by an all-stop or an emergency stop, which matters more in the control room. */
-export function stateKey(productionState: string, autonomyMode = ""): TruckStateKey {
-  if (autonomyMode === "AllStop" || autonomyMode === "EmergencyStop") return "AllStop";
+/** What the map colours a truck by: its production state, unless it is held by an all-stop
+ * (it acknowledged the one in force, or its autonomy mode says so) or an emergency stop, which
+ * matters more in the control room. */
+export function stateKey(productionState: string, autonomyMode = "", allStopped = false): TruckStateKey {
+  if (allStopped || autonomyMode === "AllStop" || autonomyMode === "EmergencyStop") return "AllStop";
   const found = TRUCK_STATES.find((s) => s.key === productionState);
   return found ? found.key : "Unknown";
 }
 
 /** The state's code: an index into TRUCK_STATES, the number the GPU layer matches on. */
-export function stateCode(productionState: string, autonomyMode = ""): number {
-  const key = stateKey(productionState, autonomyMode);
+export function stateCode(productionState: string, autonomyMode = "", allStopped = false): number {
+  const key = stateKey(productionState, autonomyMode, allStopped);
   const index = TRUCK_STATES.findIndex((s) => s.key === key);
   return index < 0 ? UNKNOWN : index;
 }

@@ -22,6 +22,13 @@ export function onClose(code: number): "login" | "give-up" | "retry" {
   return "retry";
 }
 
+/** The events of one frame, in order. The server gathers what happens between two frames
+ * (at most 10 a second per socket, fleet/live/frames.py) and sends several as one `batch`. */
+export function unbatch(frame: LiveMessage): LiveMessage[] {
+  if (frame.event === "batch" && Array.isArray(frame.data)) return frame.data as LiveMessage[];
+  return [frame];
+}
+
 export function socketUrl(location: { protocol: string; host: string }, siteId: string): string {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
   return `${scheme}//${location.host}/ws/sites/${siteId}/`;
@@ -30,7 +37,9 @@ export function socketUrl(location: { protocol: string; host: string }, siteId: 
 export type LinkState = "connecting" | "live" | "reconnecting" | "refused";
 
 export interface LiveHandlers {
+  /** Each event, in order; `frame` is called once per websocket frame, before its events. */
   message(message: LiveMessage): void;
+  frame?(events: number): void;
   state(state: LinkState, detail?: string): void;
   /** Called on every (re)connection, after `hello`: what was missed must be read again. */
   resync(): void;
@@ -66,7 +75,9 @@ export class LiveLink {
         this.handlers.resync();
         return;
       }
-      this.handlers.message(message);
+      const events = unbatch(message);
+      this.handlers.frame?.(events.length);
+      for (const event of events) this.handlers.message(event);
     };
     socket.onclose = (event: CloseEvent) => {
       if (this.closed || socket !== this.socket) return;

@@ -22,6 +22,7 @@ const SITE_KEY = "haulmind.site";
 /** What the browser tests and the console can look at. */
 interface DashboardStats {
   frames: number;
+  events: number;
   positions: number;
   lastEventAt: number;
 }
@@ -32,7 +33,7 @@ class Dashboard {
   readonly alerts: AlertsPanel;
   readonly allStop: AllStopPanel;
   readonly fleetPanel: FleetPanel;
-  readonly stats: DashboardStats = { frames: 0, positions: 0, lastEventAt: 0 };
+  readonly stats: DashboardStats = { frames: 0, events: 0, positions: 0, lastEventAt: 0 };
   private link: LiveLink | null = null;
   private drawPending = false;
   private readonly trucksThrottle = new Throttle(() => void this.loadTrucks(), 2_000);
@@ -46,7 +47,11 @@ class Dashboard {
     const dialog = byId<HTMLDialogElement>("confirm");
     this.map = new LiveMap(byId("map"));
     this.alerts = new AlertsPanel(byId("alerts-panel"), byId("critical-banner"), dialog, site.id, me, this.fleet);
-    this.allStop = new AllStopPanel(byId("allstop-panel"), dialog, site.id, me);
+    this.allStop = new AllStopPanel(byId("allstop-panel"), dialog, site.id, me, (status) => {
+      // Each machine that acknowledged the all-stop in force is drawn as held by it.
+      this.fleet.setAllStopped(status.in_force ? status.acknowledged : []);
+      this.scheduleDraw();
+    });
     this.fleetPanel = new FleetPanel(byId("fleet-panel"), this.fleet, (id) => this.map.centreOn(id));
     this.bindTooltip();
   }
@@ -57,6 +62,9 @@ class Dashboard {
     await Promise.all([this.loadSite(true), this.loadTrucks(), this.alerts.load(), this.allStop.load()]);
     this.link = new LiveLink(socketUrl(window.location, this.site.id), {
       message: (message) => this.onMessage(message),
+      frame: () => {
+        this.stats.frames += 1;
+      },
       state: (state, detail) => showLinkState(state, detail),
       resync: () => {
         // Whatever happened while the socket was down is read again.
@@ -83,7 +91,7 @@ class Dashboard {
   }
 
   onMessage(message: LiveMessage): void {
-    this.stats.frames += 1;
+    this.stats.events += 1;
     this.stats.lastEventAt = Date.now();
     switch (message.event) {
       case "positions": {

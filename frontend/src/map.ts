@@ -8,7 +8,7 @@ import Feature from "ol/Feature";
 import OlMap from "ol/Map";
 import View from "ol/View";
 import { ScaleLine, Zoom } from "ol/control";
-import { type Extent, isEmpty } from "ol/extent";
+import { type Extent, createEmpty, extend, isEmpty } from "ol/extent";
 import GeoJSON from "ol/format/GeoJSON";
 import type { Geometry } from "ol/geom";
 import Point from "ol/geom/Point";
@@ -16,7 +16,7 @@ import VectorLayer from "ol/layer/Vector";
 import WebGLVectorLayer from "ol/layer/WebGLVector";
 import { fromLonLat } from "ol/proj";
 import VectorSource from "ol/source/Vector";
-import { Fill, RegularShape, Stroke, Style, Text } from "ol/style";
+import { Circle as CircleStyle, Fill, RegularShape, Stroke, Style, Text } from "ol/style";
 import type { FlatStyleLike } from "ol/style/flat";
 
 import { STALE_AFTER_S, type Truck, ageS, formatAge, loadFraction } from "./fleet";
@@ -85,15 +85,18 @@ function wayStyle(feature: Feature, resolution: number): Style[] {
 }
 
 const DESTINATIONS: Record<string, { points: number; radius: number; angle: number; colour: string }> = {
-  loadingUnit: { points: 3, radius: 10, angle: 0, colour: "#43a047" },
   crusher: { points: 4, radius: 10, angle: 0, colour: "#eceff1" },
   waste_dump: { points: 4, radius: 9, angle: Math.PI / 4, colour: "#a1887f" },
   stockpile: { points: 4, radius: 9, angle: Math.PI / 4, colour: "#c0ca33" },
 };
 
+// Loading units are round, so no destination can be taken for a truck (trucks are arrows).
+const loadingUnitImage = new CircleStyle({ radius: 8, fill: new Fill({ color: "#43a047" }), stroke: new Stroke({ color: "#eceff1", width: 2 }) });
+
 function destinationStyle(feature: Feature): Style {
-  const key = feature.get("featureType") === "loadingUnit" ? "loadingUnit" : String(feature.get("kind"));
-  const symbol = DESTINATIONS[key] ?? DESTINATIONS["stockpile"]!;
+  const label_ = label(String(feature.get("name")), { offsetY: 20, font: "700 12px system-ui, sans-serif" });
+  if (feature.get("featureType") === "loadingUnit") return new Style({ image: loadingUnitImage, text: label_ });
+  const symbol = DESTINATIONS[String(feature.get("kind"))] ?? DESTINATIONS["stockpile"]!;
   return new Style({
     image: new RegularShape({
       points: symbol.points,
@@ -102,7 +105,7 @@ function destinationStyle(feature: Feature): Style {
       fill: new Fill({ color: symbol.colour }),
       stroke: new Stroke({ color: BACKGROUND, width: 2 }),
     }),
-    text: label(String(feature.get("name")), { offsetY: 20, font: "700 12px system-ui, sans-serif" }),
+    text: label_,
   });
 }
 
@@ -144,14 +147,17 @@ const SITE_LAYERS: Array<{ name: string; types: string[]; style: SiteStyle; decl
 /** The trucks' GPU style: an arrow along the heading in the state's colour, a dark dot inside
  * it sized by the payload (none when empty), both faded once the link is stale. */
 function truckStyle(): FlatStyleLike {
-  const colour = ["match", ["get", "state"], ...TRUCK_STATES.flatMap((s, i) => [i, s.colour]), "#9e9e9e"];
+  // Rounded before matching: the state reaches the fragment shader interpolated across the
+  // symbol's vertices, and SwiftShader (headless Chromium's software GL) was seen to hand some
+  // fragments 6.9999 for 7, drawing half an arrow in the fallback colour.
+  const colour = ["match", ["round", ["get", "state"]], ...TRUCK_STATES.flatMap((s, i) => [i, s.colour]), "#9e9e9e"];
   const age = ["-", ["var", "now"], ["get", "seen"]];
   const opacity = ["case", [">", age, ["var", "staleAfter"]], 0.35, 1];
   return [
     {
       style: {
         "shape-points": 3,
-        "shape-radius": 11,
+        "shape-radius": 12,
         "shape-scale": [0.8, 1.15],
         "shape-fill-color": colour,
         "shape-stroke-color": "#101418",
@@ -228,14 +234,20 @@ export class LiveMap {
       source.clear(true);
       source.addFeatures(features.filter((f) => spec.types.includes(String(f.get("featureType")))));
     }
-    const boundary = this.siteSources.get("boundary")!;
-    const extent = (boundary.getFeatures().length ? boundary : this.siteSources.get("ways")!).getExtent();
-    this.siteExtent = extent && !isEmpty(extent) ? extent : null;
+    // Fit to where the work is (roads, loading units, dumps, zones): a site's boundary is often
+    // drawn far wider than the pit, which would leave the trucks a few pixels each.
+    const working = createEmpty();
+    for (const name of ["ways", "destinations", "zones"]) {
+      const extent = this.siteSources.get(name)!.getExtent();
+      if (extent && !isEmpty(extent)) extend(working, extent);
+    }
+    const boundary = this.siteSources.get("boundary")!.getExtent();
+    this.siteExtent = !isEmpty(working) ? working : boundary && !isEmpty(boundary) ? boundary : null;
     if (fit) this.fitSite();
   }
 
   fitSite(): void {
-    if (this.siteExtent) this.map.getView().fit(this.siteExtent, { padding: [30, 30, 30, 30] });
+    if (this.siteExtent) this.map.getView().fit(this.siteExtent, { padding: [50, 50, 50, 50] });
   }
 
   /** Move, recolour or add the trucks that changed; one feature per truck, changed in place. */
@@ -246,7 +258,7 @@ export class LiveMap {
       if (truck.lon === null || truck.lat === null) continue;
       const coordinates = fromLonLat([truck.lon, truck.lat]);
       const properties = {
-        state: stateCode(truck.state, truck.autonomyMode),
+        state: stateCode(truck.state, truck.autonomyMode, truck.allStopped),
         heading: (truck.heading * Math.PI) / 180,
         load: loadFraction(truck),
         seen: truck.seenAt === null ? -1e6 : this.seconds(truck.seenAt),
@@ -282,7 +294,8 @@ export class LiveMap {
     const stale = age > STALE_AFTER_S;
     // Zoomed out, only the stale links are labelled: the ones that need the operator's eye.
     if (!stale && resolution >= TRUCK_LABEL_RES) return undefined;
-    const payload = truck.payloadT === null ? "" : ` · ${truck.payloadT} t`;
+    // Tonnes only when carrying: "HT-001 · 0 t" on every empty truck would be noise.
+    const payload = truck.payloadT ? ` · ${truck.payloadT} t` : "";
     return new Style({
       text: label(stale ? `${truck.name} · ${formatAge(age)} ago` : `${truck.name}${payload}`, {
         offsetY: -18,
@@ -328,7 +341,7 @@ export function describeTruck(truck: Truck): string[] {
   const age = ageS(truck, performance.now());
   return [
     truck.name,
-    `${truck.state}${truck.autonomyMode && truck.autonomyMode !== "Autonomous" ? ` (${truck.autonomyMode})` : ""}`,
+    `${truck.state}${truck.autonomyMode && truck.autonomyMode !== "Autonomous" ? ` (${truck.autonomyMode})` : ""}${truck.allStopped ? ", held by the all-stop" : ""}`,
     `${truck.speedKmh === null ? "?" : Math.round(truck.speedKmh)} km/h, heading ${truck.heading}°`,
     `payload ${truck.payloadT === null ? "not reported" : `${truck.payloadT} t`}${truck.capacityT ? ` of ${truck.capacityT} t` : ""}`,
     age > STALE_AFTER_S ? `link stale: last update ${formatAge(age)} ago` : `updated ${formatAge(age)} ago`,

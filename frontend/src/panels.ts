@@ -29,6 +29,7 @@ export class AllStopPanel {
     private readonly dialog: HTMLDialogElement,
     private readonly siteId: string,
     private readonly me: Me,
+    private readonly onStatus: (status: AllStopStatus) => void = () => {},
   ) {}
 
   private url(rest = ""): string {
@@ -38,6 +39,7 @@ export class AllStopPanel {
   async load(): Promise<void> {
     try {
       this.status = await api<AllStopStatus>(this.url());
+      this.onStatus(this.status);
     } catch (error) {
       this.notice = { text: message(error), kind: "error" };
     }
@@ -59,7 +61,8 @@ export class AllStopPanel {
     this.notice = null;
     try {
       this.status = await api<AllStopStatus>(this.url(apply ? "" : "remove/"), { method: "POST", body: { reason } });
-      this.notice = { text: apply ? "All-stop applied: waiting for each machine's acknowledgement." : "All-stop removed.", kind: "ok" };
+      this.onStatus(this.status);
+      this.notice = { text: apply ? "All-stop applied; each machine's answer is listed above as it arrives." : "All-stop removed.", kind: "ok" };
     } catch (error) {
       this.notice = { text: message(error), kind: "error" };
     }
@@ -237,7 +240,7 @@ export class FleetPanel {
     const counts = new Map<string, number>();
     let placed = 0;
     for (const truck of this.fleet.trucks.values()) {
-      const key = stateKey(truck.state, truck.autonomyMode);
+      const key = stateKey(truck.state, truck.autonomyMode, truck.allStopped);
       counts.set(key, (counts.get(key) ?? 0) + 1);
       if (truck.lon !== null) placed += 1;
     }

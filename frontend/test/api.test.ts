@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from "vitest";
 
 import { csrfToken, loginUrl, refusalMessage } from "../src/api";
-import { Throttle, backoffMs, onClose, socketUrl } from "../src/live";
+import { Throttle, backoffMs, onClose, socketUrl, unbatch } from "../src/live";
 
 describe("talking to the server", () => {
   it("reads Django's CSRF cookie", () => {
@@ -37,6 +37,13 @@ describe("the live link", () => {
     expect(onClose(4403)).toBe("give-up");
     expect(onClose(4404)).toBe("give-up");
     expect(onClose(1006)).toBe("retry");
+  });
+
+  it("unpacks a frame of several events, in order, and passes a single event through", () => {
+    const positions = { event: "positions", data: { trucks: [] } };
+    const alert = { event: "alert", data: { id: 1 } };
+    expect(unbatch({ event: "batch", data: [positions, alert] })).toEqual([positions, alert]);
+    expect(unbatch(alert)).toEqual([alert]);
   });
 
   it("builds the socket's address from the page's", () => {

@@ -109,3 +109,17 @@ describe("the fleet", () => {
     expect(fleet.trucks.get(ID)!.state).toBe("Dumping");
   });
 });
+
+describe("the all-stop on the map", () => {
+  it("draws the machines that acknowledged the all-stop in force as held, and releases them", () => {
+    const fleet = new Fleet();
+    fleet.applyRecords([record()], 0);
+    fleet.drainDirty();
+    fleet.setAllStopped(["HT-001"]);
+    expect(fleet.drainDirty().map((t) => t.allStopped)).toEqual([true]);
+    fleet.setAllStopped(["HT-001"]);
+    expect(fleet.drainDirty()).toEqual([]); // nothing changed, nothing to redraw
+    fleet.setAllStopped([]);
+    expect(fleet.trucks.get(ID)!.allStopped).toBe(false);
+  });
+});

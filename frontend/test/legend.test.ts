@@ -38,3 +38,9 @@ describe("zone policies", () => {
     expect(rgba("#d32f2f", 0.25)).toBe("rgba(211, 47, 47, 0.25)");
   });
 });
+
+describe("a truck held by the all-stop", () => {
+  it("is drawn as held whatever its production state", () => {
+    expect(stateKey("Hauling", "Autonomous", true)).toBe("AllStop");
+  });
+});

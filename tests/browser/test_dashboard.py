@@ -11,11 +11,15 @@ happen in the middle of a browser session runs in a thread of its own.
 
 from __future__ import annotations
 
+import io
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from fleet.control import alerts
 from fleet.control.models import Alert, AllStop
@@ -76,18 +80,36 @@ def confirm(page, reason: str) -> None:
     page.click("#confirm button[type=submit]")
 
 
+ALL_STOP_RGB = (0xFF, 0x17, 0x44)  # frontend/src/legend.ts: AllStop
+NOT_REPORTED_RGB = (0x9E, 0x9E, 0x9E)  # ... and the fallback colour, Unknown
+
+
+def map_colours(page) -> Counter:
+    """How many pixels of each colour the map shows now."""
+    image = Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("RGB")
+    return Counter(map(tuple, np.asarray(image).reshape(-1, 3).tolist()))
+
+
 def hover_truck(page, name: str) -> str:
-    """Point at a truck where the GPU layer drew it; the tooltip names what is there."""
-    pixel = page.evaluate(
-        """(name) => { const d = window.haulmindDashboard;
-            return d.map.pixelOf(d.fleet.byName(name).id); }""",
-        name,
-    )
-    box = page.locator("#map").bounding_box()
-    page.mouse.move(box["x"] + pixel[0], box["y"] + pixel[1])
+    """Point at a truck where the GPU layer drew it; the tooltip names what is there. A live
+    truck's reported position wanders by a few pixels between two reports (GPS noise), so the
+    pointer follows it a few times before giving up."""
     tooltip = page.locator(".map-tooltip")
-    tooltip.wait_for(state="visible")
-    return tooltip.inner_text()
+    box = page.locator("#map").bounding_box()
+    text = ""
+    for _ in range(5):
+        pixel = page.evaluate(
+            """(name) => { const d = window.haulmindDashboard;
+                return d.map.pixelOf(d.fleet.byName(name).id); }""",
+            name,
+        )
+        page.mouse.move(box["x"] + pixel[0], box["y"] + pixel[1])
+        page.wait_for_timeout(150)
+        text = tooltip.inner_text() if tooltip.is_visible() else ""
+        if text.startswith(name):
+            break
+        page.mouse.move(box["x"] + 5, box["y"] + box["height"] - 5)
+    return text
 
 
 def test_trucks_move_live_and_an_operators_all_stop_reaches_them_and_is_acknowledged(
@@ -125,10 +147,24 @@ def test_trucks_move_live_and_an_operators_all_stop_reaches_them_and_is_acknowle
             timeout=30_000,
         )
         assert page.locator("#allstop-panel .chips.ok li").all_inner_texts() == names
+        # ... and on the map each is drawn as held by it.
+        page.wait_for_function(
+            "() => [...window.haulmindDashboard.fleet.trucks.values()].every((t) => t.allStopped)"
+        )
         # An operator may not lift it: the page says so, and the server would refuse.
         assert "needs the supervisor role" in page.locator("#allstop-panel").inner_text()
+        # The GPU layer draws them in the all-stop's colour, whole (a shader that matched the
+        # state as a float drew parts of the arrows in the fallback grey under SwiftShader).
+        page.mouse.move(5, 5)
+        page.wait_for_timeout(300)
+        colours = map_colours(page)
+        assert colours[ALL_STOP_RGB] >= 60 * len(names), colours.most_common(8)
+        assert colours[NOT_REPORTED_RGB] == 0
         # The stopped trucks are where the GPU layer drew them.
-        assert hover_truck(page, names[0]).startswith(names[0])
+        page.wait_for_function(
+            "(name) => window.haulmindDashboard.fleet.byName(name).speedKmh < 1", arg=names[0]
+        )
+        assert "held by the all-stop" in hover_truck(page, names[0])
         page.screenshot(path=ARTIFACTS / "dashboard-all-stop.png")
 
         # A viewer's all-stop is refused by the server, and the page says so.
@@ -208,8 +244,8 @@ def test_a_critical_alert_stays_on_every_dashboard_until_one_operator_acknowledg
 
 
 def test_the_demo_mine_live_on_the_dashboard(dashboard, mqtt_broker, admin_user, tmp_path):
-    """Cerro Rojo with a dozen trucks driving: its screenshot is docs/images/dashboard.png."""
-    create_demo_mine(trucks=12)
+    """Cerro Rojo with twenty trucks at work: its screenshot is docs/images/dashboard.png."""
+    create_demo_mine(trucks=20)
     site = Site.objects.get(slug="cerro-rojo")
     trucks = list(Equipment.objects.filter(site=site, kind="haul_truck").order_by("name"))
     mine = LiveMine(mqtt_broker, site, trucks, tmp_path / "credentials.json", speedup=8.0)
@@ -222,11 +258,12 @@ def test_the_demo_mine_live_on_the_dashboard(dashboard, mqtt_broker, admin_user,
             page.wait_for_function(
                 "(n) => window.haulmindDashboard.map.truckCount() === n", arg=len(trucks)
             )
-            # Long enough for the trucks to leave the park and spread over the pit.
+            # Long enough for the trucks to leave the park, spread over the pit and load.
             page.wait_for_function(
-                """() => [...window.haulmindDashboard.fleet.trucks.values()]
-                    .filter((t) => t.state !== 'Parked' && t.state !== 'Unknown').length >= 8""",
-                timeout=90_000,
+                """() => { const trucks = [...window.haulmindDashboard.fleet.trucks.values()];
+                    return trucks.filter((t) => t.state !== 'Parked').length >= 15
+                        && trucks.some((t) => t.state === 'Hauling'); }""",
+                timeout=120_000,
             )
             page.wait_for_timeout(4_000)
             page.screenshot(path=ARTIFACTS / "dashboard-demo-mine.png")
