@@ -35,15 +35,29 @@ export function compareAlerts(a: Alert, b: Alert): number {
 
 export class AlertFeed {
   private alerts = new Map<number, Alert>();
+  /** What live events and actions brought while a read of the list was on its way: the list
+   * may have been made before them, so they are applied again over it. */
+  private sinceRead: Map<number, Alert> | null = null;
 
-  /** The REST list replaces what the page had: it is the server's word at that moment. */
+  /** Call when a read of the REST list starts. */
+  startRead(): void {
+    this.sinceRead = new Map();
+  }
+
+  /** The REST list replaces what the page had (it is the server's word at that moment), then
+   * what arrived since the read started goes over it: an alert opened while the list was on
+   * its way is not lost, an acknowledgement is not undone. */
   load(alerts: Alert[]): void {
+    const since = this.sinceRead ?? new Map<number, Alert>();
+    this.sinceRead = null;
     this.alerts.clear();
     for (const alert of alerts) this.upsert(alert);
+    for (const alert of since.values()) this.upsert(alert);
   }
 
   /** One alert, from an answer to an action (it carries every field) or a live event. */
   upsert(alert: Alert): void {
+    this.sinceRead?.set(alert.id, { ...this.sinceRead.get(alert.id), ...alert });
     const known = this.alerts.get(alert.id);
     // Events can overtake each other between replicas: never go back to an older sighting
     // of the same status.

@@ -113,6 +113,7 @@ export class AlertsPanel {
   ) {}
 
   async load(): Promise<void> {
+    this.feed.startRead();
     try {
       const page = await api<{ results: Alert[] }>(
         `/api/v1/alerts/?site=${this.siteId}&status=open&status=acknowledged&status=assigned&limit=200`,

@@ -87,3 +87,32 @@ describe("the critical banner", () => {
     expect(nextActions("resolved")).toEqual([]);
   });
 });
+
+describe("reading the list while events arrive", () => {
+  it("keeps an alert opened while the list was on its way", () => {
+    const feed = new AlertFeed();
+    feed.startRead();
+    feed.applyEvent(event(9, "open"));
+    feed.load([]); // the list was made before the alert existed
+    expect(feed.list().map((a) => a.id)).toEqual([9]);
+    expect(feed.unacknowledgedCritical().map((a) => a.id)).toEqual([9]);
+  });
+
+  it("does not undo an acknowledgement that came while the list was on its way", () => {
+    const feed = new AlertFeed();
+    feed.startRead();
+    feed.applyEvent(event(1, "acknowledged"));
+    feed.load([alert(1, "critical", "2026-01-01T10:00:05Z", "open")]);
+    expect(feed.get(1)!.status).toBe("acknowledged");
+    expect(feed.unacknowledgedCritical()).toEqual([]);
+  });
+
+  it("forgets the events once the list is in", () => {
+    const feed = new AlertFeed();
+    feed.startRead();
+    feed.applyEvent(event(2, "open"));
+    feed.load([]);
+    feed.load([]); // a later read without events in between: the server's word alone
+    expect(feed.list()).toEqual([]);
+  });
+});

@@ -84,10 +84,10 @@ ALL_STOP_RGB = (0xFF, 0x17, 0x44)  # frontend/src/legend.ts: AllStop
 NOT_REPORTED_RGB = (0x9E, 0x9E, 0x9E)  # ... and the fallback colour, Unknown
 
 
-def map_colours(page) -> Counter:
-    """How many pixels of each colour the map shows now."""
+def map_pixels(page) -> np.ndarray:
+    """The map as it shows now: rows x columns x RGB."""
     image = Image.open(io.BytesIO(page.locator("#map").screenshot())).convert("RGB")
-    return Counter(map(tuple, np.asarray(image).reshape(-1, 3).tolist()))
+    return np.asarray(image).astype(int)
 
 
 def hover_truck(page, name: str) -> str:
@@ -157,9 +157,16 @@ def test_trucks_move_live_and_an_operators_all_stop_reaches_them_and_is_acknowle
         # state as a float drew parts of the arrows in the fallback grey under SwiftShader).
         page.mouse.move(5, 5)
         page.wait_for_timeout(300)
-        colours = map_colours(page)
-        assert colours[ALL_STOP_RGB] >= 60 * len(names), colours.most_common(8)
-        assert colours[NOT_REPORTED_RGB] == 0
+        pixels = map_pixels(page)
+        for name in names:
+            x, y = page.evaluate(
+                "(name) => { const d = window.haulmindDashboard; "
+                "return d.map.pixelOf(d.fleet.byName(name).id).map(Math.round); }",
+                name,
+            )
+            around = Counter(map(tuple, pixels[y - 14 : y + 15, x - 14 : x + 15].reshape(-1, 3)))
+            assert around[ALL_STOP_RGB] >= 20, (name, around.most_common(6))
+        assert not (pixels == NOT_REPORTED_RGB).all(axis=2).any()
         # The stopped trucks are where the GPU layer drew them.
         page.wait_for_function(
             "(name) => window.haulmindDashboard.fleet.byName(name).speedKmh < 1", arg=names[0]
