@@ -782,11 +782,33 @@ class Engine:
             self._permission_pointer(i)
             if before[i] is not None and self._permission_zone_id(i) == before[i]:
                 self.tp_requested[i], self.tp_granted[i], self.hold[i], self.tp_first_ask[i] = flags
-        for i in np.flatnonzero(self._moving_phase()).tolist():
+        moving = np.flatnonzero(self._moving_phase())
+        here = rt.sample_index(self.route[moving], self.d[moving])
+        ends = rt.start[self.route[moving]] + rt.count[self.route[moving]]
+        closed = [
+            i for i, k, end in zip(moving, here, ends, strict=True) if rt.blocked[k:end].any()
+        ]
+        # Plan every new route first and compile once: compiling per truck cost seconds a zone
+        # with 300 trucks (the whole route table, every time), and the trucks' link stalled.
+        planned = []
+        for i in closed:
             k = int(rt.sample_index(self.route[i : i + 1], self.d[i : i + 1])[0])
-            end = rt.start[self.route[i]] + rt.count[self.route[i]]
-            if rt.blocked[k:end].any():
-                self._reroute(i, int(self.phase[i]), int(self.svc[i]), self._here(i))
+            edge = int(rt.edge[k])
+            if edge < 0:
+                planned.append((i, None, 0.0, None))
+                continue
+            along = float(rt.s_edge[k] + (self.d[i] - rt.d[k]))
+            planned.append((i, rt.reroute(edge, self._here(i)), along, self._held_permission(i)))
+        rt.compile()
+        for i, route, along, held in planned:
+            if route is None:
+                self._leg(
+                    i, int(self.phase[i]), rt.route(self._here(i), self._here(i)), int(self.svc[i])
+                )
+                continue
+            self.route[i], self.d[i] = route, along
+            self._permission_pointer(i)
+            self._carry_permission(i, held)
 
     def _permission_zone_id(self, i: int) -> str | None:
         entry = self._next_permission_zone(i)

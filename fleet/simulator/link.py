@@ -120,6 +120,10 @@ class SimulatedFleet:
         self.rejected: Counter[str] = Counter()  # received messages that failed to parse
         self.closing = False
         self._fms_heard_at: float | None = None  # monotonic time of the last FMS heartbeat
+        # The zones the trucks were last told of, applied to the (shared) engine once a tick:
+        # an activation reaches every truck as its own message, and the road table is
+        # recomputed once, not once per truck or per disagreeing message in flight.
+        self._zones: dict[str, Any] | None = None
         self.safe_stopped = False
         self._now = datetime.now(UTC)
         self._published_states = np.full(engine.n, -1, dtype=np.int64)
@@ -336,6 +340,9 @@ class SimulatedFleet:
     def step(self) -> None:
         """One engine tick and everything it makes the trucks say."""
         engine = self.engine
+        if self._zones is not None:
+            engine.set_zones(list(self._zones.values()))
+            self._zones = None
         engine.step()
         self._now = datetime.now(UTC)
         self._snapshot()
@@ -598,26 +605,31 @@ class SimulatedFleet:
         self._publish(truck, "MachineAllStopV1", {"ModeAllStop": mode, "ModeAllStopId": stop_id})
         self._publish_state(truck)
 
+    def _zone_set(self) -> dict[str, Any]:
+        if self._zones is None:
+            self._zones = dict(self.engine.zones)
+        return self._zones
+
     def _activate_zone(
         self, truck: _Truck, body: wire.ActivateZoneRequestV1, command_id: str | None
     ) -> None:
-        engine = self.engine
-        engine.activate_zone(engine.world.zone(body.zone.to_wire()))
+        zone = self.engine.world.zone(body.zone.to_wire())
+        self._zone_set()[zone.zone_id] = zone
         response = {"ZoneId": body.zone.zone_id, "Status": "Activated"}
         self._publish(truck, "ActivateZoneResponseV1", response)
 
     def _deactivate_zone(
         self, truck: _Truck, body: wire.DeactivateZoneRequestV1, command_id: str | None
     ) -> None:
-        self.engine.deactivate_zone(str(body.zone_id))
+        self._zone_set().pop(str(body.zone_id), None)
         response = {"ZoneId": body.zone_id, "Status": "Accepted"}
         self._publish(truck, "DeactivateZoneResponseV1", response)
 
     def _sync_zones(
         self, truck: _Truck, body: wire.SyncActiveZonesRequestV1, command_id: str | None
     ) -> None:
-        engine = self.engine
-        engine.set_zones([engine.world.zone(zone.to_wire()) for zone in body.zones])
+        zones = [self.engine.world.zone(zone.to_wire()) for zone in body.zones]
+        self._zones = {zone.zone_id: zone for zone in zones}
         response = {
             "RequestId": body.request_id,
             "Status": "Activated",
