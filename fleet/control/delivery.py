@@ -25,6 +25,7 @@ PUBACK_TIMEOUT_S = 5.0
 SITES_REFRESH_S = 30.0
 EXPIRE_EVERY_S = 2.0
 IDLE_WAIT_S = 1.0
+BEAT_POLL_S = 0.05  # the heartbeat thread's tick: beats leave within this of their time
 
 
 class OutboxDelivery:
@@ -55,12 +56,16 @@ class OutboxDelivery:
         address = broker_address()
         self._client.connect(address.host, address.port, keepalive=30)
         self._client.loop_start()
+        # The heartbeat beats on its own thread: a round of deliveries (a zone to 300 trucks:
+        # 300 publishes, their PUBACKs, 300 rows marked) can take longer than a truck waits for
+        # it, and every truck would stop (seen in bench shift).
+        beats = threading.Thread(target=self._beat_loop, name="fms-heartbeat", daemon=True)
+        beats.start()
         try:
             self._listen()
             while not self._stopping.is_set():
                 try:
                     sent = self.deliver_due() if self.connected.is_set() else 0
-                    self._beat_when_due()
                     self._expire_now_and_then()
                 except DatabaseError:
                     log.exception("database unavailable; retrying")
@@ -71,8 +76,21 @@ class OutboxDelivery:
                 if not sent:
                     self._wait_for_notify()
         finally:
+            self._stopping.set()
+            beats.join(5)
             self._client.disconnect()
             self._client.loop_stop()
+
+    def _beat_loop(self) -> None:
+        try:
+            while not self._stopping.wait(BEAT_POLL_S):
+                try:
+                    self._beat_when_due()
+                except DatabaseError:
+                    log.exception("database unavailable for the heartbeat's sites; retrying")
+                    connection.close()
+        finally:
+            connection.close()
 
     def deliver_due(self) -> int:
         """One round: publish the fleet-topic messages, then every due command; mark those the
@@ -146,12 +164,9 @@ class OutboxDelivery:
             connection.close()
 
     def _wait_for_notify(self) -> None:
-        """Sleep until a command is issued (NOTIFY), the next retry may be due or the next
-        heartbeat is."""
-        beat_in = self._beat_at + settings.FMS_HEARTBEAT_MS / 1000 - time.monotonic()
+        """Sleep until a command is issued (NOTIFY) or the next retry may be due."""
         try:
-            timeout = max(0.01, min(IDLE_WAIT_S, beat_in))
-            for _ in connection.connection.notifies(timeout=timeout, stop_after=1):
+            for _ in connection.connection.notifies(timeout=IDLE_WAIT_S, stop_after=1):
                 pass
         except Exception:
             connection.close()
