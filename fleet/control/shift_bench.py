@@ -14,7 +14,8 @@ shared among them, every third shovel's bench road narrowed to one lane over a s
 trafficPermission section), the dispatcher switched on. The trucks start mid-shift, spread
 round their haul cycles (``simulate --spread``), and the figures cover ``--minutes`` after a
 warm-up (``WARMUP_S``). During that window ``--zones`` exclusion zones are activated, one at a
-time at spread moments, each across a road in use just ahead of a moving truck, and deleted
+time at spread moments, each across a road in use just ahead of a moving truck (not a road
+whose closing cuts a pit off: its only ramp), and deleted
 after ``ZONE_HOLD_S``; a truck stopped inside one is resumed once it is deleted (the operator's
 part). The definitions of the figures are in ``fleet.control.shift_figures``.
 """
@@ -257,6 +258,7 @@ class Zones:
             w for w, road in self.roads.items() if road.one_lane
         }  # a zone on a one-lane way would sit in its section
         self.sections = sections
+        self.lifelines = self._lifelines(site)
         self.activated: list[PolicyZone] = []
         self.deleting: list[tuple[PolicyZone, float]] = []
         self.rng = np.random.default_rng(7)
@@ -269,7 +271,11 @@ class Zones:
             return None
         speed = lanes.speed if lanes.speed is not None else np.zeros(len(placed.machines))
         moving = (lanes.way >= 0) & (speed > 3.0)
-        used = [w for w in lanes.way[moving].tolist() if w not in self.narrow_ways]
+        used = [
+            w
+            for w in lanes.way[moving].tolist()
+            if w not in self.narrow_ways and w not in self.lifelines
+        ]
         ways, counts = np.unique(np.asarray(used, dtype=np.int64), return_counts=True)
         for way in ways[np.argsort(-counts, kind="stable")].tolist():
             road = self.roads[way]
@@ -281,6 +287,37 @@ class Zones:
                 if NODE_CLEAR_M <= s <= road.length - NODE_CLEAR_M:
                     return self._create(road, s)
         return None
+
+    def _lifelines(self, site: Site) -> set[int]:
+        """Ways whose closing cuts several loading units off every dump (a pit's only ramp,
+        the trunk between pits): a zone there stops a whole pit, not a road; the benchmark
+        closes roads, as a spill or a survey crew does, and leaves those open."""
+        ends: dict[int, tuple[int, int]] = {w: road.nodes for w, road in self.roads.items()}
+        where: dict[int, np.ndarray] = {}
+        for road in self.roads.values():
+            where[road.nodes[0]], where[road.nodes[1]] = road.xy[0], road.xy[-1]
+        ids, xy = list(where), np.array(list(where.values()))
+
+        def node_at(points: Any) -> set[int]:
+            local = self.frame.to_local([p.x for p in points], [p.y for p in points])
+            return {ids[int(np.argmin(np.hypot(*(xy - q).T)))] for q in local.reshape(-1, 2)}
+
+        units = node_at(LoadingUnit.objects.filter(site=site).values_list("location", flat=True))
+        dumps = node_at(DumpPoint.objects.filter(site=site).values_list("location", flat=True))
+        lifelines = set()
+        for closed in ends:
+            reached, frontier = set(dumps), list(dumps)
+            while frontier:
+                node = frontier.pop()
+                for way, (a, b) in ends.items():
+                    if way != closed and node in (a, b):
+                        other = b if node == a else a
+                        if other not in reached:
+                            reached.add(other)
+                            frontier.append(other)
+            if len(units - reached) >= 2:
+                lifelines.add(closed)
+        return lifelines
 
     def _near(self, road: Road, zone: PolicyZone) -> bool:
         lon, lat = zone.geometry.centroid.coords
