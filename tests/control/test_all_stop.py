@@ -148,7 +148,7 @@ def test_a_thousand_acknowledgements_close_their_commands_in_a_few_statements(
     directory = EquipmentDirectory()
     compliance.INDEX.invalidate()
     compliance.INDEX.zones(site.id)  # the live rules' periodic reload is not the acks' cost
-    with django_assert_max_num_queries(40):
+    with django_assert_max_num_queries(45):  # a few, whatever the number of trucks (50 here)
         ingest_batch(inbound, directory)
     assert allstop.all_stop_status(site).acknowledged == sorted(t.name for t in trucks)
     assert allstop.acknowledgements_by_status(event) == {"acknowledged": 50}

@@ -16,6 +16,7 @@ from fleet.audit import AuditError
 from fleet.control import collision_services, services
 from fleet.control.models import Alert, CollisionIntervention, CollisionRisk, Command
 from fleet.learning.models import Prediction
+from fleet.simulator import physics
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.services import EquipmentDirectory, ingest_batch
 from tests.conftest import wait_until
@@ -274,12 +275,14 @@ def test_stale_positions_and_exempt_states_are_not_placed(site, settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_truck_closing_on_the_one_ahead_is_stopped_obeys_and_is_resumed(
-    mqtt_broker, site, tmp_path
+    mqtt_broker, site, tmp_path, monkeypatch
 ):
     """Two simulated trucks leave the park 2 s apart on the same road: the second closes on
-    the first (the simulator's own following distance is 30 m, under the 50 m safety
-    distance). The assessment, run as beat runs it, stops it through the outbox; the truck
+    the first (the simulated trucks here follow at 30 m, as a careless truck would: under the
+    50 m safety distance; the simulator's own default keeps 60 m). The assessment, run as beat runs it, stops it through the outbox; the truck
     obeys and acknowledges; once the leader is clear the follower is resumed and drives on."""
+    monkeypatch.setattr(physics, "FOLLOW_GAP", 30.0)
+    monkeypatch.setattr(physics, "FOLLOW_MIN", 30.0)
     mine = LiveMine(mqtt_broker, site, autonomous_trucks(site, 2), tmp_path / "credentials.json")
     mine.fleet.engine.timer[:] = [0.0, 2.0]
     leader, follower = mine.trucks
