@@ -41,7 +41,6 @@ class Reflex:
         self._client: paho.Client | None = None
         self._address: BrokerAddress | None = None
         self._connected = threading.Event()
-        self.published = 0
 
     def start(self) -> None:
         """Connect (in the background) if not connected to the configured broker yet."""
@@ -63,11 +62,7 @@ class Reflex:
         if client is None or not self._connected.wait(CONNECT_WAIT_S):
             return False
         topic = topics.down_topic(site_slug, str(equipment_id), message_name)
-        info = client.publish(topic, envelope, qos=1)
-        if info.rc != paho.MQTT_ERR_SUCCESS:
-            return False
-        self.published += 1
-        return True
+        return client.publish(topic, envelope, qos=1).rc == paho.MQTT_ERR_SUCCESS
 
     def stop_now(self, site_slug: str, equipment_id: uuid.UUID, command_id: uuid.UUID) -> bool:
         """The truck's targeted stop (MachineAllStopRequestV1 Apply), published at once."""

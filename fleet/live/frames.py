@@ -34,6 +34,9 @@ class FrameBuilder:
     """The events gathered for one socket since its last frame."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self._order: list[tuple[str, Any]] = []  # (event, key) in first-seen order
         self._latest: dict[tuple[str, Any], dict[str, Any]] = {}
         self._trucks: dict[str, dict[str, dict[str, Any]]] = {}  # event -> equipmentId -> item
@@ -74,7 +77,7 @@ class FrameBuilder:
                 events.append({"event": event, "data": {TRUCK_LISTS[event]: items}})
             else:
                 events.append({"event": event, "data": self._latest[(event, key)]})
-        self.__init__()
+        self._reset()
         if not events:
             return None
         if len(events) == 1:
