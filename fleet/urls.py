@@ -6,7 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from fleet import dashboard
 from fleet.accounts import views as account_views
-from fleet.control import alert_views, dispatch_views, replay_views, traffic_views
+from fleet.control import alert_views, dispatch_views, replay_views, traffic_views, zone_views
 from fleet.control import views as control_views
 from fleet.learning import views as learning_views
 from fleet.mine import views as mine_views
@@ -113,6 +113,11 @@ api_v1 = [
         "sites/<uuid:site_id>/dispatch/replan/",
         dispatch_views.SiteReplanView.as_view(),
         name="site-dispatch-replan",
+    ),
+    path(
+        "sites/<uuid:site_id>/zone-answers/",
+        zone_views.SiteZoneAnswersView.as_view(),
+        name="site-zone-answers",
     ),
     path(
         "traffic-permissions/",

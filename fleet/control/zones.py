@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
@@ -45,13 +46,17 @@ def _actor_of(zone: PolicyZone) -> str:
     return zone.created_by.get_username() if zone.created_by_id else "fms"
 
 
+def _why(reason: str) -> str:
+    return f": {reason}" if reason else ""
+
+
 def send_zone_activation(zone_id: uuid.UUID) -> list[Command]:
     """ActivateZoneRequestV1 to every connected machine of the zone's site."""
     zone = PolicyZone.objects.select_related("created_by").get(pk=zone_id)
     if zone.status != PolicyZone.Status.ACTIVE:
         return []  # deleted again before this ran: nothing to send
     body = {"Zone": zone.to_feature()}
-    reason = f"zone {zone.name!r} activated (by {_actor_of(zone)})"
+    reason = f"zone {zone.name!r} activated (by {_actor_of(zone)})" + _why(zone.reason)
     commands = _send_to_connected(zone, "ActivateZoneRequestV1", body, reason)
     log.info("zone %s activated: sent to %d connected machine(s)", zone.name, len(commands))
     return commands
@@ -64,7 +69,10 @@ def send_zone_deactivation(zone_id: uuid.UUID) -> list[Command]:
         return []
     body = {"ZoneId": str(zone.id)}
     commands = _send_to_connected(
-        zone, "DeactivateZoneRequestV1", body, f"zone {zone.name!r} is being deleted"
+        zone,
+        "DeactivateZoneRequestV1",
+        body,
+        f"zone {zone.name!r} is being deleted" + _why(zone.delete_reason),
     )
     log.info("zone %s deletion: sent to %d connected machine(s)", zone.name, len(commands))
     return commands
@@ -76,6 +84,8 @@ def _send_to_connected(
 ) -> list[Command]:
     # One key per zone: a deletion supersedes an activation still unanswered, not queues behind.
     key = f"zone-change:{zone.id}"
+    # A command's reason holds 300 characters: a long zone name and reason are cut, not refused.
+    reason = reason[:300]
     return [
         services.issue_command(machine, message_name, body, reason=reason, supersede_key=key)
         for machine in connected_machines(zone.site_id)
@@ -133,6 +143,64 @@ def _record_response(
             body.reason or "no reason given",
         )
     return 1
+
+
+# --- the control room's view ------------------------------------------------------------------
+
+# A deleted zone stays in the control room's list this long, with its machines' last answers.
+RECENTLY_DELETED = timedelta(minutes=15)
+
+
+def site_zone_answers(site_id: uuid.UUID, *, now: datetime | None = None) -> list[dict]:
+    """The site's zones in force or on their way in or out (and those deleted lately), each with
+    its machines' answers to the latest request about it: activation while Pending or Active,
+    deactivation once its deletion was requested."""
+    now = now or timezone.now()
+    zones = PolicyZone.objects.filter(site_id=site_id).exclude(
+        status=PolicyZone.Status.DELETED, deleted_at__lt=now - RECENTLY_DELETED
+    )
+    return [{"zone": zone, **_answers(zone)} for zone in zones.order_by("-activated_at", "name")]
+
+
+def _answers(zone: PolicyZone) -> dict:
+    """Each machine asked about ``zone``'s latest request: accepted, rejected (with the
+    machine's reason), waiting (its command still open), or silent (the command expired or was
+    superseded with no answer)."""
+    deleting = zone.status in (PolicyZone.Status.PENDING_DELETE, PolicyZone.Status.DELETED)
+    request = ZoneResponse.Request.DEACTIVATE if deleting else ZoneResponse.Request.ACTIVATE
+    key = (DEACTIVATE_KEY if deleting else ACTIVATE_KEY).format(zone.id)
+    responses = {
+        r.equipment_id: r
+        for r in zone.responses.filter(request=request).select_related("equipment")
+    }
+    result: dict[str, Any] = {
+        "request": request,
+        "accepted": [],
+        "rejected": [],
+        "waiting": [],
+        "silent": [],
+    }
+    commands = (
+        Command.objects.filter(answer_key=key)
+        .select_related("equipment")
+        .order_by("equipment__name", "-serial")
+    )
+    seen: set[uuid.UUID] = set()
+    for command in commands:  # newest command per machine first
+        machine = command.equipment
+        if machine.pk in seen:
+            continue
+        seen.add(machine.pk)
+        response = responses.get(machine.pk)
+        if response is not None and response.accepted:
+            result["accepted"].append(machine.name)
+        elif response is not None:
+            result["rejected"].append({"machine": machine.name, "reason": response.reason})
+        elif command.status in Command.OPEN:
+            result["waiting"].append(machine.name)
+        else:
+            result["silent"].append(machine.name)
+    return result
 
 
 # --- deletion ---------------------------------------------------------------------------------

@@ -219,6 +219,16 @@ class PolicyZone(models.Model):
     activated_at = models.DateTimeField(null=True, blank=True)
     delete_requested_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Why it was activated, as the operator who drew it said (sent with it).",
+    )
+    delete_reason = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Why its deletion was requested, as the operator said (sent with it).",
+    )
     unanswered = models.JSONField(
         default=list,
         blank=True,

@@ -8,6 +8,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 from rest_framework.settings import api_settings
+from rest_framework_gis.fields import GeometryField
 from rest_framework_gis.serializers import GeoFeatureModelSerializer
 
 from fleet.mine import services
@@ -77,6 +78,8 @@ class PolicyZoneSerializer(GeoFeatureModelSerializer):
             "status",
             "replaces",
             "area_m2",
+            "reason",
+            "delete_reason",
             "created_at",
             "activated_at",
             "delete_requested_at",
@@ -84,6 +87,8 @@ class PolicyZoneSerializer(GeoFeatureModelSerializer):
         ]
         read_only_fields = [
             "status",
+            "reason",
+            "delete_reason",
             "area_m2",
             "created_at",
             "activated_at",
@@ -117,6 +122,20 @@ class PolicyZoneSerializer(GeoFeatureModelSerializer):
             raise serializers.ValidationError(
                 exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
             ) from None
+
+
+class ZoneReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=300, help_text="Kept on the zone, sent with it")
+
+
+class ZoneDrawSerializer(ZoneReasonSerializer):
+    """A zone drawn on the control room's map: its polygon in WGS84 (GeoJSON), a name, its
+    policies (ISO 23725, validated by the model) and why it is put in force."""
+
+    site = serializers.PrimaryKeyRelatedField(queryset=Site.objects.all())
+    name = serializers.CharField(max_length=120)
+    geometry = GeometryField(help_text="GeoJSON Polygon, WGS84 longitude/latitude")
+    policies = serializers.JSONField()
 
 
 class LoadingUnitSerializer(GeoFeatureModelSerializer):

@@ -74,13 +74,34 @@ def create_zone(
 
 
 @transaction.atomic
-def activate_zone(zone: PolicyZone) -> PolicyZone:
-    """Pending -> Active. A zone that replaces another retires it in the same transaction."""
+def draw_zone(
+    *,
+    site: Site,
+    name: str,
+    geometry: GEOSGeometry,
+    policies: Any,
+    reason: str,
+    created_by: User | None = None,
+) -> PolicyZone:
+    """A zone drawn in the control room and put in force at once (closing a road cannot wait
+    for a second step): created and activated in one transaction, so an invalid zone or a
+    refused activation leaves nothing behind."""
+    zone = create_zone(
+        site=site, name=name, geometry=geometry, policies=policies, created_by=created_by
+    )
+    return activate_zone(zone, reason=reason)
+
+
+@transaction.atomic
+def activate_zone(zone: PolicyZone, *, reason: str = "") -> PolicyZone:
+    """Pending -> Active. A zone that replaces another retires it in the same transaction.
+    ``reason`` travels with the activation to the trucks and stays on the zone."""
     zone = PolicyZone.objects.select_for_update().get(pk=zone.pk)
     _require(zone, {Status.PENDING}, "activate")
     zone.status = Status.ACTIVE
     zone.activated_at = timezone.now()
-    zone.save(update_fields=["status", "activated_at"])
+    zone.reason = reason
+    zone.save(update_fields=["status", "activated_at", "reason"])
     _zone_changed(zone)
     _tell_on_commit(signals.zone_activated, zone)
     if zone.replaces_id:
@@ -91,19 +112,20 @@ def activate_zone(zone: PolicyZone) -> PolicyZone:
 
 
 @transaction.atomic
-def request_zone_deletion(zone: PolicyZone) -> PolicyZone:
+def request_zone_deletion(zone: PolicyZone, *, reason: str = "") -> PolicyZone:
     """Active -> Pending Delete (no longer in the zone set trucks are re-synchronised to); a
     Pending zone that no truck has seen is deleted at once."""
     zone = PolicyZone.objects.select_for_update().get(pk=zone.pk)
     _require(zone, {Status.PENDING, Status.ACTIVE}, "delete")
     now = timezone.now()
     zone.delete_requested_at = now
+    zone.delete_reason = reason
     if zone.status == Status.PENDING:
         zone.status, zone.deleted_at = Status.DELETED, now
     else:
         zone.status = Status.PENDING_DELETE
         _tell_on_commit(signals.zone_deletion_requested, zone)
-    zone.save(update_fields=["status", "delete_requested_at", "deleted_at"])
+    zone.save(update_fields=["status", "delete_requested_at", "deleted_at", "delete_reason"])
     _zone_changed(zone)
     return zone
 

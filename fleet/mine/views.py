@@ -33,6 +33,8 @@ from fleet.mine.serializers import (
     RoadNetworkSerializer,
     SiteSerializer,
     WaySerializer,
+    ZoneDrawSerializer,
+    ZoneReasonSerializer,
 )
 
 
@@ -143,6 +145,54 @@ class PolicyZoneViewSet(
         except DjangoValidationError as exc:
             raise _refuse(exc) from None
         return Response(self.get_serializer(zone).data)
+
+    @extend_schema(
+        request=ZoneDrawSerializer,
+        responses={201: PolicyZoneSerializer},
+        summary="Create a zone and activate it at once, with a reason (the control room's map)",
+    )
+    @action(detail=False, methods=["post"])
+    def draw(self, request: Request) -> Response:
+        self._require_activate(request, "drawing a zone")
+        payload = ZoneDrawSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        if not may_see_site(request.user, data["site"].pk):
+            raise serializers.ValidationError(
+                {"site": [f'Invalid pk "{data["site"].pk}" - object does not exist.']}
+            )
+        try:
+            zone = services.draw_zone(**data, created_by=request.user)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(_by_field(exc)) from None
+        return Response(self.get_serializer(zone).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=ZoneReasonSerializer,
+        responses={202: PolicyZoneSerializer},
+        summary="Deactivate a zone, with a reason (Active -> Pending delete)",
+    )
+    @action(detail=True, methods=["post"])
+    def deactivate(self, request: Request, pk: str | None = None) -> Response:
+        self._require_activate(request, "deactivating a zone")
+        payload = ZoneReasonSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        zone = self.get_object()
+        try:
+            zone = services.request_zone_deletion(zone, reason=payload.validated_data["reason"])
+        except DjangoValidationError as exc:
+            raise _refuse(exc) from None
+        return Response(self.get_serializer(zone).data, status=status.HTTP_202_ACCEPTED)
+
+    @staticmethod
+    def _require_activate(request: Request, what: str) -> None:
+        if not request.user.has_perm("mine.activate_policyzone"):
+            raise PermissionDenied(f"{what} needs the operator role")
+
+
+def _by_field(exc: DjangoValidationError) -> dict:
+    """The model's complaints keyed by the request's field names (``geometry``, ``policies``)."""
+    return exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
 
 
 class LoadingUnitViewSet(SiteScopedMixin, viewsets.ReadOnlyModelViewSet):
