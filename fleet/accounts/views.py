@@ -18,6 +18,7 @@ ABILITIES = {
     "changeAlert": "control.change_alert",
     "stopTruck": "control.add_command",
     "activateZone": "mine.activate_policyzone",
+    "decideTraffic": "control.decide_trafficpermission",
 }
 
 
@@ -28,6 +29,7 @@ class AbilitiesSerializer(serializers.Serializer):
     changeAlert = serializers.BooleanField()
     stopTruck = serializers.BooleanField()
     activateZone = serializers.BooleanField()
+    decideTraffic = serializers.BooleanField()
 
 
 class MeSerializer(serializers.Serializer):

@@ -11,8 +11,12 @@ import { Fleet } from "./fleet";
 import { type LinkState, LiveLink, Throttle, socketUrl } from "./live";
 import { LiveMap } from "./map";
 import { AllStopPanel, AlertsPanel, FleetPanel } from "./panels";
+import { isPermitEvent } from "./permits";
+import { PermissionsPanel } from "./permissions";
 import type { AlertEvent, LiveMessage, Me, PositionSummary, ProductionStateChange, Site, SiteCollection, TruckRecord } from "./types";
 import { parseSites } from "./types";
+import { ZonesPanel } from "./zones";
+import { touchesZones } from "./zoning";
 
 // The live feed carries positions and production states, not payloads: the register (which has
 // each truck's latest payload from Redis) is read again this often. docs/dashboard.md.
@@ -33,12 +37,16 @@ class Dashboard {
   readonly alerts: AlertsPanel;
   readonly allStop: AllStopPanel;
   readonly fleetPanel: FleetPanel;
+  readonly zones: ZonesPanel;
+  readonly permissions: PermissionsPanel;
   readonly stats: DashboardStats = { frames: 0, events: 0, positions: 0, lastEventAt: 0 };
   private link: LiveLink | null = null;
   private drawPending = false;
   private readonly trucksThrottle = new Throttle(() => void this.loadTrucks(), 2_000);
   private readonly allStopThrottle = new Throttle(() => void this.allStop.load(), 500);
   private readonly siteThrottle = new Throttle(() => void this.loadSite(false), 1_000);
+  private readonly zonesThrottle = new Throttle(() => void this.zones.load(), 500);
+  private readonly permissionsThrottle = new Throttle(() => void this.permissions.load(), 1_000);
 
   constructor(
     readonly site: Site,
@@ -53,13 +61,15 @@ class Dashboard {
       this.scheduleDraw();
     });
     this.fleetPanel = new FleetPanel(byId("fleet-panel"), this.fleet, (id) => this.map.centreOn(id));
+    this.zones = new ZonesPanel(byId("zones-panel"), dialog, this.map, site.id, me);
+    this.permissions = new PermissionsPanel(byId("permissions-panel"), dialog, site.id, me);
     this.bindTooltip();
   }
 
   async start(): Promise<void> {
     this.allStop.render();
     this.alerts.render();
-    await Promise.all([this.loadSite(true), this.loadTrucks(), this.alerts.load(), this.allStop.load()]);
+    await Promise.all([this.loadSite(true), this.loadTrucks(), this.alerts.load(), this.allStop.load(), this.zones.load(), this.permissions.load()]);
     this.link = new LiveLink(socketUrl(window.location, this.site.id), {
       message: (message) => this.onMessage(message),
       frame: () => {
@@ -71,6 +81,8 @@ class Dashboard {
         void this.loadTrucks();
         void this.alerts.load();
         void this.allStop.load();
+        void this.zones.load();
+        void this.permissions.load();
       },
       login: () => window.location.assign(loginUrl(window.location)),
     });
@@ -115,6 +127,12 @@ class Dashboard {
         break;
     }
     if (touchesAllStop(message)) this.allStopThrottle.request();
+    if (touchesZones(message)) this.zonesThrottle.request();
+    if (isPermitEvent(message)) {
+      // A change of a listed permission is applied in place; a new request is read.
+      if (this.permissions.permits.applyEvent(message.data)) this.permissions.render();
+      else this.permissionsThrottle.request();
+    }
   }
 
   /** However many events arrive between two frames, the map is updated once per frame with

@@ -120,6 +120,7 @@ export interface Me {
     changeAlert: boolean;
     stopTruck: boolean;
     activateZone: boolean;
+    decideTraffic: boolean;
   };
 }
 
