@@ -141,7 +141,8 @@ export function orderZones(zones: ZoneAnswers[]): ZoneAnswers[] {
 /** "2 of 3 accepted the activation" / "3 of 3 dropped it", or "" when no machine was asked. */
 export function answerLine(zone: ZoneAnswers): string {
   const total = zone.accepted.length + zone.rejected.length + zone.waiting.length + zone.silent.length;
-  if (!total) return zone.status === "deleted" || zone.status === "pending_delete" ? "No machine was connected to ask." : "No machine connected yet: each gets it when it connects.";
+  // Machines that connect later are not asked on their own: they get the whole active set.
+  if (!total) return zone.status === "deleted" || zone.status === "pending_delete" ? "No machine was connected to ask." : "No machine was asked on its own: each gets it in the zone set sent when it connects.";
   const verb = zone.request === "activate" ? "accepted it" : "dropped it";
   return `${zone.accepted.length} of ${total} ${verb}`;
 }

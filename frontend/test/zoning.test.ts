@@ -92,7 +92,7 @@ describe("the zone list", () => {
     const active = zone("a", "active", { accepted: ["HT-001"], waiting: ["HT-002"], rejected: [{ machine: "HT-003", reason: "no" }] });
     expect(answerLine(active)).toBe("1 of 3 accepted it");
     expect(answerLine(zone("b", "pending_delete", { accepted: ["HT-001", "HT-002"] }))).toBe("2 of 2 dropped it");
-    expect(answerLine(zone("c", "active"))).toMatch(/No machine connected yet/);
+    expect(answerLine(zone("c", "active"))).toMatch(/gets it in the zone set sent when it connects/);
   });
 
   it("is read again on zone changes and on answers to zone commands only", () => {
