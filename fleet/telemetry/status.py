@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -155,8 +155,41 @@ def time_use(
     (its last change before it) and its changes inside. Before its first recorded status a
     machine counts as offline: nothing is known of it."""
     uses = {equipment_id: TimeUse() for equipment_id in equipment_ids}
+    for equipment_id, spans in _spans(equipment_ids, start, end).items():
+        for since, until, status in spans:
+            uses[equipment_id].seconds[category(status)] += (until - since).total_seconds()
+    return uses
+
+
+def fleet_series(
+    equipment_ids: list[uuid.UUID], start: datetime, end: datetime, bucket: timedelta
+) -> list[dict[str, Any]]:
+    """The fleet's time use in consecutive buckets from ``start`` (the last may be shorter):
+    availability and utilisation over the shift as a series, from the same two queries as
+    ``time_use``."""
+    buckets: list[tuple[datetime, datetime, TimeUse]] = []
+    at = start
+    while at < end:
+        buckets.append((at, min(at + bucket, end), TimeUse()))
+        at += bucket
+    size = bucket.total_seconds()
+    for spans in _spans(equipment_ids, start, end).values():
+        for since, until, status in spans:
+            first = int((since - start).total_seconds() // size)
+            for bucket_start, bucket_end, use in buckets[first:]:
+                if bucket_start >= until:
+                    break
+                overlap = (min(until, bucket_end) - max(since, bucket_start)).total_seconds()
+                use.seconds[category(status)] += max(0.0, overlap)
+    return [{"at": bucket_start, **use.as_dict()} for bucket_start, _, use in buckets]
+
+
+def _spans(
+    equipment_ids: list[uuid.UUID], start: datetime, end: datetime
+) -> dict[uuid.UUID, list[tuple[datetime, datetime, str]]]:
+    """Each machine's (from, to, status) spans covering [start, end]."""
     if end <= start or not equipment_ids:
-        return uses
+        return {}
     before = {
         row.equipment_id: row.status
         for row in StatusChange.objects.filter(equipment_id__in=equipment_ids, at__lte=start)
@@ -170,10 +203,12 @@ def time_use(
         .values_list("equipment_id", "at", "status")
     ):
         inside.setdefault(equipment_id, []).append((at, status))
-    for equipment_id, use in uses.items():
+    spans: dict[uuid.UUID, list[tuple[datetime, datetime, str]]] = {}
+    for equipment_id in equipment_ids:
         status, since = before.get(equipment_id, OFFLINE), start
+        machine = spans.setdefault(equipment_id, [])
         for at, new_status in inside.get(equipment_id, []):
-            use.seconds[category(status)] += (at - since).total_seconds()
+            machine.append((since, at, status))
             status, since = new_status, at
-        use.seconds[category(status)] += (end - since).total_seconds()
-    return uses
+        machine.append((since, end, status))
+    return spans

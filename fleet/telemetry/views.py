@@ -448,6 +448,23 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
 
 class AvailabilityParameters(TimeRangeParameters):
     longest = timedelta(days=31)
+    # A series of at most this many points: a month in hours, a shift in minutes.
+    most_buckets = 1000
+    bucket = serializers.IntegerField(
+        min_value=60,
+        max_value=86_400,
+        required=False,
+        help_text="Seconds per point of the fleet's series (none: no series)",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        bucket = attrs.get("bucket")
+        if bucket and (attrs["to"] - attrs["from"]).total_seconds() / bucket > self.most_buckets:
+            raise serializers.ValidationError(
+                {"bucket": f"At most {self.most_buckets} buckets in the range: make it longer."}
+            )
+        return attrs
 
 
 class SiteAvailabilityView(_TruckView):
@@ -458,7 +475,8 @@ class SiteAvailabilityView(_TruckView):
     )
     def get(self, request: Request, site_id: str) -> Response:
         """Seconds operating, on standby, offline and down (in maintenance) per haul truck of
-        the site, from its status history (docs/operations.md, "Status history")."""
+        the site, from its status history (docs/operations.md, "Status history"); with
+        ``bucket``, the fleet's availability and utilisation in a series over the range."""
         site = visible_or_404(Site.objects, request.user, "", pk=site_id)
         params = query_parameters(request, AvailabilityParameters)
         trucks = list(
@@ -470,16 +488,22 @@ class SiteAvailabilityView(_TruckView):
         fleet = machine_status.TimeUse()
         for use in uses.values():
             fleet.add(use)
-        return Response(
-            {
-                "from": params["from"],
-                "to": params["to"],
-                "fleet": fleet.as_dict(),
-                "machines": [
-                    {"equipment": str(t.pk), "name": t.name, **uses[t.pk].as_dict()} for t in trucks
-                ],
-            }
-        )
+        body = {
+            "from": params["from"],
+            "to": params["to"],
+            "fleet": fleet.as_dict(),
+            "machines": [
+                {"equipment": str(t.pk), "name": t.name, **uses[t.pk].as_dict()} for t in trucks
+            ],
+        }
+        if params.get("bucket"):
+            body["series"] = machine_status.fleet_series(
+                [t.pk for t in trucks],
+                params["from"],
+                params["to"],
+                timedelta(seconds=params["bucket"]),
+            )
+        return Response(body)
 
 
 class ProductionParameters(TimeRangeParameters):

@@ -142,3 +142,42 @@ def test_the_availability_api_sums_the_fleet_and_keeps_to_the_users_sites(site, 
     assert backwards.status_code == 400 and "to" in backwards.json()
     viewer.sites.clear()
     assert api_client.get(url, {"from": T0.isoformat()}).status_code == 404
+
+
+def test_the_availability_api_gives_the_fleets_series_in_buckets(site, viewer, api_client):
+    one, two = haul_truck(site, "HT-001"), haul_truck(site, "HT-002")
+    status.record_changes(
+        [
+            (one.id, T0 - timedelta(hours=1), "Hauling", "truck"),
+            (two.id, T0 - timedelta(hours=1), "Parked", "truck"),
+            (one.id, T0 + timedelta(minutes=45), "Maintenance", "register"),
+            (two.id, T0 + timedelta(minutes=90), "Driving", "truck"),
+        ]
+    )
+    api_client.force_authenticate(viewer)
+    url = f"/api/v1/sites/{site.id}/availability/"
+    end = T0 + timedelta(hours=2)
+
+    body = api_client.get(
+        url, {"from": T0.isoformat(), "to": end.isoformat(), "bucket": 3600}
+    ).json()
+
+    first, second = body["series"]
+    assert first["at"] == T0.isoformat().replace("+00:00", "Z")
+    # First hour: one hauls 45 min then is down 15; two parked all hour.
+    assert first["seconds"] == {
+        "operating": 2700.0,
+        "standby": 3600.0,
+        "offline": 0.0,
+        "down": 900.0,
+    }
+    assert first["availability"] == pytest.approx(1 - 900 / 7200, abs=1e-4)
+    # Second hour: one down; two parked 30 min, driving 30 min.
+    assert second["seconds"]["down"] == 3600.0 and second["seconds"]["operating"] == 1800.0
+    assert second["availability"] == 0.5 and second["utilisation"] == 0.5
+    assert "series" not in api_client.get(url, {"from": T0.isoformat()}).json()
+    too_many = api_client.get(
+        url, {"from": T0.isoformat(), "to": (T0 + timedelta(days=30)).isoformat(), "bucket": 60}
+    )
+    assert too_many.status_code == 400 and "bucket" in too_many.json()
+    assert api_client.get(url, {"from": T0.isoformat(), "bucket": 5}).json().keys() == {"bucket"}
