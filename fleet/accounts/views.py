@@ -19,6 +19,7 @@ ABILITIES = {
     "stopTruck": "control.add_command",
     "activateZone": "mine.activate_policyzone",
     "decideTraffic": "control.decide_trafficpermission",
+    "drainNode": "pool.drain_node",
 }
 
 
@@ -30,6 +31,7 @@ class AbilitiesSerializer(serializers.Serializer):
     stopTruck = serializers.BooleanField()
     activateZone = serializers.BooleanField()
     decideTraffic = serializers.BooleanField()
+    drainNode = serializers.BooleanField()
 
 
 class MeSerializer(serializers.Serializer):

@@ -15,6 +15,7 @@ import { isPermitEvent } from "./permits";
 import { PermissionsPanel } from "./permissions";
 import type { AlertEvent, LiveMessage, Me, PositionSummary, ProductionStateChange, Site, SiteCollection, TruckRecord } from "./types";
 import { parseSites } from "./types";
+import { startViews } from "./views";
 import { ZonesPanel } from "./zones";
 import { touchesZones } from "./zoning";
 
@@ -219,6 +220,7 @@ async function boot(): Promise<void> {
   document.title = `${site.name} · Haulmind`;
   const dashboard = new Dashboard(site, me);
   (window as unknown as { haulmindDashboard: Dashboard }).haulmindDashboard = dashboard;
+  startViews(site, me);
   await dashboard.start();
 }
 

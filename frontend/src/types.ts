@@ -121,6 +121,7 @@ export interface Me {
     stopTruck: boolean;
     activateZone: boolean;
     decideTraffic: boolean;
+    drainNode: boolean;
   };
 }
 

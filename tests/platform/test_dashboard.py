@@ -80,6 +80,7 @@ def test_me_names_the_roles_and_what_the_server_will_allow(
     assert me["can"]["applyAllStop"] is apply
     assert me["can"]["removeAllStop"] is remove
     assert me["can"]["changeAlert"] is alerts
+    assert me["can"]["drainNode"] is remove  # supervisors drain inference nodes
 
 
 def test_me_needs_a_login(api_client, db):
