@@ -1,7 +1,9 @@
 """``GET /api/v1/sites/{id}/replay/``: a stretch of a site's history to play back on the
-dashboard: the trucks' positions (as recorded, or from the minute roll-ups for long ranges), and
-the alerts and commands of that time, each at the moment it happened. The player fetches a long
-range in consecutive chunks; each chunk is bounded so one answer stays small."""
+dashboard: the trucks' positions (as recorded, or from the minute roll-ups for long ranges), their
+statuses (fleet.telemetry.status's history: the production states they reported, their link and
+the register), and the alerts and commands of that time, each at the moment it happened. The
+player fetches a long range in consecutive chunks; each chunk is bounded so one answer stays
+small."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from fleet.api.sites import visible_or_404
 from fleet.control.models import AlertEvent, CommandEvent
 from fleet.mine.models import Site
 from fleet.telemetry import queries
+from fleet.telemetry import status as machine_status
 from fleet.vehicles.models import Equipment
 
 # Longest chunk per resolution: 100 trucks at 10 Hz is 120,000 rows in 2 minutes.
@@ -52,7 +55,7 @@ class SiteReplayView(APIView):
     @extend_schema(
         parameters=[ReplayParameters],
         responses=OpenApiTypes.OBJECT,
-        summary="A chunk of the site's history to play back: positions, alerts and commands",
+        summary="A chunk of the site's history to play back: positions, states, alerts, commands",
     )
     def get(self, request: Request, site_id: str) -> Response:
         site = visible_or_404(Site.objects, request.user, "", pk=site_id)
@@ -71,6 +74,12 @@ class SiteReplayView(APIView):
                 "positions": [
                     [at, index[truck], round(lon, 7), round(lat, 7), heading, round(speed, 1)]
                     for at, truck, lon, lat, heading, speed in rows
+                ],
+                # [epoch ms, index into trucks, status]: each truck's status at the chunk's
+                # start, then its changes (the ProductionState it reported, Offline, ...)
+                "states": [
+                    [int(at.timestamp() * 1000), index[truck], status]
+                    for at, truck, status in machine_status.changes(list(index), start, end)
                 ],
                 "alerts": _alert_events(site, start, end),
                 "commands": _command_events(site, start, end),

@@ -184,12 +184,11 @@ def fleet_series(
     return [{"at": bucket_start, **use.as_dict()} for bucket_start, _, use in buckets]
 
 
-def _spans(
+def _before_and_inside(
     equipment_ids: list[uuid.UUID], start: datetime, end: datetime
-) -> dict[uuid.UUID, list[tuple[datetime, datetime, str]]]:
-    """Each machine's (from, to, status) spans covering [start, end]."""
-    if end <= start or not equipment_ids:
-        return {}
+) -> tuple[dict[uuid.UUID, str], dict[uuid.UUID, list[tuple[datetime, str]]]]:
+    """Each machine's status at ``start`` (its last change at or before it; absent when it has
+    none) and its changes inside (start, end), in time order: two queries."""
     before = {
         row.equipment_id: row.status
         for row in StatusChange.objects.filter(equipment_id__in=equipment_ids, at__lte=start)
@@ -203,6 +202,30 @@ def _spans(
         .values_list("equipment_id", "at", "status")
     ):
         inside.setdefault(equipment_id, []).append((at, status))
+    return before, inside
+
+
+def changes(
+    equipment_ids: list[uuid.UUID], start: datetime, end: datetime
+) -> list[tuple[datetime, uuid.UUID, str]]:
+    """The machines' statuses over [start, end) for playing them back: each one's status at
+    ``start`` (stamped ``start``; none for a machine with no history yet), then every change,
+    in time order."""
+    if end <= start or not equipment_ids:
+        return []
+    before, inside = _before_and_inside(equipment_ids, start, end)
+    rows = [(start, equipment_id, status) for equipment_id, status in before.items()]
+    rows += [(at, equipment_id, status) for equipment_id, c in inside.items() for at, status in c]
+    return sorted(rows, key=lambda row: row[0])
+
+
+def _spans(
+    equipment_ids: list[uuid.UUID], start: datetime, end: datetime
+) -> dict[uuid.UUID, list[tuple[datetime, datetime, str]]]:
+    """Each machine's (from, to, status) spans covering [start, end]."""
+    if end <= start or not equipment_ids:
+        return {}
+    before, inside = _before_and_inside(equipment_ids, start, end)
     spans: dict[uuid.UUID, list[tuple[datetime, datetime, str]]] = {}
     for equipment_id in equipment_ids:
         status, since = before.get(equipment_id, OFFLINE), start

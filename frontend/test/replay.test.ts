@@ -142,6 +142,16 @@ describe("the replay's track", () => {
     expect(track.at(T0 + 3 * MIN)[0]!.lon).toBe(12);
   });
 
+  it("colours each truck by its status at the clock's time, across chunks", () => {
+    const track = new ReplayTrack("recorded");
+    track.add(T0, answer([[T0, 0, 10, 0, 90, 20], [T0, 1, 11, 0, 90, 0]], { states: [[T0, 0, "Hauling"], [T0 + 40_000, 0, "Dumping"]] }));
+    track.add(T0 + 2 * MIN, answer([], { states: [[T0 + 2 * MIN, 0, "Driving"]] }));
+    const state = (t: number) => Object.fromEntries(track.at(t).map((truck) => [truck.name, truck.state]));
+    expect(state(T0 + 39_999)).toEqual({ "HT-001": "Hauling", "HT-002": "Unknown" });
+    expect(state(T0 + 40_000)["HT-001"]).toBe("Dumping");
+    expect(state(T0 + 3 * MIN)["HT-001"]).toBe("Driving");
+  });
+
   it("replays the alerts and commands as the clock passes them, newest first", () => {
     const track = new ReplayTrack("recorded");
     const alert = { at: "2026-12-05T06:00:30Z", alert: 7, action: "opened", equipment: "HT-001", kind: "exclusion", severity: "critical", reason: "in blast", actor: "rule" };

@@ -111,6 +111,9 @@ def test_the_production_view_plots_a_shifts_history(dashboard, site, viewer):  #
         page.reload()
         page.wait_for_selector("#view-production:not([hidden]) #production-kpis .kpi")
         assert page.locator("#views-nav a.active").inner_text() == "Production"
+        # Back to Live: its map takes the whole space again.
+        page.click("#views-nav a[data-view=live]")
+        page.wait_for_function("() => document.querySelector('#map canvas')?.clientWidth > 500")
         page.close()
     assert watch.errors == [] and watch.outside_requests() == []
 
@@ -174,6 +177,8 @@ def test_replay_plays_the_fleet_back_with_the_alert_of_that_time(dashboard, site
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=100)
     store_positions(one, start, 80)
     store_positions(two, start + timedelta(seconds=20), 60)
+    reports = [state(one, "Hauling", start), state(two, "Driving", start + timedelta(seconds=20))]
+    ingest_batch(reports, EquipmentDirectory())
     finding = alerts.Finding(
         kind="exclusion", severity="critical", source="rule", reason="inside 'Old bench'"
     )
@@ -198,6 +203,12 @@ def test_replay_plays_the_fleet_back_with_the_alert_of_that_time(dashboard, site
         assert "inside 'Old bench'" in page.locator("#replay-events").inner_text()
         assert int(page.locator("#replay-slider").input_value()) >= 95_000
         assert page.evaluate("() => window.haulmindViews.view('replay').map.truckCount()") == 2
+        # Drawn in the states they reported (the status history), as on the live map.
+        states = page.evaluate(
+            """() => { const v = window.haulmindViews.view('replay');
+                return Object.fromEntries(v.track.at(v.clock.t).map((t) => [t.name, t.state])); }"""
+        )
+        assert states == {"HT-001": "Hauling", "HT-002": "Driving"}
         after = page.evaluate("() => window.haulmindViews.view('replay').pixelOf('HT-001')")
         assert after[0] - before[0] > 5, (before, after)  # it drove east
         page.click("#replay-play")  # pause

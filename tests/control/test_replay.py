@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from fleet.control import alerts, services
-from fleet.telemetry import rollups
+from fleet.telemetry import rollups, status
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.services import EquipmentDirectory, ingest_batch
 from tests.factories import LAT0, LON0, haul_truck, truck_message
@@ -95,3 +95,31 @@ def test_chunks_are_bounded_by_resolution(site, viewer, api_client):
 
     assert too_long.status_code == 400 and "to" in too_long.json()
     assert hours.status_code == 200
+
+
+def test_a_chunk_plays_back_each_trucks_status_from_its_start(site, viewer, api_client):
+    truck, other, silent = (haul_truck(site, f"HT-00{i}") for i in (1, 2, 3))
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    status.record_changes(
+        [
+            (truck.id, start - timedelta(minutes=10), "Hauling", "truck"),
+            (truck.id, start + timedelta(seconds=40), "Dumping", "truck"),
+            (other.id, start + timedelta(seconds=20), "Offline", "link"),
+            (other.id, start + timedelta(minutes=3), "Queued", "truck"),  # after the chunk
+        ]
+    )
+    api_client.force_authenticate(viewer)
+
+    body = api_client.get(
+        f"/api/v1/sites/{site.id}/replay/",
+        {"from": start.isoformat(), "to": (start + timedelta(minutes=2)).isoformat()},
+    ).json()
+
+    ms = int(start.timestamp() * 1000)
+    # HT-001's status when the chunk starts, then each change inside; HT-003 has no history.
+    assert body["states"] == [
+        [ms, 0, "Hauling"],
+        [ms + 20_000, 1, "Offline"],
+        [ms + 40_000, 0, "Dumping"],
+    ]
+    assert silent.name == body["trucks"][2]["name"]

@@ -253,6 +253,7 @@ export class ReplayView implements View {
       lat: at.lat,
       heading: Math.round(at.heading),
       speedKmh: at.speedKmh,
+      state: at.state,
       at: clock.t,
       seenAt: seen,
     }));

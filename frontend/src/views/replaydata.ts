@@ -87,6 +87,9 @@ export interface ReplayAnswer {
   resolution: Resolution;
   trucks: Array<{ id: string; name: string }>;
   positions: Array<[number, number, number, number, number | null, number]>;
+  /** [epoch ms, truck index, status]: each truck's status at the chunk's start, then its
+   * changes (a ProductionState, or Offline, Maintenance, ... from the status history). */
+  states?: Array<[number, number, string]>;
   alerts: Array<{ at: string; alert: number; action: string; equipment: string; kind: string; severity: string; reason: string; actor: string }>;
   commands: Array<{ at: string; command: string; message: string; equipment: string; status: string; reason: string; actor: string }>;
 }
@@ -107,6 +110,8 @@ export interface TruckAt {
   /** Compass degrees. */
   heading: number;
   speedKmh: number;
+  /** Its status at that time ("Unknown" when none is recorded). */
+  state: string;
 }
 
 /** Compass bearing in degrees from one point to another (short distances: flat earth). */
@@ -122,7 +127,7 @@ export function lerpHeading(a: number, b: number, f: number): number {
   return (a + delta * f + 360) % 360;
 }
 
-export function interpolate(before: Sample, after: Sample | undefined, t: number, maxGapMs: number): Omit<TruckAt, "id" | "name"> {
+export function interpolate(before: Sample, after: Sample | undefined, t: number, maxGapMs: number): Omit<TruckAt, "id" | "name" | "state"> {
   const moved = after && (after.lon !== before.lon || after.lat !== before.lat);
   const motion = moved ? bearing(before.lon, before.lat, after!.lon, after!.lat) : null;
   const headingOf = (sample: Sample) => sample.heading ?? motion ?? 0;
@@ -168,6 +173,7 @@ export interface ReplayEvent {
 /** The fleet's recorded positions and the alerts and commands of the loaded chunks. */
 export class ReplayTrack {
   private readonly samples = new Map<string, Sample[]>();
+  private readonly states = new Map<string, Array<{ at: number; status: string }>>();
   private readonly names = new Map<string, string>();
   private readonly loaded = new Set<number>();
   private readonly eventKeys = new Set<string>();
@@ -194,7 +200,31 @@ export class ReplayTrack {
       list.push({ at, lon, lat, heading, speedKmh });
     }
     for (const list of touched) list.sort((a, b) => a.at - b.at);
+    this.addStates(answer);
     this.addEvents(answer);
+  }
+
+  private addStates(answer: ReplayAnswer): void {
+    for (const [at, index, status] of answer.states ?? []) {
+      const id = answer.trucks[index]?.id;
+      if (!id) continue;
+      let list = this.states.get(id);
+      if (!list) this.states.set(id, (list = []));
+      list.push({ at, status });
+      if (list.length > 1 && list[list.length - 2]!.at > at) list.sort((a, b) => a.at - b.at);
+    }
+  }
+
+  /** A truck's status at time t: the last one at or before it. */
+  stateAt(id: string, t: number): string {
+    const list = this.states.get(id);
+    if (!list) return "Unknown";
+    let found = "Unknown";
+    for (const entry of list) {
+      if (entry.at > t) break;
+      found = entry.status;
+    }
+    return found;
   }
 
   private addEvents(answer: ReplayAnswer): void {
@@ -220,7 +250,7 @@ export class ReplayTrack {
     for (const [id, list] of this.samples) {
       const i = lastAtOrBefore(list, t);
       if (i < 0) continue;
-      trucks.push({ id, name: this.names.get(id) ?? id.slice(0, 8), ...interpolate(list[i]!, list[i + 1], t, maxGap) });
+      trucks.push({ id, name: this.names.get(id) ?? id.slice(0, 8), state: this.stateAt(id, t), ...interpolate(list[i]!, list[i + 1], t, maxGap) });
     }
     return trucks;
   }
