@@ -10,8 +10,10 @@ import { Plot } from "./plot";
 import type { View } from "./router";
 import { type Pool, type PoolNode, type PoolSlice, type Utilisation, deploymentColumns, modelFigures, sliceColumns } from "./series";
 
-// The nodes and slices beat every few seconds; the samples are a minute apart.
+// The nodes and slices beat every few seconds; the samples are a minute apart, so the history
+// is read again once a minute only.
 const REFRESH_MS = 10_000;
+const HISTORY_REFRESH_MS = 60_000;
 const HISTORY_MS = { "1 h": 3_600_000, "6 h": 6 * 3_600_000, "24 h": 24 * 3_600_000 } as const;
 type History = keyof typeof HISTORY_MS;
 
@@ -25,6 +27,7 @@ const ms = (value: number | null | undefined) => (value === null || value === un
 export class PoolView implements View {
   private timer: number | undefined;
   private history: History = "1 h";
+  private historyReadAt = -Infinity;
   private pool: Pool | null = null;
   private notice: { text: string; kind: "error" | "ok" } | null = null;
   private readonly status = h("span", { class: "muted view-status" });
@@ -85,7 +88,8 @@ export class PoolView implements View {
   }
 
   async load(): Promise<void> {
-    await Promise.all([this.loadPool(), this.loadHistory()]);
+    const historyDue = performance.now() - this.historyReadAt >= HISTORY_REFRESH_MS;
+    await Promise.all([this.loadPool(), historyDue ? this.loadHistory() : null]);
   }
 
   private async loadPool(): Promise<void> {
@@ -101,6 +105,7 @@ export class PoolView implements View {
   }
 
   private async loadHistory(): Promise<void> {
+    this.historyReadAt = performance.now();
     const now = Date.now();
     const from = now - HISTORY_MS[this.history];
     const span: [number, number] = [from / 1000, now / 1000];
