@@ -65,6 +65,14 @@ api_v1 = [
         "trucks/<uuid:pk>/events/", telemetry_views.TruckEventsView.as_view(), name="truck-events"
     ),
     path(
+        "trucks/<uuid:pk>/series/", telemetry_views.TruckSeriesView.as_view(), name="truck-series"
+    ),
+    path(
+        "trucks/<uuid:pk>/predictions/",
+        learning_views.TruckPredictionsView.as_view(),
+        name="truck-predictions",
+    ),
+    path(
         "trucks/<uuid:truck_id>/stop/",
         control_views.TruckCommandView.as_view(action="stop"),
         name="truck-stop",

@@ -112,3 +112,20 @@ class AliasRequestSerializer(serializers.Serializer):
     """Which alias to move; always named, since moving the champion changes what is served."""
 
     alias = serializers.ChoiceField(choices=ModelAlias.Alias.choices)
+
+
+class PredictionSerializer(serializers.Serializer):
+    """One prediction as the live feed's ``prediction`` event sends it
+    (``fleet.learning.tasks.live_event``)."""
+
+    equipmentId = serializers.UUIDField()
+    model = serializers.CharField(help_text='The head: "fault", "eta", "trajectory", "payload"')
+    modelId = serializers.CharField(help_text='The version that answered: "fault@3"')
+    windowEnd = serializers.DateTimeField(help_text="Time of the input window's last sample")
+    outputs = serializers.DictField(
+        help_text="fault: probabilities by class, top_channel, anomaly_score, anomalous; "
+        "eta: p10_s, p50_s, p90_s; trajectory: horizons_s, positions [[lon, lat], ...]; "
+        "payload: tonnes"
+    )
+    queueMs = serializers.FloatField(allow_null=True)
+    computeMs = serializers.FloatField(allow_null=True)

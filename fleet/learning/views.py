@@ -15,16 +15,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from fleet.accounts.permissions import RolePermission
+from fleet.api.sites import visible_or_404
 from fleet.learning import services
 from fleet.learning.admin import PROMOTE_PERMISSION
 from fleet.learning.filters import AliasChangeFilter, ModelAliasFilter, ModelVersionFilter
-from fleet.learning.models import AliasChange, ModelAlias, ModelVersion
+from fleet.learning.models import AliasChange, ModelAlias, ModelVersion, Prediction
 from fleet.learning.serializers import (
     AliasChangeSerializer,
     AliasRequestSerializer,
     ModelAliasSerializer,
     ModelVersionSerializer,
+    PredictionSerializer,
 )
+from fleet.learning.tasks import live_event
+from fleet.vehicles.models import Equipment
 
 
 class CanPromote(permissions.BasePermission):
@@ -129,3 +134,26 @@ class AliasChangeListView(generics.ListAPIView):
     queryset = AliasChange.objects.select_related("from_version", "to_version", "by")
     serializer_class = AliasChangeSerializer
     filterset_class = AliasChangeFilter
+
+
+class TruckPredictionsView(APIView):
+    """A truck's newest prediction of each head (fault, eta, trajectory, payload): what the
+    machine detail shows at open, before the live feed's next ``prediction`` events. Reading a
+    truck needs the equipment view permission (every role) and a site the user may see."""
+
+    permission_classes = [RolePermission]
+    queryset = Equipment.objects.none()  # names the model whose permissions apply
+
+    @extend_schema(
+        responses=PredictionSerializer(many=True),
+        summary="A truck's newest prediction of each head (the live event's shape)",
+    )
+    def get(self, request: Request, pk: str) -> Response:
+        truck = visible_or_404(Equipment.objects, request.user, pk=pk)
+        # DISTINCT ON walks the (equipment, model_name, -window_end) index: one row per head.
+        newest = (
+            Prediction.objects.filter(equipment=truck)
+            .order_by("model_name", "-window_end", "-pk")
+            .distinct("model_name")
+        )
+        return Response([live_event(prediction) for prediction in newest])

@@ -27,7 +27,7 @@ LATEST_BY: dict[str, tuple[str, ...]] = {
     "collision.risk": ("riskId",),
 }
 # Events whose data is a list of per-truck items, each the truck's latest.
-TRUCK_LISTS = {"positions": "trucks", "productionStates": "changes"}
+TRUCK_LISTS = {"positions": "trucks", "productionStates": "changes", "health": "trucks"}
 
 
 class FrameBuilder:

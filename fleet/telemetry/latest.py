@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -36,6 +37,7 @@ return 1
 POSITION_FIELD = "position"
 SEEN_FIELD = "seen"
 CONNECTION_FIELD = "connection"
+HEALTH = "BasicMachineHealthV2"
 
 
 @cache
@@ -69,6 +71,40 @@ def position_summary(item: Admitted) -> dict[str, Any] | None:
         "speedKmh": position.speed,
         "at": wire.format_timestamp(item.envelope.timestamp),
         "roadRevision": item.truck.road_revision,
+    }
+
+
+# The BasicMachineHealthV2 readings the machine detail charts, from its Additional[] by SensorId
+# (the names the simulator sends and the learning pipeline reads: fleet/simulator/link.py).
+CHARTED_SENSORS = {
+    "EngineCoolantTemp": "coolantC",
+    "BrakeTempFront": "brakeFrontC",
+    "BrakeTempRear": "brakeRearC",
+}
+
+
+def health_summary(at: datetime, body: dict[str, Any]) -> dict[str, Any]:
+    """The charted part of one BasicMachineHealthV2 body (its wire form): coolant and brake
+    temperatures in °C and each tyre's pressure in kPa. A reading the truck reported as
+    unavailable (null) stays null: never a default in its place."""
+    summary: dict[str, Any] = {"at": wire.format_timestamp(at)}
+    readings = {r.get("SensorId"): r.get("Value") for r in body.get("Additional") or ()}
+    for sensor, key in CHARTED_SENSORS.items():
+        summary[key] = readings.get(sensor)
+    summary["tyresKpa"] = {
+        str(tyre.get("TirePosition")): tyre.get("TirePressure") for tyre in body.get("Tire") or ()
+    }
+    return summary
+
+
+def live_health(item: Admitted) -> dict[str, Any] | None:
+    """The health part of the live picture (event ``health``), or None if ``item`` has none."""
+    body = item.envelope.bodies.get(HEALTH)
+    if body is None:
+        return None
+    return {
+        "equipmentId": str(item.envelope.equipment_id),
+        **health_summary(item.envelope.timestamp, body.to_wire()),
     }
 
 

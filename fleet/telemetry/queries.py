@@ -15,6 +15,7 @@ from django.contrib.gis.geos import GEOSGeometry
 from django.db import connection
 from django.db.models import Q
 
+from fleet.telemetry.latest import health_summary
 from fleet.telemetry.models import EVENT_TIME_ORDER, TIME_ORDER, Event, Position
 
 # Beyond this range a track is drawn from the one-minute roll-ups, not from raw positions
@@ -231,6 +232,66 @@ def events_page(
     if message_name:
         rows = rows.filter(message_name=message_name)
     return _page(rows, EVENT_TIME_ORDER, cursor, limit)
+
+
+# --- a truck's recent series (the machine detail's charts) --------------------------------------
+
+MAX_SERIES_RANGE = timedelta(hours=1)
+MAX_SERIES_POINTS = 3600
+
+# Mean speed per step. Late (back-filled) positions count: this is history, not the live picture.
+_SPEED_SERIES_SQL = """
+SELECT date_bin(%(step)s, sent_at, %(start)s) AS bucket, avg(speed_kmh)
+FROM telemetry_position
+WHERE equipment_id = %(truck)s AND sent_at >= %(start)s AND sent_at < %(end)s
+GROUP BY bucket ORDER BY bucket
+"""
+# The newest health reading of each step (a truck sends one a second).
+_HEALTH_SERIES_SQL = """
+SELECT DISTINCT ON (bucket) date_bin(%(step)s, sent_at, %(start)s) AS bucket, sent_at, body
+FROM telemetry_event
+WHERE equipment_id = %(truck)s AND message_name = 'BasicMachineHealthV2'
+    AND sent_at >= %(start)s AND sent_at < %(end)s
+ORDER BY bucket, sent_at DESC, sequence DESC
+"""
+
+
+@dataclass(frozen=True)
+class SeriesRange:
+    start: datetime
+    end: datetime
+    step: timedelta
+
+    def checked(self) -> SeriesRange:
+        if self.end <= self.start:
+            raise QueryError("'to' must be after 'from'")
+        if self.end - self.start > MAX_SERIES_RANGE:
+            raise QueryError(f"a series covers at most {MAX_SERIES_RANGE} (h:mm:ss)")
+        if self.step <= timedelta(0) or (self.end - self.start) / self.step > MAX_SERIES_POINTS:
+            raise QueryError(f"at most {MAX_SERIES_POINTS} steps: choose a longer step")
+        return self
+
+
+def truck_series(equipment_id: uuid.UUID, span: SeriesRange) -> dict[str, list[dict[str, Any]]]:
+    """A truck's speed (mean per step) and charted health readings (the newest per step) over a
+    short range: what the machine detail draws before the live feed takes over."""
+    span = span.checked()
+    args = {"truck": equipment_id, "start": span.start, "end": span.end, "step": span.step}
+    with connection.cursor() as cursor:
+        cursor.execute(_SPEED_SERIES_SQL, args)
+        speed = cursor.fetchall()
+        cursor.execute(_HEALTH_SERIES_SQL, args)
+        health = cursor.fetchall()
+    return {
+        "speed": [
+            {"at": at, "speedKmh": None if kmh is None else round(float(kmh), 2)}
+            for at, kmh in speed
+        ],
+        "health": [
+            health_summary(sent_at, body if isinstance(body, dict) else orjson.loads(body))
+            for _, sent_at, body in health
+        ],
+    }
 
 
 # --- bulk reads for analyses (benchmarks) ------------------------------------------------------

@@ -267,8 +267,9 @@ def after_commit(result: BatchResult) -> None:
 
 
 class LiveFeed:
-    """Coalesces live positions per site: at most one ``positions`` event per site per
-    interval, holding each truck's newest position, however many messages arrived."""
+    """Coalesces the live picture per site: at most one ``positions`` event per site per
+    interval, holding each truck's newest position, however many messages arrived; likewise
+    ``health`` (each truck's newest charted health readings) and the ``productionStates``."""
 
     def __init__(self, interval_s: float | None = None) -> None:
         self.interval_s = (
@@ -276,6 +277,7 @@ class LiveFeed:
         )
         self._pending: dict[uuid.UUID, dict[str, dict[str, Any]]] = {}
         self._states: dict[uuid.UUID, list[dict[str, Any]]] = {}
+        self._health: dict[uuid.UUID, dict[str, dict[str, Any]]] = {}
         self._flushed_at = 0.0
 
     def add(self, result: BatchResult) -> None:
@@ -291,6 +293,9 @@ class LiveFeed:
                 self._states.setdefault(site, []).append(
                     {"equipmentId": str(item.envelope.equipment_id), **state.to_wire()}
                 )
+            health = latest.live_health(item)
+            if health is not None:  # the machine detail's charts (once a second per truck)
+                self._health.setdefault(site, {})[health["equipmentId"]] = health
 
     def flush(self, *, force: bool = False) -> int:
         """Send what is pending if the interval has passed; returns events sent."""
@@ -299,14 +304,17 @@ class LiveFeed:
             return 0
         self._flushed_at = now
         sent = 0
-        pending, states = self._pending, self._states
-        self._pending, self._states = {}, {}
+        pending, states, health = self._pending, self._states, self._health
+        self._pending, self._states, self._health = {}, {}, {}
         try:
             for site, trucks in pending.items():
                 broadcast_now(site, "positions", {"trucks": list(trucks.values())})
                 sent += 1
             for site, changes in states.items():
                 broadcast_now(site, "productionStates", {"changes": _jsonable(changes)})
+                sent += 1
+            for site, readings in health.items():
+                broadcast_now(site, "health", {"trucks": list(readings.values())})
                 sent += 1
         except Exception:
             log.exception("live broadcast failed")

@@ -397,6 +397,67 @@ class TruckEventsView(_TruckView):
         return _page(request, rows, cursor)
 
 
+class SeriesParameters(TimeRangeParameters):
+    step = serializers.IntegerField(
+        min_value=1, max_value=60, default=2, help_text="Seconds per point (default 2)"
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        span = attrs["to"] - attrs["from"]
+        if span > queries.MAX_SERIES_RANGE:
+            raise serializers.ValidationError({"from": "At most one hour before 'to'."})
+        if span / timedelta(seconds=attrs["step"]) > queries.MAX_SERIES_POINTS:
+            raise serializers.ValidationError(
+                {"step": f"At most {queries.MAX_SERIES_POINTS} points: choose a longer step."}
+            )
+        return attrs
+
+
+class SpeedPointSerializer(serializers.Serializer):
+    at = serializers.DateTimeField(help_text="Start of the step")
+    speedKmh = serializers.FloatField(allow_null=True, help_text="Mean over the step")
+
+
+class HealthPointSerializer(serializers.Serializer):
+    at = serializers.CharField(help_text="The reading's envelope Timestamp (ISO 8601, UTC)")
+    coolantC = serializers.FloatField(allow_null=True)
+    brakeFrontC = serializers.FloatField(allow_null=True)
+    brakeRearC = serializers.FloatField(allow_null=True)
+    tyresKpa = serializers.DictField(
+        child=serializers.IntegerField(allow_null=True),
+        help_text='Pressure by TirePosition ("1.1", "1.2", ...); null: sensor unavailable',
+    )
+
+
+class TruckSeriesSerializer(serializers.Serializer):
+    """The same field names as the live feed's ``positions`` and ``health`` events."""
+
+    step = serializers.IntegerField()
+    speed = SpeedPointSerializer(many=True)
+    health = HealthPointSerializer(many=True, help_text="The newest reading of each step")
+
+
+class TruckSeriesView(_TruckView):
+    @extend_schema(
+        parameters=[SeriesParameters],
+        responses=TruckSeriesSerializer,
+        summary="A truck's recent speed and health readings (coolant, brakes, tyres) per step",
+    )
+    def get(self, request: Request, pk: str) -> Response:
+        """At most an hour, at most 3600 steps: the machine detail's charts before the live
+        feed (events ``positions`` and ``health``) takes over."""
+        truck = self.truck(pk)
+        params = query_parameters(request, SeriesParameters)
+        step = params["step"]
+        span = queries.SeriesRange(params["from"], params["to"], timedelta(seconds=step))
+        try:
+            series = queries.truck_series(truck.id, span)
+        except queries.QueryError as error:
+            raise _refused(error) from None
+        return Response(TruckSeriesSerializer({"step": step, **series}).data)
+
+
 class IngestReplicaSerializer(serializers.ModelSerializer):
     state = serializers.SerializerMethodField(help_text="live, silent or retired")
     seconds_since_seen = serializers.SerializerMethodField()

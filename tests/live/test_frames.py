@@ -56,3 +56,17 @@ def test_a_things_newest_state_replaces_the_older_and_the_rest_keep_their_order(
         ("prediction", {"equipmentId": "a", "model": "fault", "p": 0.2}),
         ("prediction", {"equipmentId": "a", "model": "eta", "s": 40}),
     ]
+
+
+def test_health_readings_are_each_trucks_newest_like_positions():
+    frame = FrameBuilder()
+    frame.add("health", {"trucks": [{"equipmentId": "a", "coolantC": 80}]})
+    frame.add("health", {"trucks": [{"equipmentId": "a", "coolantC": 81}]})
+    frame.add("health", {"trucks": [{"equipmentId": "b", "coolantC": 70}]})
+
+    assert frame.take() == {
+        "event": "health",
+        "data": {
+            "trucks": [{"equipmentId": "a", "coolantC": 81}, {"equipmentId": "b", "coolantC": 70}]
+        },
+    }
