@@ -6,6 +6,7 @@ import "./style.css";
 
 import { touchesAllStop } from "./allstop";
 import { api, csrfToken, loginUrl } from "./api";
+import { MachineDetail } from "./detail";
 import { byId, h } from "./dom";
 import { Fleet } from "./fleet";
 import { type LinkState, LiveLink, Throttle, socketUrl } from "./live";
@@ -41,6 +42,8 @@ class Dashboard {
   readonly zones: ZonesPanel;
   readonly permissions: PermissionsPanel;
   readonly stats: DashboardStats = { frames: 0, events: 0, positions: 0, lastEventAt: 0 };
+  /** The machine detail open, if any (one at a time). */
+  detail: MachineDetail | null = null;
   private link: LiveLink | null = null;
   private drawPending = false;
   private readonly trucksThrottle = new Throttle(() => void this.loadTrucks(), 2_000);
@@ -61,10 +64,51 @@ class Dashboard {
       this.fleet.setAllStopped(status.in_force ? status.acknowledged : []);
       this.scheduleDraw();
     });
-    this.fleetPanel = new FleetPanel(byId("fleet-panel"), this.fleet, (id) => this.map.centreOn(id));
+    this.fleetPanel = new FleetPanel(byId("fleet-panel"), this.fleet, (id) => {
+      this.openDetail(id);
+      this.map.centreOn(id, this.detail?.root.offsetWidth ?? 0);
+    });
     this.zones = new ZonesPanel(byId("zones-panel"), dialog, this.map, site.id, me);
     this.permissions = new PermissionsPanel(byId("permissions-panel"), dialog, site.id, me);
     this.bindTooltip();
+    this.map.map.on("click", (event) => {
+      // A click while drawing a zone is the zone's corner, whatever lies under it.
+      const id = this.zones.drawing ? null : this.map.truckAt(event.pixel);
+      if (id) this.openDetail(id);
+    });
+  }
+
+  openDetail(id: string): void {
+    if (this.detail?.truckId === id) return;
+    this.detail?.close();
+    const detail = new MachineDetail(byId("map"), id, {
+      siteId: this.site.id,
+      me: this.me,
+      fleet: this.fleet,
+      dialog: byId<HTMLDialogElement>("confirm"),
+      showTrajectory: (path) => this.map.showTrajectory(path),
+      closed: () => {
+        if (this.detail !== detail) return;
+        this.detail = null;
+        this.map.select(null);
+      },
+    });
+    this.detail = detail;
+    this.map.select(id);
+    void detail.open();
+    this.keepInView();
+  }
+
+  /** The truck whose detail is open stays in the part of the map the drawer leaves in view:
+   * once it drives under the drawer or off the map, the map pans to it (checked each second). */
+  private keepInView(): void {
+    if (!this.detail) return;
+    const pixel = this.map.pixelOf(this.detail.truckId);
+    const [width, height] = this.map.map.getSize() ?? [0, 0];
+    const inset = this.detail.root.offsetWidth;
+    if (pixel && (pixel[0]! > width! - inset - 20 || pixel[0]! < 0 || pixel[1]! < 0 || pixel[1]! > height!)) {
+      this.map.centreOn(this.detail.truckId, inset);
+    }
   }
 
   async start(): Promise<void> {
@@ -84,6 +128,7 @@ class Dashboard {
         void this.allStop.load();
         void this.zones.load();
         void this.permissions.load();
+        void this.detail?.open();
       },
       login: () => window.location.assign(loginUrl(window.location)),
     });
@@ -134,6 +179,7 @@ class Dashboard {
       if (this.permissions.permits.applyEvent(message.data)) this.permissions.render();
       else this.permissionsThrottle.request();
     }
+    this.detail?.onMessage(message);
   }
 
   /** However many events arrive between two frames, the map is updated once per frame with
@@ -151,6 +197,8 @@ class Dashboard {
     const now = performance.now();
     this.map.tick(now);
     this.fleetPanel.render(now);
+    this.detail?.tick();
+    this.keepInView();
   }
 
   private bindTooltip(): void {

@@ -11,6 +11,7 @@ import { ScaleLine, Zoom } from "ol/control";
 import { type Extent, createEmpty, extend, isEmpty } from "ol/extent";
 import GeoJSON from "ol/format/GeoJSON";
 import type { Geometry } from "ol/geom";
+import LineString from "ol/geom/LineString";
 import Point from "ol/geom/Point";
 import VectorLayer from "ol/layer/Vector";
 import WebGLVectorLayer from "ol/layer/WebGLVector";
@@ -181,12 +182,25 @@ export interface TruckPick {
   id: string;
 }
 
+// The machine detail's predicted trajectory: a line from the truck through its predicted
+// positions, a dot at each.
+const trajectoryStyle = [
+  new Style({ stroke: new Stroke({ color: "#101418", width: 6 }) }),
+  new Style({ stroke: new Stroke({ color: "#e040fb", width: 3, lineDash: [6, 4] }) }),
+];
+const selectedStyle = new Style({ image: new CircleStyle({ radius: 17, stroke: new Stroke({ color: "#ffffff", width: 2, lineDash: [4, 3] }) }) });
+const trajectoryPointStyle = new Style({ image: new CircleStyle({ radius: 3.5, fill: new Fill({ color: "#e040fb" }), stroke: new Stroke({ color: "#101418", width: 1.5 }) }) });
+
 export class LiveMap {
   readonly map: OlMap;
   private readonly siteSources = new Map<string, VectorSource>();
   private readonly truckSource = new VectorSource<Feature<Point>>();
   private readonly truckLayer: WebGLVectorLayer<VectorSource<Feature<Point>>>;
   private readonly labelLayer: VectorLayer<VectorSource<Feature<Point>>>;
+  private readonly trajectorySource = new VectorSource();
+  /** A ring around the truck whose detail is open; it follows the truck. */
+  private readonly selection = new Feature<Point>();
+  private selectedId: string | null = null;
   private siteExtent: Extent | null = null;
   private readonly epoch = performance.now();
   /** Latest truck records by id, for the labels and the tooltip. */
@@ -210,9 +224,12 @@ export class LiveMap {
       declutter: "truck-labels",
       properties: { name: "truck-labels" },
     });
+    this.selection.setStyle(selectedStyle);
+    const trajectoryLayer = new VectorLayer({ source: this.trajectorySource, properties: { name: "trajectory" } });
+    const selectionLayer = new VectorLayer({ source: new VectorSource({ features: [this.selection] }), properties: { name: "selection" } });
     this.map = new OlMap({
       target,
-      layers: [...siteLayers, this.truckLayer, this.labelLayer],
+      layers: [...siteLayers, trajectoryLayer, selectionLayer, this.truckLayer, this.labelLayer],
       view: new View({ center: [0, 0], zoom: 2, maxZoom: 21 }),
       controls: [new Zoom(), new ScaleLine()],
     });
@@ -263,6 +280,7 @@ export class LiveMap {
         load: loadFraction(truck),
         seen: truck.seenAt === null ? -1e6 : this.seconds(truck.seenAt),
       };
+      if (truck.id === this.selectedId) this.selection.setGeometry(new Point(coordinates));
       const feature = this.truckSource.getFeatureById(truck.id) as Feature<Point> | null;
       if (feature) {
         feature.setProperties(properties, true); // silent: the one change event below
@@ -319,6 +337,41 @@ export class LiveMap {
     return found ?? null;
   }
 
+  /** The truck under a pixel (the WebGL layer's hit detection), for the click that opens its
+   * detail. */
+  truckAt(pixel: number[]): string | null {
+    const found = this.map.forEachFeatureAtPixel(pixel, (feature) => feature.getId(), {
+      hitTolerance: 8,
+      layerFilter: (layer) => layer === this.truckLayer,
+    });
+    return found === undefined ? null : String(found);
+  }
+
+  /** Ring the truck whose detail is open (null: none). */
+  select(id: string | null): void {
+    this.selectedId = id;
+    const coordinates = id === null ? undefined : (this.truckSource.getFeatureById(id) as Feature<Point> | null)?.getGeometry()?.getCoordinates();
+    this.selection.setGeometry(coordinates ? new Point(coordinates) : undefined);
+  }
+
+  /** Draw a predicted trajectory ([lon, lat] points); an empty list clears it. */
+  showTrajectory(path: Array<[number, number]>): void {
+    this.trajectorySource.clear(true);
+    if (path.length < 2) {
+      this.trajectorySource.changed();
+      return;
+    }
+    const points = path.map((p) => fromLonLat(p));
+    const line = new Feature(new LineString(points));
+    line.setStyle(trajectoryStyle);
+    const dots = points.slice(1).map((p) => {
+      const dot = new Feature(new Point(p));
+      dot.setStyle(trajectoryPointStyle);
+      return dot;
+    });
+    this.trajectorySource.addFeatures([line, ...dots]);
+  }
+
   truckCount(): number {
     return this.truckSource.getFeatures().length;
   }
@@ -330,10 +383,14 @@ export class LiveMap {
     return coordinates ? this.map.getPixelFromCoordinate(coordinates) : null;
   }
 
-  centreOn(id: string): void {
+  /** Pan to a truck; with `rightInsetPx`, to the middle of what a drawer of that width over the
+   * map's right edge leaves visible. */
+  centreOn(id: string, rightInsetPx = 0): void {
     const feature = this.truckSource.getFeatureById(id) as Feature<Point> | null;
     const coordinates = feature?.getGeometry()?.getCoordinates();
-    if (coordinates) this.map.getView().animate({ center: coordinates, duration: 300 });
+    if (!coordinates) return;
+    const shift = (rightInsetPx / 2) * (this.map.getView().getResolution() ?? 0);
+    this.map.getView().animate({ center: [coordinates[0]! + shift, coordinates[1]!], duration: 300 });
   }
 }
 

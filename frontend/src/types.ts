@@ -130,3 +130,64 @@ export interface LiveMessage {
   event: string;
   data: unknown;
 }
+
+/** A truck's charted health readings: the live `health` event's items (with `equipmentId`) and
+ * GET /api/v1/trucks/<id>/series/'s `health` (fleet.telemetry.latest.health_summary). */
+export interface HealthReading {
+  /** The reading's envelope Timestamp (ISO 8601). */
+  at: string;
+  coolantC: number | null;
+  brakeFrontC: number | null;
+  brakeRearC: number | null;
+  /** Pressure by TirePosition ("1.1", "1.2", ...); null: the sensor was unavailable. */
+  tyresKpa: Record<string, number | null>;
+}
+
+/** GET /api/v1/trucks/<id>/series/: mean speed per step, the newest health reading per step. */
+export interface SeriesAnswer {
+  step: number;
+  speed: Array<{ at: string; speedKmh: number | null }>;
+  health: HealthReading[];
+}
+
+/** One prediction: the live `prediction` event and GET /api/v1/trucks/<id>/predictions/
+ * (fleet.learning.tasks.live_event). `outputs` depends on the head (`model`). */
+export interface Prediction {
+  equipmentId: string;
+  model: string;
+  modelId: string;
+  windowEnd: string;
+  outputs: Record<string, unknown>;
+}
+
+export type CommandStatus = "issued" | "sent" | "acknowledged" | "rejected" | "expired" | "superseded";
+
+/** GET /api/v1/commands/?equipment= (fleet.control.views.CommandSerializer). */
+export interface Command {
+  serial: number;
+  command_id: string;
+  equipment: string;
+  message_name: string;
+  body: Record<string, unknown>;
+  status: CommandStatus;
+  reason: string;
+  issued_by: string | null;
+  issued_at: string;
+  answered_at: string | null;
+  answer: string;
+}
+
+/** The live `command.changed` event's payload (fleet.control.services._changed). */
+export interface CommandChange {
+  commandId: string;
+  equipmentId: string;
+  message: string;
+  status: CommandStatus;
+  reason: string;
+  answer: string;
+}
+
+/** GET /api/v1/loading-units/?site=: GeoJSON features. */
+export interface LoadingUnitCollection {
+  features: Array<{ id: number; properties: { name: string; active: boolean; material: string } }>;
+}
