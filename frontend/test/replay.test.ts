@@ -152,6 +152,20 @@ describe("the replay's track", () => {
     expect(state(T0 + 3 * MIN)["HT-001"]).toBe("Driving");
   });
 
+  it("keeps the positions of the chunks near the clock only, and loads a dropped one again", () => {
+    const track = new ReplayTrack("recorded");
+    const chunks = planChunks(T0, T0 + 10 * MIN, "recorded");
+    chunks.forEach((chunk, i) => track.add(chunk.from, answer([[chunk.from, 0, 10 + i, 0, 90, 0], [chunk.from + 1000, 0, 10 + i, 0, 90, 0]])));
+    expect(track.sampleCount()).toBe(10);
+    expect(track.keepAround(chunks, 4, 1)).toBe(3);
+    expect(track.sampleCount()).toBe(4);
+    expect([0, 1, 2, 3, 4].map((i) => track.has(chunks[i]!.from))).toEqual([false, false, false, true, true]);
+    expect(track.at(T0 + 8 * MIN)[0]!.lon).toBe(14);
+    // Back at the start: the first chunk is fetched and added again.
+    track.add(chunks[0]!.from, answer([[T0, 0, 10, 0, 90, 0]]));
+    expect(track.at(T0)[0]!.lon).toBe(10);
+  });
+
   it("replays the alerts and commands as the clock passes them, newest first", () => {
     const track = new ReplayTrack("recorded");
     const alert = { at: "2026-12-05T06:00:30Z", alert: 7, action: "opened", equipment: "HT-001", kind: "exclusion", severity: "critical", reason: "in blast", actor: "rule" };

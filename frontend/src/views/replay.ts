@@ -172,6 +172,7 @@ export class ReplayView implements View {
     if (index < 0) return Promise.resolve();
     const next = this.chunks[index + 1];
     if (next) void this.fetchChunk(next);
+    this.track?.keepAround(this.chunks, index);
     return this.fetchChunk(this.chunks[index]!);
   }
 

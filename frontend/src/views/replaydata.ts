@@ -215,6 +215,33 @@ export class ReplayTrack {
     }
   }
 
+  /** Drop the positions of the loaded chunks more than `keep` chunks away from the one at
+   * `index` (a long recorded range would otherwise hold millions of samples in the page); a
+   * dropped chunk is fetched again if the clock comes back to it. Statuses and events, a few
+   * per truck, stay. Returns the chunks dropped. */
+  keepAround(chunks: Chunk[], index: number, keep = 2): number {
+    let dropped = 0;
+    chunks.forEach((chunk, i) => {
+      if (Math.abs(i - index) <= keep || !this.loaded.has(chunk.from)) return;
+      this.loaded.delete(chunk.from);
+      dropped += 1;
+      for (const [id, list] of this.samples) {
+        const from = lastAtOrBefore(list, chunk.from - 1) + 1;
+        const to = lastAtOrBefore(list, chunk.to - 1) + 1;
+        if (to > from) list.splice(from, to - from);
+        if (!list.length) this.samples.delete(id);
+      }
+    });
+    return dropped;
+  }
+
+  /** Samples held in the page (tests). */
+  sampleCount(): number {
+    let count = 0;
+    for (const list of this.samples.values()) count += list.length;
+    return count;
+  }
+
   /** A truck's status at time t: the last one at or before it. */
   stateAt(id: string, t: number): string {
     const list = this.states.get(id);
