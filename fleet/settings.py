@@ -148,10 +148,20 @@ REDIS_URL = env_url(
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
 }
+CHANNEL_REDIS_READ_TIMEOUT_S = (
+    15  # > channels_redis' 5 s BZPOPMIN (RedisChannelLayer.brpop_timeout)
+)
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": "haulmind:live"},
+        # redis-py 8 gives every read a 5 s socket timeout by default, the same 5 s that
+        # channels_redis blocks in BZPOPMIN waiting for a socket's next event: a socket with
+        # nothing to receive for 5 s had the read time out and its consumer die (the dashboard's
+        # link dropped whenever its site went quiet). The read must outlast the blocking pop.
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_REDIS_READ_TIMEOUT_S}],
+            "prefix": "haulmind:live",
+        },
     }
 }
 

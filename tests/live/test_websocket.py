@@ -98,3 +98,22 @@ def test_a_viewer_sees_a_truck_move_live_when_it_reports(asgi_server, site, view
             assert moved["speedKmh"] == 41.0
 
     asyncio.run(scenario())
+
+
+def test_a_socket_with_nothing_to_receive_for_a_while_stays_open(asgi_server, site, viewer):
+    """channels_redis waits up to 5 s in BZPOPMIN for a socket's next event; redis-py 8 also
+    times reads out after 5 s by default, which killed the consumer of every socket whose site
+    was quiet that long (settings.CHANNEL_REDIS_READ_TIMEOUT_S)."""
+    from fleet.live.broadcast import broadcast_now
+
+    cookie = session_cookie(viewer)
+
+    async def scenario():
+        async with await connect(ws_url(asgi_server, site), cookie) as socket:
+            await asyncio.wait_for(socket.recv(), 10)  # hello
+            await asyncio.sleep(12)  # two of channels_redis' 5 s waits with nothing to receive
+            await asyncio.to_thread(broadcast_now, site.id, "alert", {"id": "after-the-quiet"})
+            event = json.loads(await asyncio.wait_for(socket.recv(), 10))
+            assert event == {"event": "alert", "data": {"id": "after-the-quiet"}}
+
+    asyncio.run(scenario())
