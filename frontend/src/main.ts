@@ -14,6 +14,7 @@ import { LiveMap } from "./map";
 import { AllStopPanel, AlertsPanel, FleetPanel } from "./panels";
 import { isPermitEvent } from "./permits";
 import { PermissionsPanel } from "./permissions";
+import { DrawProbe } from "./probe";
 import type { AlertEvent, LiveMessage, Me, PositionSummary, ProductionStateChange, Site, SiteCollection, TruckRecord } from "./types";
 import { parseSites } from "./types";
 import { startViews } from "./views";
@@ -44,6 +45,9 @@ class Dashboard {
   readonly stats: DashboardStats = { frames: 0, events: 0, positions: 0, lastEventAt: 0 };
   /** The machine detail open, if any (one at a time). */
   detail: MachineDetail | null = null;
+  /** `manage.py bench dashboard`'s draw time and position age; records only once started. */
+  readonly probe = new DrawProbe();
+  private lastUpdateAt = 0;
   private link: LiveLink | null = null;
   private drawPending = false;
   private readonly trucksThrottle = new Throttle(() => void this.loadTrucks(), 2_000);
@@ -71,6 +75,7 @@ class Dashboard {
     this.zones = new ZonesPanel(byId("zones-panel"), dialog, this.map, site.id, me);
     this.permissions = new PermissionsPanel(byId("permissions-panel"), dialog, site.id, me);
     this.bindTooltip();
+    this.bindProbe();
     this.map.map.on("click", (event) => {
       // A click while drawing a zone is the zone's corner, whatever lies under it.
       const id = this.zones.drawing ? null : this.map.truckAt(event.pixel);
@@ -189,8 +194,28 @@ class Dashboard {
     this.drawPending = true;
     requestAnimationFrame(() => {
       this.drawPending = false;
-      this.map.updateTrucks(this.fleet.drainDirty());
+      const started = performance.now();
+      const changed = this.fleet.drainDirty();
+      this.map.updateTrucks(changed);
+      // Positions that reached the page since the last update (not trucks re-marked by a state
+      // change or a register read): their age is measured when the map renders them.
+      const moved = changed.filter((t) => t.seenAt !== null && t.seenAt > this.lastUpdateAt);
+      this.lastUpdateAt = started;
+      this.probe.updated(performance.now() - started, moved.map((t) => t.at));
     });
+  }
+
+  /** OpenLayers renders the map in an animation frame of its own after a change: its time, from
+   * the first layer to the last, is the render's part of the probe's draw time. */
+  private bindProbe(): void {
+    let renderStarted = 0;
+    this.map.map.on("precompose", () => (renderStarted = performance.now()));
+    this.map.map.on("postcompose", () => this.probe.rendered(performance.now() - renderStarted, Date.now()));
+    if (PerformanceObserver.supportedEntryTypes.includes("long-animation-frame")) {
+      new PerformanceObserver((list) => {
+        for (const entry of list.getEntries()) this.probe.longFrame(entry.duration);
+      }).observe({ type: "long-animation-frame" });
+    }
   }
 
   private tick(): void {

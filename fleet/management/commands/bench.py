@@ -24,6 +24,7 @@ BENCHMARKS = {
     "traffic": "fleet.control.traffic_bench",
     "dispatch": "fleet.simulator.dispatchbench",
     "shift": "fleet.control.shift_bench",
+    "dashboard": "fleet.live.dashboard_bench",
 }
 
 
@@ -116,6 +117,15 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--loading-units", type=int, default=25, help="shift: loading units of its mine."
+        )
+
+        parser.add_argument(
+            "--truck-hz", type=float, default=5.0, help="dashboard: positions per truck/s."
+        )
+        parser.add_argument(
+            "--real-rates",
+            default="500,1000,2000",
+            help="dashboard: msg/s tried upwards through the broker and ingest until one fails.",
         )
 
     def handle(self, *args, **options) -> None:
