@@ -15,7 +15,7 @@ import pytest
 
 from fleet.control import alerts
 from fleet.pool import services as pool_services
-from fleet.pool.models import DrainChange
+from fleet.pool.models import DrainChange, UtilisationSample
 from fleet.telemetry.cycles import derive_haul_cycles
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.services import EquipmentDirectory, ingest_batch
@@ -118,14 +118,54 @@ def test_the_production_view_plots_a_shifts_history(dashboard, site, viewer):  #
     assert watch.errors == [] and watch.outside_requests() == []
 
 
+def earlier_samples(now: datetime) -> None:
+    """The 40 minutes before this test, as the minute sampler would have stored them: a busy
+    spell on node-a/cpu/0 and the fault model's batches and latency growing with it."""
+    rows = []
+    for minute in range(40, 0, -1):
+        at = now - timedelta(minutes=minute)
+        load = 0.3 + 0.6 * max(0.0, 1 - abs(minute - 20) / 12)
+        rows += [
+            UtilisationSample(
+                at=at,
+                node="node-a",
+                slice_name="cpu/0",
+                device="cpu",
+                busy=load,
+                deployment="fault",
+                model_id="fault@3",
+                served_per_s=20 * load,
+                mean_batch_rows=4 + 20 * load,
+                latency_p50_ms=8 + 10 * load,
+                latency_p99_ms=20 + 40 * load,
+                queue_requests=0,
+            ),
+            UtilisationSample(
+                at=at,
+                node="node-a",
+                slice_name="cpu/1",
+                device="cpu",
+                busy=0.2 + 0.05 * (minute % 3),
+                deployment="eta",
+                model_id="eta@3",
+                served_per_s=2.0,
+                mean_batch_rows=2.0,
+                latency_p50_ms=5.0,
+                latency_p99_ms=11.0,
+                queue_requests=0,
+            ),
+        ]
+    UtilisationSample.objects.bulk_create(rows)
+
+
 @pytest.fixture
 def pool_dashboard(request, settings, monkeypatch, transactional_db) -> str:
     """The dashboard's server reading this test's pool (its key prefix passed to the server
-    process), with two minutes of samples. Transactional, named here (as ``dashboard``): the
+    process), with 40 minutes of history and a sample taken now. Transactional, named here (as ``dashboard``): the
     server sees only committed rows."""
     request.getfixturevalue("busy_pool")
     monkeypatch.setenv("HAULMIND_POOL_PREFIX", settings.POOL_PREFIX)
-    pool_services.sample_utilisation()
+    earlier_samples(datetime.now(UTC).replace(second=0, microsecond=0))
     pool_services.sample_utilisation()
     return request.getfixturevalue("dashboard")
 

@@ -79,7 +79,7 @@ export class Plot {
             width: 2,
             fill: s.fill || bars ? `${colour}33` : undefined,
             paths: bars,
-            points: { show: false },
+            // uPlot's own rule: points drawn while they are sparse (a few samples), not when dense.
             value: (_: uPlot, v: number | null) => (v === null || v === undefined ? "–" : v.toFixed(s.digits ?? 1)),
           } satisfies uPlot.Series;
         }),
