@@ -29,8 +29,8 @@ class ZoneAnswersSerializer(serializers.Serializer):
     policies = serializers.JSONField(source="zone.policies")
     reason = serializers.CharField(source="zone.reason")
     delete_reason = serializers.CharField(source="zone.delete_reason")
-    activated_at = serializers.DateTimeField(source="zone.activated_at")
-    deleted_at = serializers.DateTimeField(source="zone.deleted_at")
+    activated_at = serializers.DateTimeField(source="zone.activated_at", allow_null=True)
+    deleted_at = serializers.DateTimeField(source="zone.deleted_at", allow_null=True)
     request = serializers.ChoiceField(
         choices=["activate", "deactivate"], help_text="The request the answers are to"
     )

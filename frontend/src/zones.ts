@@ -4,7 +4,6 @@
 // its own words. The list is GET /api/v1/sites/<id>/zone-answers/, read again on the live
 // feed's zone events (zoning.ts touchesZones).
 
-import type Feature from "ol/Feature";
 import Draw from "ol/interaction/Draw";
 import VectorLayer from "ol/layer/Vector";
 import { toLonLat } from "ol/proj";
@@ -67,7 +66,7 @@ export class ZonesPanel {
     this.draw.on("drawend", (event) => {
       const ring = (event.feature.getGeometry() as Polygon).getCoordinates()[0]!.map((c) => toLonLat(c) as LonLat);
       this.stopDrawing(false);
-      void this.confirmZone(ring, event.feature);
+      void this.confirmZone(ring);
     });
     this.map.map.addInteraction(this.draw);
     this.render();
@@ -80,10 +79,11 @@ export class ZonesPanel {
     this.render();
   }
 
-  private async confirmZone(ring: LonLat[], feature: Feature): Promise<void> {
+  private async confirmZone(ring: LonLat[]): Promise<void> {
     const problems = polygonProblems(ring);
     if (problems.length) {
-      this.sketch.removeFeature(feature);
+      // Draw adds the finished sketch to the source right after its drawend event: clear it then.
+      queueMicrotask(() => this.sketch.clear());
       this.notice = { text: problems.join(" "), kind: "error" };
       this.render();
       return;

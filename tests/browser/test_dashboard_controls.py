@@ -83,6 +83,12 @@ def test_an_operator_draws_a_zone_that_reaches_the_trucks_then_deactivates_it(
         page.wait_for_timeout(150)
         page.mouse.click(cx - 50, cy - 50)
         page.wait_for_selector("#zones-notice:has-text('crosses itself')")
+        # ... and its outline leaves the map.
+        page.wait_for_function(
+            """() => window.haulmindDashboard.map.map.getLayers().getArray()
+                .find((l) => l.get('name') === 'zone-sketch').getSource().getFeatures()
+                .length === 0"""
+        )
 
         # Drawn, confirmed with a name, a speed limit and a reason: it is active at once...
         page.click("#zone-draw")
