@@ -14,7 +14,7 @@ import { ApiError, api } from "./api";
 import { confirmDialog, fill, h, since } from "./dom";
 import type { Fleet } from "./fleet";
 import { stateKey, TRUCK_STATES } from "./legend";
-import { CommandList, ModelOutputs, commandStatus, commandTitle, etaText, faultView, percent, trajectoryPath } from "./machine";
+import { CommandList, ModelOutputs, TRAJECTORY_SHOWN_S, commandStatus, commandTitle, etaText, faultView, percent, trajectoryPath } from "./machine";
 import { MachineSeries, type SeriesBuffer, WINDOW_S } from "./series";
 import type { Alert, Command, CommandChange, HealthReading, LiveMessage, LoadingUnitCollection, Me, PositionSummary, Prediction, SeriesAnswer } from "./types";
 
@@ -66,6 +66,8 @@ export class MachineDetail {
   private units: Array<{ id: number; name: string; active: boolean }> = [];
   private assignment: string | null = null;
   private trajectoryFrom: [number, number] | null = null;
+  /** When the newest trajectory reached the page (page clock, ms); null: none drawn. */
+  private trajectoryAt: number | null = null;
   private notice: { text: string; kind: "ok" | "error" } | null = null;
   private readonly charts: Chart[];
   private chartsPending = false;
@@ -130,7 +132,12 @@ export class MachineDetail {
         this.scheduleCharts();
       }),
       this.read(`/api/v1/trucks/${this.truckId}/predictions/`, (predictions: Prediction[]) => {
-        for (const prediction of predictions) this.outputs.apply(prediction);
+        for (const prediction of predictions) {
+          // A stored trajectory is as old as its window (on the browser's clock: coarse).
+          if (this.outputs.apply(prediction) && prediction.model === "trajectory") {
+            this.trajectoryAt = performance.now() - Math.max(0, Date.now() - Date.parse(prediction.windowEnd));
+          }
+        }
         this.renderOutputs();
       }),
       this.loadCommands(),
@@ -221,7 +228,13 @@ export class MachineDetail {
 
   /** Once a second: the header's live figures (state, speed, age). */
   tick(): void {
-    if (!this.closedAlready) this.renderHead();
+    if (this.closedAlready) return;
+    this.renderHead();
+    if (this.trajectoryAt !== null && performance.now() - this.trajectoryAt > TRAJECTORY_SHOWN_S * 1000) {
+      this.trajectoryAt = null;
+      this.host.showTrajectory([]);
+      this.renderOutputs();
+    }
   }
 
   close(): void {
@@ -361,7 +374,14 @@ export class MachineDetail {
           )
         : h("p", { class: "empty" }, "No fault prediction yet."),
       etaWords ? h("p", { id: "detail-eta" }, h("span", { class: "output-title" }, "ETA to next stop: "), etaWords, stamp(eta!)) : h("p", { class: "empty" }, "No ETA yet."),
-      trajectory ? h("p", { class: "meta" }, "Predicted trajectory (1, 3 and 5 s ahead) drawn on the map.", stamp(trajectory)) : null,
+      trajectory
+        ? h(
+            "p",
+            { class: "meta", id: "detail-trajectory" },
+            this.trajectoryAt === null ? `Predicted trajectory older than ${TRAJECTORY_SHOWN_S} s: not drawn.` : "Predicted trajectory (1, 3 and 5 s ahead) drawn on the map.",
+            stamp(trajectory),
+          )
+        : null,
     );
     this.drawTrajectory();
   }
@@ -370,13 +390,14 @@ export class MachineDetail {
    * the prediction's own origin (its window's last fix), and does not stretch as the truck
    * drives on before the next prediction. */
   private anchorTrajectory(): void {
+    this.trajectoryAt = performance.now();
     const truck = this.host.fleet.trucks.get(this.truckId);
     this.trajectoryFrom = truck && truck.lon !== null && truck.lat !== null ? [truck.lon, truck.lat] : null;
   }
 
   private drawTrajectory(): void {
     const trajectory = this.outputs.byHead.get("trajectory");
-    if (trajectory) this.host.showTrajectory(trajectoryPath(trajectory.outputs, this.trajectoryFrom));
+    if (trajectory && this.trajectoryAt !== null) this.host.showTrajectory(trajectoryPath(trajectory.outputs, this.trajectoryFrom));
   }
 
   private renderCommands(): void {

@@ -78,6 +78,11 @@ export function etaText(outputs: Record<string, unknown>): string | null {
   return `${duration(p50)}${band}`;
 }
 
+/** How long a predicted trajectory stays on the map after it reached the page. It looks 5 s
+ * ahead and the server predicts every 10 s (INFERENCE_INTERVAL_S): one missed prediction is
+ * tolerated, an older path would only be behind the truck. */
+export const TRAJECTORY_SHOWN_S = 20;
+
 /** The predicted path as [lon, lat] points: from where the truck is now (when known) through
  * the trajectory head's positions 1, 3 and 5 s ahead. */
 export function trajectoryPath(outputs: Record<string, unknown>, from: [number, number] | null): Array<[number, number]> {
@@ -90,7 +95,6 @@ export function trajectoryPath(outputs: Record<string, unknown>, from: [number, 
 
 // --- commands ----------------------------------------------------------------------------------
 
-export const OPEN_STATUSES: ReadonlySet<CommandStatus> = new Set(["issued", "sent"]);
 
 /** The truck's recent commands, newest first, their status kept up to date by `command.changed`. */
 export class CommandList {

@@ -2,7 +2,8 @@
 and outbox, with simulated trucks (tests/control/conftest.py's LiveMine): a click on a truck
 opens it; its charts fill from the history and grow live; its model outputs show (the newest
 predictions at open, a live trajectory drawn on the map); a Stop from the panel reaches the
-simulated truck, which stops and acknowledges, and a Resume moves it again; Escape closes it.
+simulated truck, which stops and acknowledges, and a Resume moves it again; a Reassign sends it
+to a loading unit; Escape closes it.
 
 As in test_dashboard.py, database rows are made before the browser starts and read after it
 stops; what must happen in the middle (a live prediction) runs in a thread of its own.
@@ -17,6 +18,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from fleet.control.models import Assignment, Command
 from fleet.learning.models import Prediction
 from fleet.learning.tasks import live_event
 from fleet.live.broadcast import broadcast_now
@@ -197,18 +199,36 @@ def test_a_trucks_detail_opens_on_click_fills_live_and_stops_and_resumes_it(
             "Not possible now (409): nothing to resume"
         )
 
-        # Escape closes the detail and takes its trajectory off the map.
+        # Reassign to a loading unit chosen from the site's: the dispatcher's command follows.
+        unit = page.locator("#detail-unit option").first.inner_text()
+        page.click("#detail-reassign")
+        confirm(page, "shovel SH-01 has no queue")
+        page.wait_for_selector(f"#detail-notice.ok:has-text('{truck.name} sent to {unit}.')")
+        assert f"assigned to {unit} (by hand)" in page.locator(".detail-facts").inner_text()
+
+        # The trajectory leaves the map once it is older than TRAJECTORY_SHOWN_S (20 s).
+        page.wait_for_function(
+            "() => window.haulmindDashboard.map.trajectorySource.getFeatures().length === 0",
+            timeout=30_000,
+        )
+        assert "not drawn" in page.locator("#detail-trajectory").inner_text()
+
+        # Escape closes the detail.
         page.keyboard.press("Escape")
         page.wait_for_selector("#machine-detail", state="detached")
         assert page.evaluate("() => window.haulmindDashboard.detail") is None
-        assert (
-            page.evaluate(
-                "() => window.haulmindDashboard.map.trajectorySource.getFeatures().length"
-            )
-            == 0
-        )
+        # ... and the ring around the truck with it.
+        assert page.evaluate("() => window.haulmindDashboard.map.selection.getGeometry()") is None
         page.close()
 
     # The one error the page saw is the refused second resume.
     assert [e for e in watch.errors if "/resume/" not in e] == []
     assert watch.outside_requests() == []
+    # The audit trail: the stop and the resume with their reasons, the assignment by hand.
+    reasons = Command.objects.filter(equipment=truck, message_name="MachineAllStopRequestV1")
+    assert sorted(reasons.values_list("reason", "issued_by__username")) == [
+        ("checking the coolant alarm", operator.username),
+        ("coolant checked, all fine", operator.username),
+    ]
+    assignment = Assignment.objects.filter(equipment=truck, manual=True).get()
+    assert (assignment.loading_unit.name, assignment.actor) == (unit, operator.username)
