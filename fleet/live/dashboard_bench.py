@@ -9,6 +9,9 @@ the whole stack (ingest stores about 2,300 msg/s flat out, docs/benchmarks.md):
   ``LIVE_POSITION_INTERVAL_MS`` one ``positions`` event with each truck due since the last, its
   timestamp the time it was due. From there on it is the product's path: channel layer, the
   socket's coalescing (``fleet/live/frames.py``), the page.
+- **socket only** (``socket_only``): the same synthetic feed read by a plain websocket client
+  in this process instead of the page, before the browser starts: the server's share (channel
+  layer, coalescing, JSON) without the browser's.
 - **real** (``real``, ``real_trucks``, ``real_rate``): load-generator trucks (their own MQTT
   logins) through the broker and a real ``manage.py ingest`` replica, at each rate of
   ``--real-rates`` in turn until one does not hold (stored < 99 % of sent, or sent < 80 % of
@@ -49,6 +52,7 @@ from django.db import connection, connections
 
 from fleet.accounts.roles import VIEWER
 from fleet.live.broadcast import broadcast_now
+from fleet.live.groups import site_group
 from fleet.mine.mapfile import import_site_map
 from fleet.mine.models import Site
 from fleet.protocol import topics, wire
@@ -126,6 +130,18 @@ def mqtt_identities(trucks: list[Equipment], site: Site) -> list[tuple[str, str,
     return identities
 
 
+def forget_old_sockets(site: Site) -> None:
+    """Empty the bench site's channel-layer group: a socket whose server was killed (an earlier
+    run stopped short) stays a member for a day (channels_redis' group expiry), and every
+    broadcast would still be written out for it."""
+    import redis
+
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5).delete(
+        f"{prefix}:group:{site_group(site.id)}"
+    )
+
+
 def _orm(function: Callable[..., Any], *args: Any) -> Any:
     """Run ``function`` in a thread with no event loop, then close that thread's connection."""
 
@@ -184,6 +200,11 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the server so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the sources -------------------------------------------------------------------------------
@@ -312,13 +333,9 @@ class FrameWatch:
             return
         self.frames += 1
         self.bytes += len(payload.encode() if isinstance(payload, str) else payload)
-        message = json.loads(payload)
-        events = message["data"] if message.get("event") == "batch" else [message]
-        for event in events:
-            if event.get("event") == "positions":
-                items = event["data"]["trucks"]
-                self.positions += len(items)
-                self.trucks.update(item["equipmentId"] for item in items)
+        items = _positions(json.loads(payload))
+        self.positions += len(items)
+        self.trucks.update(item["equipmentId"] for item in items)
 
     def start(self) -> None:
         self.frames = self.bytes = self.positions = 0
@@ -355,8 +372,9 @@ def _renderer(page: Any) -> str:
     )
 
 
-def measure(page: Any, watch: FrameWatch, seconds: float) -> dict[str, Any]:
-    """The page and its socket over ``seconds`` from now."""
+def measure(page: Any, watch: FrameWatch, seconds: float, server: Server | None) -> dict[str, Any]:
+    """The page and its socket over ``seconds`` from now (and ``server``'s CPU, if ours)."""
+    server_cpu_s = server.cpu_s() if server else 0.0
     samples: dict[str, list[float]] = {"drawMs": [], "lagMs": [], "longFramesMs": []}
     positions_before = page.evaluate("() => window.haulmindDashboard.stats.positions")
     page.evaluate(f"() => {PROBE}.start()")
@@ -373,6 +391,10 @@ def measure(page: Any, watch: FrameWatch, seconds: float) -> dict[str, Any]:
     page_positions = page.evaluate("() => window.haulmindDashboard.stats.positions")
     return {
         "seconds": round(elapsed, 1),
+        # The ASGI server's share of one core over the window (socket coalescing, JSON, deflate).
+        "server_cpu_pct": (
+            round((server.cpu_s() - server_cpu_s) / elapsed * 100) if server else None
+        ),
         "load_average_1m": round(os.getloadavg()[0], 2),
         "frames_per_s": round(watch.frames / elapsed, 2),
         "bytes_per_frame": round(watch.bytes / max(1, watch.frames)),
@@ -404,10 +426,73 @@ def trucks_missed(page: Any, newest: dict[str, str]) -> int:
     )
 
 
-# --- the two runs ------------------------------------------------------------------------------
+# --- the runs ----------------------------------------------------------------------------------
 
 
-def run_synthetic(page: Any, watch: FrameWatch, site: Site, trucks: list[Equipment], options):
+def run_socket_only(server: Server, site: Site, trucks: list[Equipment], options) -> dict:
+    """The synthetic feed into a plain websocket client instead of the page: the server's part
+    (channel layer, coalescing, JSON) without the browser's."""
+    import asyncio
+
+    from django.test import Client
+
+    client = Client()
+    client.force_login(User.objects.get(username=USERNAME))
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    connection.close()
+    feed = SyntheticFeed(site.id, [str(t.id) for t in trucks], options["truck_hz"])
+    frames: list[tuple[int, int]] = []  # (bytes, positions)
+    lags: list[float] = []
+    feed.start()
+    try:
+        elapsed = asyncio.run(_read_socket(server, site, cookie, options["seconds"], frames, lags))
+    finally:
+        feed.stop()
+    return {
+        "frames_per_s": round(len(frames) / elapsed, 2),
+        "bytes_per_frame": round(sum(b for b, _ in frames) / max(1, len(frames))),
+        "updates_per_s": round(sum(n for _, n in frames) / elapsed),
+        "lag_p50_ms": _percentile(lags, 50),
+        "lag_p95_ms": _percentile(lags, 95),
+    }
+
+
+async def _read_socket(server, site, cookie, seconds, frames, lags) -> float:
+    import asyncio
+
+    import websockets
+
+    url = server.url.replace("http://", "ws://") + f"/ws/sites/{site.id}/"
+    headers = {"Cookie": cookie}
+    async with websockets.connect(
+        url, additional_headers=headers, origin=server.url, max_size=None
+    ) as socket:
+        await asyncio.sleep(WARM_UP_S)
+        while True:  # what queued up during the warm-up is not this window's
+            try:
+                await asyncio.wait_for(socket.recv(), 0.05)
+            except TimeoutError:
+                break
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            text = await asyncio.wait_for(socket.recv(), 10)
+            now_ms = time.time() * 1000
+            items = _positions(json.loads(text))
+            frames.append((len(text.encode()), len(items)))
+            lags.extend(now_ms - _epoch_ms(item["at"]) for item in items)
+        return time.monotonic() - started
+
+
+def _positions(message: dict) -> list[dict]:
+    events = message["data"] if message.get("event") == "batch" else [message]
+    return [item for e in events if e.get("event") == "positions" for item in e["data"]["trucks"]]
+
+
+def _epoch_ms(at: str) -> float:
+    return datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp() * 1000
+
+
+def run_synthetic(page, watch, server: Server | None, site: Site, trucks: list[Equipment], options):
     hz, seconds = options["truck_hz"], options["seconds"]
     feed = SyntheticFeed(site.id, [str(t.id) for t in trucks], hz)
     feed.start()
@@ -417,21 +502,39 @@ def run_synthetic(page: Any, watch: FrameWatch, site: Site, trucks: list[Equipme
         )
         page.wait_for_timeout(WARM_UP_S * 1000)
         sent_before = feed.sent
-        figures = measure(page, watch, seconds)
+        figures = measure(page, watch, seconds, server)
         offered = (feed.sent - sent_before) / figures["seconds"]
     finally:
         feed.stop()
-    page.wait_for_timeout(1_000)  # the last frame arrives
+    drain_s = wait_for_quiet(page)
     return {
         "trucks": len(trucks),
         "hz": hz,
         "offered_per_s": round(offered),
         **figures,
+        "drain_s": drain_s,
         "trucks_missed": trucks_missed(page, feed.newest),
     }
 
 
-def run_real(page, watch, site, identities, options, log: Log) -> list[dict[str, Any]]:
+def wait_for_quiet(page: Any, quiet_s: float = 2.0, limit_s: float = 60.0) -> float:
+    """Seconds until the page has received no position for ``quiet_s`` (what was still queued
+    for it when the source stopped has arrived)."""
+    started = last_change = time.monotonic()
+    last = -1
+    while time.monotonic() - started < limit_s:
+        count = page.evaluate("() => window.haulmindDashboard.stats.positions")
+        if count != last:
+            last, last_change = count, time.monotonic()
+        elif time.monotonic() - last_change >= quiet_s:
+            break
+        page.wait_for_timeout(200)
+    return round(last_change - started, 1)
+
+
+def run_real(
+    page, watch, server: Server, site, identities, options, log: Log
+) -> list[dict[str, Any]]:
     """Each rate of ``--real-rates`` through the broker and one ingest replica, upwards, until
     one does not hold."""
     hz = options["truck_hz"]
@@ -452,7 +555,7 @@ def run_real(page, watch, site, identities, options, log: Log) -> list[dict[str,
         for rate in rates:
             count = min(len(identities), max(1, round(rate / hz)))
             log(f"dashboard: real path, {count} trucks at {hz:g} Hz through broker and ingest")
-            step = _real_step(page, watch, identities[:count], count * hz, options)
+            step = _real_step(page, watch, server, identities[:count], count * hz, options)
             steps.append(step)
             log(f"dashboard: real {step}")
             if not step["held"]:
@@ -464,13 +567,13 @@ def run_real(page, watch, site, identities, options, log: Log) -> list[dict[str,
     return steps
 
 
-def _real_step(page, watch, identities, rate: float, options) -> dict[str, Any]:
+def _real_step(page, watch, server: Server, identities, rate: float, options) -> dict[str, Any]:
     ids = [uuid.UUID(username) for username, _, _ in identities]
     since = datetime.now(UTC)
     feed = LoadgenFeed(identities, rate, options["publishers"])
     try:
         page.wait_for_timeout(max(0.0, feed.start_at - time.time() + WARM_UP_S) * 1000)
-        figures = measure(page, watch, options["seconds"])
+        figures = measure(page, watch, options["seconds"], server)
     finally:
         sent = feed.stop()
         published_s = feed.stopped_at - feed.start_at
@@ -517,9 +620,14 @@ def run(options: dict, log: Log) -> dict:
     real_count = min(trucks, round(max(rates, default=0) / options["truck_hz"]))
     identities = mqtt_identities(fleet[:real_count], site) if real_count else []
     login = viewer_login(site)
+    forget_old_sockets(site)
     connection.close()
     server = Server()
     try:
+        # Before the browser: Playwright's sync API holds an event loop in this thread.
+        log(f"dashboard: synthetic into a plain websocket client, {trucks} trucks")
+        socket_only = run_socket_only(server, site, fleet, options)
+        log(f"dashboard: socket only {socket_only}")
         with sync_api.sync_playwright() as playwright:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM,
@@ -529,18 +637,22 @@ def run(options: dict, log: Log) -> dict:
                 page, watch = open_dashboard(browser, server.url, site, login)
                 renderer = _renderer(page)
                 log(f"dashboard: synthetic, {trucks} trucks at {options['truck_hz']:g} Hz")
-                synthetic = run_synthetic(page, watch, site, fleet, options)
+                synthetic = run_synthetic(page, watch, server, site, fleet, options)
                 log(f"dashboard: synthetic {synthetic}")
-                real = run_real(page, watch, site, identities, options, log) if identities else []
+                real = (
+                    run_real(page, watch, server, site, identities, options, log)
+                    if identities
+                    else []
+                )
                 version = browser.version
             finally:
                 browser.close()
     finally:
         server.stop()
-    return _figures(synthetic, real, renderer, version)
+    return _figures(synthetic, socket_only, real, renderer, version)
 
 
-def _figures(synthetic: dict, real: list[dict], renderer: str, version: str) -> dict:
+def _figures(synthetic: dict, socket_only: dict, real: list, renderer: str, version: str) -> dict:
     held = [step for step in real if step["held"]]
     best = held[-1] if held else None
     return {
@@ -556,6 +668,7 @@ def _figures(synthetic: dict, real: list[dict], renderer: str, version: str) -> 
             )
         },
         "synthetic": synthetic,
+        "socket_only": socket_only,
         "real_trucks": best["trucks"] if best else 0,
         "real_rate": best["rate"] if best else 0,
         "real": best,

@@ -28,7 +28,7 @@ def test_every_trucks_update_reaches_the_page_in_at_most_ten_frames_a_second(asg
     login = viewer_login(site)
     with chromium() as browser:
         page, watch = open_dashboard(browser, asgi_server, site, login)
-        figures = run_synthetic(page, watch, site, trucks, {"truck_hz": 5.0, "seconds": 4.0})
+        figures = run_synthetic(page, watch, None, site, trucks, {"truck_hz": 5.0, "seconds": 4.0})
         page.close()
     assert figures.keys() >= KEYS
     # At most LIVE_MAX_FRAMES_PER_S: one frame more at the window's edge, no more.
