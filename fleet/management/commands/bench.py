@@ -124,7 +124,7 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--real-rates",
-            default="500,1000,2000",
+            default="1000,2000,3000",
             help="dashboard: msg/s tried upwards through the broker and ingest until one fails.",
         )
 
