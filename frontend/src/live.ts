@@ -40,6 +40,8 @@ export interface LiveHandlers {
   /** Each event, in order; `frame` is called once per websocket frame, before its events. */
   message(message: LiveMessage): void;
   frame?(events: number): void;
+  /** The ms a frame took to parse and handle, all its events included. */
+  handled?(ms: number): void;
   state(state: LinkState, detail?: string): void;
   /** Called on every (re)connection, after `hello`: what was missed must be read again. */
   resync(): void;
@@ -63,21 +65,9 @@ export class LiveLink {
     const socket = new WebSocket(this.url);
     this.socket = socket;
     socket.onmessage = (event: MessageEvent<string>) => {
-      let message: LiveMessage;
-      try {
-        message = JSON.parse(event.data) as LiveMessage;
-      } catch {
-        return;
-      }
-      if (message.event === "hello") {
-        this.attempt = 0;
-        this.handlers.state("live");
-        this.handlers.resync();
-        return;
-      }
-      const events = unbatch(message);
-      this.handlers.frame?.(events.length);
-      for (const event of events) this.handlers.message(event);
+      const started = performance.now();
+      this.receive(event.data);
+      this.handlers.handled?.(performance.now() - started);
     };
     socket.onclose = (event: CloseEvent) => {
       if (this.closed || socket !== this.socket) return;
@@ -93,6 +83,24 @@ export class LiveLink {
         this.timer = window.setTimeout(() => this.open(), wait);
       }
     };
+  }
+
+  private receive(data: string): void {
+    let message: LiveMessage;
+    try {
+      message = JSON.parse(data) as LiveMessage;
+    } catch {
+      return;
+    }
+    if (message.event === "hello") {
+      this.attempt = 0;
+      this.handlers.state("live");
+      this.handlers.resync();
+      return;
+    }
+    const events = unbatch(message);
+    this.handlers.frame?.(events.length);
+    for (const event of events) this.handlers.message(event);
   }
 
   close(): void {

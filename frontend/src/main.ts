@@ -125,6 +125,7 @@ class Dashboard {
       frame: () => {
         this.stats.frames += 1;
       },
+      handled: (ms) => this.probe.handled(ms),
       state: (state, detail) => showLinkState(state, detail),
       resync: () => {
         // Whatever happened while the socket was down is read again.

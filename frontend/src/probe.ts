@@ -1,13 +1,14 @@
 // What `manage.py bench dashboard` measures in the page (fleet/live/dashboard_bench.py): the
-// main-thread time of each map render with the truck updates applied before it, and the age of
-// each drawn position. Off until started, so an operator's page keeps nothing.
+// main-thread time of each map render with the frames handled and the truck updates applied
+// before it, and the age of each drawn position. Off until started, so an operator's page keeps nothing.
 
 /** At most this many samples are kept between two `take()`s (a bench reads every few seconds:
  * 1,000 trucks at 5 Hz make 5,000 positions a second). */
 export const MAX_SAMPLES = 200_000;
 
 export interface ProbeSamples {
-  /** Per map render: ms applying the updates since the previous render, plus the render. */
+  /** Per map render: ms handling the frames and applying the updates since the previous
+   * render, plus the render. */
   drawMs: number[];
   /** Per truck update: ms from the truck's own timestamp to the render that followed it. */
   lagMs: number[];
@@ -29,6 +30,11 @@ export class DrawProbe {
 
   stop(): void {
     this.recording = false;
+  }
+
+  /** A websocket frame took `ms` to parse and handle (its events merged into the fleet). */
+  handled(ms: number): void {
+    if (this.recording) this.updateMs += ms;
   }
 
   /** The map took `truckTimes` (each truck's own timestamp) in `ms` of script. */

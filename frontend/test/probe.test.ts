@@ -11,10 +11,11 @@ describe("the dashboard benchmark's probe", () => {
     expect(probe.take()).toEqual({ drawMs: [], lagMs: [], longFramesMs: [] });
   });
 
-  it("adds the updates applied since the last render to the render that follows them", () => {
+  it("adds the frames handled and updates applied since the last render to the render that follows them", () => {
     const probe = new DrawProbe();
     probe.start();
-    probe.updated(2, [1_000, 1_050]);
+    probe.handled(1);
+    probe.updated(1, [1_000, 1_050]);
     probe.updated(1, [1_100]);
     probe.rendered(5, 1_300);
     probe.rendered(4, 1_400); // a render with no update in between: its own time only
