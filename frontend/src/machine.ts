@@ -93,6 +93,24 @@ export function trajectoryPath(outputs: Record<string, unknown>, from: [number, 
   return from ? [from, ...points] : points;
 }
 
+// --- finding a truck by name -------------------------------------------------------------------
+
+/** The truck a typed name means: its exact name (any case), else the only one whose name starts
+ * with it or contains it ("7" finds HT-007 when no other name holds a 7). */
+export function findTruck(trucks: Iterable<{ id: string; name: string }>, typed: string): string | null {
+  const wanted = typed.trim().toLowerCase();
+  if (!wanted) return null;
+  const all = [...trucks];
+  const exact = all.find((t) => t.name.toLowerCase() === wanted);
+  if (exact) return exact.id;
+  for (const matches of [(n: string) => n.startsWith(wanted), (n: string) => n.includes(wanted)]) {
+    const found = all.filter((t) => matches(t.name.toLowerCase()));
+    if (found.length === 1) return found[0]!.id;
+    if (found.length > 1) return null;
+  }
+  return null;
+}
+
 // --- commands ----------------------------------------------------------------------------------
 
 

@@ -62,16 +62,13 @@ class Dashboard {
   ) {
     const dialog = byId<HTMLDialogElement>("confirm");
     this.map = new LiveMap(byId("map"));
-    this.alerts = new AlertsPanel(byId("alerts-panel"), byId("critical-banner"), dialog, site.id, me, this.fleet);
+    this.alerts = new AlertsPanel(byId("alerts-panel"), byId("critical-banner"), dialog, site.id, me, this.fleet, (id) => this.showDetail(id));
     this.allStop = new AllStopPanel(byId("allstop-panel"), dialog, site.id, me, (status) => {
       // Each machine that acknowledged the all-stop in force is drawn as held by it.
       this.fleet.setAllStopped(status.in_force ? status.acknowledged : []);
       this.scheduleDraw();
     });
-    this.fleetPanel = new FleetPanel(byId("fleet-panel"), this.fleet, (id) => {
-      this.openDetail(id);
-      this.map.centreOn(id, this.detail?.root.offsetWidth ?? 0);
-    });
+    this.fleetPanel = new FleetPanel(byId("fleet-panel"), this.fleet, (id) => this.showDetail(id));
     this.zones = new ZonesPanel(byId("zones-panel"), dialog, this.map, site.id, me);
     this.permissions = new PermissionsPanel(byId("permissions-panel"), dialog, site.id, me);
     this.bindTooltip();
@@ -81,6 +78,12 @@ class Dashboard {
       const id = this.zones.drawing ? null : this.map.truckAt(event.pixel);
       if (id) this.openDetail(id);
     });
+  }
+
+  /** Open a truck's detail from a list (its name in the side panel): the map pans to it. */
+  showDetail(id: string): void {
+    this.openDetail(id);
+    this.map.centreOn(id, this.detail?.root.offsetWidth ?? 0);
   }
 
   openDetail(id: string): void {

@@ -8,6 +8,7 @@ import { ApiError, api } from "./api";
 import { confirmDialog, fill, h, since } from "./dom";
 import { type Fleet, formatAge, ageS } from "./fleet";
 import { POLICY_COLOURS, POLICY_LABELS, TRUCK_STATES, stateKey } from "./legend";
+import { findTruck } from "./machine";
 import type { Alert, AllStopStatus, Me } from "./types";
 
 function message(error: unknown): string {
@@ -110,6 +111,8 @@ export class AlertsPanel {
     private readonly siteId: string,
     private readonly me: Me,
     private readonly fleet: Fleet,
+    /** Open a machine's detail (its name in each alert is a link to it). */
+    private readonly onPick: (id: string) => void = () => {},
   ) {}
 
   async load(): Promise<void> {
@@ -188,7 +191,7 @@ export class AlertsPanel {
         "div",
         { class: "alert-head" },
         h("span", { class: `severity ${alert.severity}` }, alert.severity),
-        h("strong", {}, this.machine(alert)),
+        h("button", { type: "button", class: "link machine", title: "Open this machine's detail", onclick: () => this.onPick(alert.equipment) }, this.machine(alert)),
         h("span", { class: "kind" }, alert.kind),
         alert.count > 1 ? h("span", { class: "repeat", title: "occurrences" }, `×${alert.count}`) : null,
       ),
@@ -231,13 +234,49 @@ export class AlertsPanel {
 // --- fleet -----------------------------------------------------------------------------------
 
 export class FleetPanel {
+  private readonly head = h("div");
+  private readonly body = h("div");
+  /** Built once, outside what `render` replaces each second: typing in it is never lost. */
+  private readonly names = h("datalist", { id: "fleet-names" });
+  private namesKey = "";
+
   constructor(
-    private readonly root: HTMLElement,
+    root: HTMLElement,
     private readonly fleet: Fleet,
     private readonly onPick: (id: string) => void,
-  ) {}
+  ) {
+    const input = h("input", { type: "search", name: "truck", list: "fleet-names", placeholder: "Truck name, e.g. HT-007", autocomplete: "off", "aria-label": "Open a truck's detail by its name" });
+    const finder = h("form", { class: "finder", id: "fleet-finder" }, input, this.names, h("button", { type: "submit", class: "secondary" }, "Open"));
+    const open = (report: boolean) => {
+      const id = findTruck(this.fleet.trucks.values(), input.value);
+      input.setCustomValidity(id || !report ? "" : `No single truck is named "${input.value.trim()}".`);
+      if (id) {
+        input.value = "";
+        this.onPick(id);
+      } else if (report) {
+        input.reportValidity();
+      }
+    };
+    finder.addEventListener("submit", (event) => {
+      event.preventDefault();
+      open(true);
+    });
+    // Picking a name from the list opens it at once.
+    input.addEventListener("change", () => open(false));
+    input.addEventListener("input", () => input.setCustomValidity(""));
+    root.replaceChildren(this.head, finder, this.body);
+  }
+
+  private renderNames(): void {
+    const names = [...this.fleet.trucks.values()].map((t) => t.name).sort();
+    const key = names.join("\n");
+    if (key === this.namesKey) return;
+    this.namesKey = key;
+    this.names.replaceChildren(...names.map((name) => h("option", { value: name })));
+  }
 
   render(now: number): void {
+    this.renderNames();
     const counts = new Map<string, number>();
     let placed = 0;
     for (const truck of this.fleet.trucks.values()) {
@@ -246,8 +285,8 @@ export class FleetPanel {
       if (truck.lon !== null) placed += 1;
     }
     const stale = this.fleet.stale(now);
-    fill(this.root,
-      h("h2", {}, "Fleet ", h("span", { class: "muted", id: "fleet-count" }, `${placed} on the map`)),
+    fill(this.head, h("h2", {}, "Fleet ", h("span", { class: "muted", id: "fleet-count" }, `${placed} on the map`)));
+    fill(this.body,
       h(
         "ul",
         { class: "legend states" },

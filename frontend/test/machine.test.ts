@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { CommandList, ModelOutputs, channelName, commandStatus, commandTitle, duration, etaText, faultView, percent, trajectoryPath } from "../src/machine";
+import { CommandList, ModelOutputs, channelName, findTruck, commandStatus, commandTitle, duration, etaText, faultView, percent, trajectoryPath } from "../src/machine";
 import type { Command, Prediction } from "../src/types";
 
 const ID = "6f1c0000-0000-4000-8000-000000000001";
@@ -101,5 +101,26 @@ describe("a machine's commands", () => {
     expect(commandTitle({ message_name: "HaulTruckAssignmentV1", body: {} })).toBe("Assignment");
     expect(commandStatus({ status: "rejected", answer: "brakes not released" })).toBe("rejected: brakes not released");
     expect(commandStatus({ status: "sent", answer: "" })).toBe("sent, waiting for the truck");
+  });
+});
+
+describe("finding a truck by name", () => {
+  const trucks = [
+    { id: "a", name: "HT-001" },
+    { id: "b", name: "HT-007" },
+    { id: "c", name: "HT-017" },
+  ];
+
+  it("takes the exact name in any case, else the only one it starts or is part of", () => {
+    expect(findTruck(trucks, " ht-007 ")).toBe("b");
+    expect(findTruck(trucks, "001")).toBe("a");
+    expect(findTruck(trucks, "HT-01")).toBe("c");
+  });
+
+  it("finds nothing when the text is empty, unknown or fits several", () => {
+    expect(findTruck(trucks, "")).toBeNull();
+    expect(findTruck(trucks, "HT-9")).toBeNull();
+    expect(findTruck(trucks, "7")).toBeNull();
+    expect(findTruck(trucks, "HT-0")).toBeNull();
   });
 });

@@ -3,7 +3,7 @@ and outbox, with simulated trucks (tests/control/conftest.py's LiveMine): a clic
 opens it; its charts fill from the history and grow live; its model outputs show (the newest
 predictions at open, a live trajectory drawn on the map); a Stop from the panel reaches the
 simulated truck, which stops and acknowledges, and a Resume moves it again; a Reassign sends it
-to a loading unit; Escape closes it.
+to a loading unit; Escape closes it; another truck's opens by its name in the fleet panel.
 
 As in test_dashboard.py, database rows are made before the browser starts and read after it
 stops; what must happen in the middle (a live prediction) runs in a thread of its own.
@@ -219,6 +219,15 @@ def test_a_trucks_detail_opens_on_click_fills_live_and_stops_and_resumes_it(
         assert page.evaluate("() => window.haulmindDashboard.detail") is None
         # ... and the ring around the truck with it.
         assert page.evaluate("() => window.haulmindDashboard.map.selection.getGeometry()") is None
+
+        # Another truck's detail, by its name in the fleet panel's finder.
+        other = live_mine.trucks[1].name
+        page.fill("#fleet-finder input", other.lower())
+        page.press("#fleet-finder input", "Enter")
+        page.wait_for_selector(f"#detail-name:has-text('{other}')")
+        page.wait_for_function(
+            "() => window.haulmindDashboard.detail.counts()[0] > 0", timeout=15_000
+        )
         page.close()
 
     # The one error the page saw is the refused second resume.
