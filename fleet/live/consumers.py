@@ -18,6 +18,9 @@ from fleet.live.groups import site_group
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 CLOSE_NOT_FOUND = 4404
+# Events whose per-truck items go only to the sockets watching that truck (``receive_json``).
+WATCHED_ONLY = "health"
+MAX_WATCHED = 20
 
 
 class SiteLiveConsumer(AsyncJsonWebsocketConsumer):
@@ -27,6 +30,9 @@ class SiteLiveConsumer(AsyncJsonWebsocketConsumer):
     pending: FrameBuilder
     flush_task: asyncio.Task | None = None
     last_frame_at = float("-inf")
+    # The trucks whose machine detail this page has open: only their ``health`` readings are
+    # sent (every truck's, once a second, would be most of a big site's bytes for nothing).
+    watched: frozenset[str] = frozenset()
 
     async def connect(self) -> None:
         self.pending = FrameBuilder()
@@ -57,9 +63,25 @@ class SiteLiveConsumer(AsyncJsonWebsocketConsumer):
         if group:
             await self.channel_layer.group_discard(group, self.channel_name)
 
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """The page's one message: ``{"watch": [EquipmentId, ...]}``, the trucks whose detail
+        it shows (``[]``: none). Anything else is ignored: the feed is the server's to send."""
+        if not isinstance(content, dict) or not isinstance(content.get("watch"), list):
+            return
+        self.watched = frozenset(str(truck) for truck in content["watch"][:MAX_WATCHED])
+
     async def live_event(self, message: dict[str, Any]) -> None:
         """Gather; send at most LIVE_MAX_FRAMES_PER_S frames a second (fleet.live.frames)."""
-        self.pending.add(message["event"], message["data"])
+        data = message["data"]
+        if message["event"] == WATCHED_ONLY:
+            data = {
+                "trucks": [
+                    t for t in data.get("trucks") or () if t.get("equipmentId") in self.watched
+                ]
+            }
+            if not data["trucks"]:
+                return
+        self.pending.add(message["event"], data)
         if self.flush_task is not None:
             return  # a frame is already due
         wait = self.last_frame_at + 1 / settings.LIVE_MAX_FRAMES_PER_S - time.monotonic()

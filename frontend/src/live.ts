@@ -103,6 +103,12 @@ export class LiveLink {
     for (const event of events) this.handlers.message(event);
   }
 
+  /** Tell the server something about this page (the trucks it watches); dropped while the
+   * socket is not open: the page says it again on every (re)connection (`resync`). */
+  send(message: Record<string, unknown>): void {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
   close(): void {
     this.closed = true;
     window.clearTimeout(this.timer);

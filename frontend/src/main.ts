@@ -99,12 +99,19 @@ class Dashboard {
         if (this.detail !== detail) return;
         this.detail = null;
         this.map.select(null);
+        this.watch();
       },
     });
     this.detail = detail;
     this.map.select(id);
+    this.watch();
     void detail.open();
     this.keepInView();
+  }
+
+  /** The server sends health readings only of the trucks a page watches (fleet/live/consumers.py). */
+  private watch(): void {
+    this.link?.send({ watch: this.detail ? [this.detail.truckId] : [] });
   }
 
   /** The truck whose detail is open stays in the part of the map the drawer leaves in view:
@@ -137,6 +144,7 @@ class Dashboard {
         void this.allStop.load();
         void this.zones.load();
         void this.permissions.load();
+        this.watch();
         void this.detail?.open();
       },
       login: () => window.location.assign(loginUrl(window.location)),

@@ -117,3 +117,41 @@ def test_a_socket_with_nothing_to_receive_for_a_while_stays_open(asgi_server, si
             assert event == {"event": "alert", "data": {"id": "after-the-quiet"}}
 
     asyncio.run(scenario())
+
+
+def test_health_readings_reach_only_the_sockets_watching_the_truck(asgi_server, site, viewer):
+    """The machine detail's charts: a page says which trucks it shows ({"watch": [...]}) and
+    gets their health readings only; a page watching none gets none (fleet/live/consumers.py)."""
+    from fleet.live.broadcast import broadcast_now
+
+    cookie = session_cookie(viewer)
+    health = {
+        "trucks": [
+            {"equipmentId": "truck-a", "coolantC": 80.0},
+            {"equipmentId": "truck-b", "coolantC": 90.0},
+        ]
+    }
+
+    async def scenario():
+        url = ws_url(asgi_server, site)
+        async with await connect(url, cookie) as watching, await connect(url, cookie) as other:
+            for socket in (watching, other):
+                await asyncio.wait_for(socket.recv(), 10)  # hello
+            await watching.send(json.dumps({"watch": ["truck-a"]}))
+            await other.send(json.dumps({"watch": "not a list"}))  # ignored
+            await asyncio.sleep(0.3)
+            await asyncio.to_thread(broadcast_now, site.id, "health", health)
+            await asyncio.sleep(0.2)  # its own frame
+            await asyncio.to_thread(broadcast_now, site.id, "alert", {"id": 1, "status": "open"})
+            seen = []
+            for socket in (watching, other):
+                frames = [json.loads(await asyncio.wait_for(socket.recv(), 10))]
+                if frames[0]["event"] != "alert":
+                    frames.append(json.loads(await asyncio.wait_for(socket.recv(), 10)))
+                seen.append(frames)
+            return seen
+
+    watched, unwatched = asyncio.run(scenario())
+
+    assert watched[0] == {"event": "health", "data": {"trucks": [health["trucks"][0]]}}
+    assert [frame["event"] for frame in unwatched] == ["alert"]
