@@ -67,38 +67,72 @@ Portability (``models.export``, ``models.runtime``, ``models.devices``)::
     resolve_device("npu:0") -> "cpu" here (logged);  choose_device(...) -> DeviceChoice
 """
 
-from models.backbone import BackboneOutput, PatchBackbone, PretrainResult, adapt, pretrain
-from models.checkpoint import (
-    CheckpointError,
-    checkpoint_dir,
-    load_backbone,
-    load_checkpoint,
-    load_head,
-    read_manifest,
-    save_backbone,
-    save_head,
-    verify,
-)
-from models.config import (
-    FAULT_CLASSES,
-    AnomalyHeadConfig,
-    BackboneConfig,
-    ClassificationHeadConfig,
-    ConfigError,
-    EtaHeadConfig,
-    FaultHeadConfig,
-    HeadConfig,
-    PayloadHeadConfig,
-    RegressionHeadConfig,
-    TrajectoryHeadConfig,
-    head_config_from_dict,
-)
-from models.devices import DeviceChoice, available_devices, choose_device, resolve_device
-from models.export import export_checkpoint_onnx, export_onnx, parity
-from models.heads import Head, TaskModel, build_head, constant_turn_positions
-from models.runtime import Runtime, load_runtime
-from models.training import TrainedHead, fit_head, train_head
-from models.weights import data_hash, model_id, weights_sha256
+import importlib
+from typing import Any
+
+# Names resolve on first use (PEP 562), so ``import models.manifest`` (the registry, serving)
+# does not load PyTorch; ``from models import X`` works as before.
+_EXPORTS = {
+    "BackboneOutput": "models.backbone",
+    "PatchBackbone": "models.backbone",
+    "PretrainResult": "models.backbone",
+    "adapt": "models.backbone",
+    "pretrain": "models.backbone",
+    "checkpoint_dir": "models.checkpoint",
+    "load_backbone": "models.checkpoint",
+    "load_checkpoint": "models.checkpoint",
+    "load_head": "models.checkpoint",
+    "save_backbone": "models.checkpoint",
+    "save_head": "models.checkpoint",
+    "AnomalyHeadConfig": "models.config",
+    "BackboneConfig": "models.config",
+    "ClassificationHeadConfig": "models.config",
+    "ConfigError": "models.config",
+    "EtaHeadConfig": "models.config",
+    "FAULT_CLASSES": "models.config",
+    "FaultHeadConfig": "models.config",
+    "HeadConfig": "models.config",
+    "PayloadHeadConfig": "models.config",
+    "RegressionHeadConfig": "models.config",
+    "TrajectoryHeadConfig": "models.config",
+    "head_config_from_dict": "models.config",
+    "DeviceChoice": "models.devices",
+    "available_devices": "models.devices",
+    "choose_device": "models.devices",
+    "resolve_device": "models.devices",
+    "export_checkpoint_onnx": "models.export",
+    "export_onnx": "models.export",
+    "parity": "models.export",
+    "Head": "models.heads",
+    "TaskModel": "models.heads",
+    "build_head": "models.heads",
+    "constant_turn_positions": "models.heads",
+    "CheckpointError": "models.manifest",
+    "read_manifest": "models.manifest",
+    "verify": "models.manifest",
+    "Runtime": "models.runtime",
+    "load_runtime": "models.runtime",
+    "TrainedHead": "models.training",
+    "fit_head": "models.training",
+    "train_head": "models.training",
+    "data_hash": "models.weights",
+    "model_id": "models.weights",
+    "weights_sha256": "models.weights",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
+
 
 __all__ = [
     "FAULT_CLASSES",

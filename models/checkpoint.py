@@ -22,11 +22,8 @@ mismatch. Nothing is ever unpickled (no ``torch.load``) and nothing is downloade
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import struct
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,31 +35,22 @@ from models.backbone import PatchBackbone
 from models.config import BackboneConfig, ConfigError, head_config_from_dict
 from models.devices import resolve_device
 from models.heads import Head, TaskModel, build_head
-from models.training import TrainedHead
-from models.weights import FORMAT_VERSION, read_sealed, sha256_hex, state_bytes, weights_sha256
-
-MANIFEST = "manifest.json"
-WEIGHTS = "weights.safetensors"
-_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_REQUIRED = (
-    "format_version",
-    "id",
-    "name",
-    "version",
-    "kind",
-    "config",
-    "weights",
-    "sha256",
-    "lineage",
+from models.manifest import (
+    FORMAT_VERSION,
+    MANIFEST,
+    WEIGHTS,
+    CheckpointError,
+    atomic_write,
+    manifest_path,
+    read_manifest,
+    sha256_hex,
+    verify,
+    write_manifest,
 )
+from models.training import TrainedHead
+from models.weights import state_bytes, weights_sha256
 
-
-class CheckpointError(Exception):
-    """A checkpoint that must not be loaded: corrupt, tampered, incompatible or malformed."""
-
-    def __init__(self, path: Path | str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path, self.problem = Path(path), problem
+_SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 def checkpoint_dir(root: Path | str, name: str, version: str) -> Path:
@@ -186,107 +174,8 @@ def _write(directory: Path, manifest: dict[str, Any], weights: bytes, overwrite:
         raise CheckpointError(directory, "this version exists already (versions are immutable)")
     directory.mkdir(parents=True, exist_ok=True)
     manifest.update(sha256=sha256_hex(weights), size_bytes=len(weights))
-    _atomic_write(directory / WEIGHTS, weights)
+    atomic_write(directory / WEIGHTS, weights)
     write_manifest(directory, manifest)
-
-
-def write_manifest(directory: Path | str, manifest: dict[str, Any]) -> None:
-    """Atomically (re)write a manifest (used when artifacts such as ONNX are added)."""
-    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    _atomic_write(Path(directory) / MANIFEST, text.encode())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def manifest_path(path: Path | str) -> Path:
-    """Accept a checkpoint directory or its manifest.json."""
-    p = Path(path)
-    return p / MANIFEST if p.is_dir() else p
-
-
-def read_manifest(path: Path | str) -> dict[str, Any]:
-    """Parse and structurally check a manifest (does not touch the weights)."""
-    mpath = manifest_path(path)
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(mpath, f"unreadable manifest ({exc})") from exc
-    missing = [k for k in _REQUIRED if k not in manifest]
-    if missing:
-        raise CheckpointError(mpath, f"manifest lacks {missing}")
-    if manifest["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(
-            mpath, f"format_version {manifest['format_version']} is not {FORMAT_VERSION}"
-        )
-    if manifest["kind"] not in ("backbone", "head"):
-        raise CheckpointError(mpath, f"unknown kind {manifest['kind']!r}")
-    return manifest
-
-
-def verify(path: Path | str) -> tuple[dict[str, Any], bytes]:
-    """The manifest and the weights' bytes, after checking size, sha256 and sealed config.
-
-    Deserialises nothing: safe to call on any file (a registry can run it before promoting).
-    """
-    manifest = read_manifest(path)
-    wpath = manifest_path(path).parent / manifest["weights"]
-    if Path(manifest["weights"]).name != manifest["weights"]:
-        raise CheckpointError(wpath, "the weights file must sit beside its manifest")
-    try:
-        data = wpath.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(wpath, f"weights unreadable ({exc})") from exc
-    actual = sha256_hex(data)
-    if actual != manifest["sha256"]:
-        raise CheckpointError(
-            wpath, f"sha256 mismatch: manifest says {manifest['sha256']}, file has {actual}"
-        )
-    sealed = _sealed_metadata(wpath, data)
-    if sealed.get("kind") != manifest["kind"]:
-        raise CheckpointError(
-            wpath, f"file holds a {sealed.get('kind')!r}, manifest says {manifest['kind']!r}"
-        )
-    _compare_configs(wpath, sealed.get("config"), manifest["config"])
-    return manifest, data
-
-
-def _sealed_metadata(wpath: Path, data: bytes) -> dict[str, Any]:
-    """The kind and config sealed in the safetensors header (u64 little-endian length + JSON)."""
-    try:
-        (length,) = struct.unpack("<Q", data[:8])
-        header = json.loads(data[8 : 8 + length])
-        return read_sealed(dict(header.get("__metadata__") or {}))
-    except (struct.error, ValueError, TypeError) as exc:
-        raise CheckpointError(wpath, f"not a safetensors file ({exc})") from exc
-
-
-def _compare_configs(where: Path, sealed: Any, declared: Any, prefix: str = "") -> None:
-    """Raise naming every field where the manifest's config differs from the sealed one."""
-    diffs = _diff(sealed, declared, prefix)
-    if diffs:
-        raise CheckpointError(
-            where, "manifest config does not match the weights: " + "; ".join(diffs)
-        )
-
-
-def _diff(sealed: Any, declared: Any, prefix: str) -> list[str]:
-    if isinstance(sealed, dict) and isinstance(declared, dict):
-        out: list[str] = []
-        for key in sorted(set(sealed) | set(declared)):
-            out += _diff(sealed.get(key), declared.get(key), f"{prefix}{key}.")
-        return out
-    if sealed != declared:
-        return [f"{prefix.rstrip('.')}: weights have {sealed!r}, manifest says {declared!r}"]
-    return []
 
 
 def load_backbone(path: Path | str, *, device: str = "cpu") -> PatchBackbone:

@@ -9,45 +9,23 @@ the exact backbone it was trained on before either is saved.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from safetensors.torch import save as safetensors_save
 
+from models.manifest import sealed_metadata, sha256_hex
+
 if TYPE_CHECKING:  # the networks import this module; the types only are needed here
     from models.backbone import PatchBackbone
     from models.heads import Head
-
-FORMAT_VERSION = 1
-SEALED_KEY = "haulmind"
-
-
-def sealed_metadata(kind: str, config: dict[str, Any]) -> dict[str, str]:
-    """The metadata written into the safetensors header (covered by the file's sha256).
-
-    One key holding sorted JSON: safetensors keeps metadata in a hash map whose order varies
-    between calls, so several keys would make the bytes (and the sha256) differ run to run.
-    """
-    sealed = {"format_version": FORMAT_VERSION, "kind": kind, "config": config}
-    return {SEALED_KEY: json.dumps(sealed, sort_keys=True)}
-
-
-def read_sealed(metadata: dict[str, str]) -> dict[str, Any]:
-    """Inverse of ``sealed_metadata`` (empty dict when the file carries none)."""
-    text = metadata.get(SEALED_KEY)
-    return dict(json.loads(text)) if text else {}
 
 
 def state_bytes(module: torch.nn.Module, kind: str, config: dict[str, Any]) -> bytes:
     """The module's persistent state as safetensors bytes (CPU, contiguous, sorted by name)."""
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
     return safetensors_save(dict(sorted(state.items())), metadata=sealed_metadata(kind, config))
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def weights_sha256(module: PatchBackbone | Head) -> str:

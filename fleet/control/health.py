@@ -36,7 +36,7 @@ from fleet.vehicles.models import Equipment
 Action = HealthPolicy.Action
 Severity = Alert.Severity
 
-# Fault classes of the fault head (fleet.learning.datasets.FAULT_CLASSES, "normal" left out):
+# Fault classes of the fault head (fleet.learning.pipeline.datasets.FAULT_CLASSES, "normal" left out):
 # control keeps its own list of what it has defaults for; a class the model adds later is
 # decided with the generic default.
 DEFAULTS: dict[str, tuple[str, str]] = {

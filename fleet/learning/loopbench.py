@@ -45,8 +45,7 @@ from django.conf import settings
 
 from fleet.learning import serving
 from fleet.learning.deployments import champion_deployments
-from fleet.simulator.engine import TYRES
-from fleet.simulator.link import HEALTH_EXTRAS
+from fleet.learning.features import HEALTH_EXTRAS, TYRES
 from fleet.telemetry.bench import LAT0, LON0
 from fleet.telemetry.models import Position
 

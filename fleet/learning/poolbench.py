@@ -19,7 +19,7 @@ from django.conf import settings
 from fleet.learning.deployments import champion_deployments
 from inference.bench import run_batching, run_pool
 from inference.placement import Deployment
-from models import read_manifest
+from models.manifest import read_manifest
 
 Log = Callable[[str], None]
 
@@ -72,7 +72,7 @@ def run_pool_bench(options: dict[str, Any], log: Log) -> dict[str, Any]:
         log=log,
     )
     if options.get("plots_dir"):
-        from fleet.learning.plots import pool_steps
+        from fleet.learning.pipeline.plots import pool_steps
 
         directory = Path(options["plots_dir"])
         directory.mkdir(parents=True, exist_ok=True)

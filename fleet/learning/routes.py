@@ -1,12 +1,12 @@
 """Live ETA inputs: the planned route to a truck's next stop and the site's per-segment table.
 
-The ETA head's features (training.eta_features) are the route features of
-``datasets.ROUTE_FEATURES`` and the site's own per-segment history (``SegmentMeanETA``, keyed
+The ETA head's features (``features.eta_features``) are the route features of
+``features.ROUTE_FEATURES`` and the site's own per-segment history (``SegmentMeanETA``, keyed
 by (way, stop)). Training reads both off a simulated run; live, this module derives them from
 stored telemetry (docs/models.md, "Live predictions"):
 
 1. **Next stop.** The truck's latest HaulTruckProductionStateV2 must be one of
-   ``datasets.MOVING_STATES`` (else ``no_stop``). If its last Loading / Dumping was Loading it
+   ``features.MOVING_STATES`` (else ``no_stop``). If its last Loading / Dumping was Loading it
    is heading to a dump, else to a loading unit; which one: the site's service node nearest
    where it stood at its last stop of that kind (the simulator keeps a truck's loading unit,
    each unit a fixed dump). No such earlier stop within ``HISTORY_S``: ``no_stop``.
@@ -17,12 +17,12 @@ stored telemetry (docs/models.md, "Live predictions"):
    elevation sampled along it every ``SAMPLE_M``; payload_t is the last HaulTruckPayloadV1;
    to_dump is 1 for a dump.
 3. **Per-segment table**: ``SegmentMeanETA.fit`` on the site's last ``HISTORY_S`` of production
-   states, resampled to 1 Hz, with ``datasets.next_stops`` (the training labels' own
+   states, resampled to 1 Hz, with ``features.next_stops`` (the training labels' own
    function), a sample every ``SAMPLE_S`` (the training stride), each stop told apart by
-   ``datasets.nearest_destination`` of the position where the truck arrived. Cached per site
+   ``features.nearest_destination`` of the position where the truck arrived. Cached per site
    for ``TABLE_TTL_S``.
 
-Keys are ``datasets.segment_keys`` with site index 0: a live table only ever meets its own
+Keys are ``features.segment_keys`` with site index 0: a live table only ever meets its own
 site's keys.
 """
 
@@ -39,21 +39,22 @@ from typing import Any
 import numpy as np
 from django.db import connection
 
-from fleet.learning.baselines import SegmentMeanETA
-from fleet.learning.datasets import (
+from fleet.learning.features import (
     MOVING_STATES,
-    DataConfig,
+    STATES,
+    STRIDE_S,
+    SegmentMeanETA,
+    eta_features,
     nearest_destination,
     next_stops,
     segment_keys,
 )
-from fleet.simulator.engine import STATES
 from fleet.simulator.world import World, world_for_site
 
 PRODUCTION_STATE = "HaulTruckProductionStateV2"
 PAYLOAD = "HaulTruckPayloadV1"
 HISTORY_S = 3 * 3600  # the per-segment table's history, and how far back a last stop is read
-SAMPLE_S = DataConfig().stride  # 30 s between the table's samples of one truck
+SAMPLE_S = STRIDE_S  # 30 s between the table's samples of one truck
 TABLE_TTL_S = 300.0
 SAMPLE_M = 2.0  # spacing of the elevation samples along a planned route
 STOP_FIX_S = 30  # a stop's position: the fix nearest its first state event within this
@@ -64,7 +65,7 @@ _MOVING = frozenset(STATES[code] for code in MOVING_STATES)
 
 @dataclass(frozen=True)
 class Route:
-    """One truck's ETA inputs but the table: ``route`` as datasets.ROUTE_FEATURES, the table's
+    """One truck's ETA inputs but the table: ``route`` as features.ROUTE_FEATURES, the table's
     keys, and which destination (loading units, then dumps) the stop is."""
 
     route: np.ndarray  # [6] float64
@@ -404,7 +405,6 @@ def eta_inputs(
     """Per truck (EquipmentId -> (site id, lon, lat) of its last fix): (outcome, the ETA
     head's features [9] or None). Outcomes: ``planned``, ``no_stop``, ``no_plan``,
     ``no_payload``, ``no_history`` (the site's table has nothing yet), ``no_map``."""
-    from fleet.learning.training import eta_features  # PyTorch: see serving._send_all
 
     states = truck_states(trucks, until)
     worlds: dict[uuid.UUID, World | None] = {}

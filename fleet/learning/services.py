@@ -6,8 +6,6 @@ promoted, so a file corrupted on disk never becomes what workers load.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from datetime import UTC, datetime
 from functools import partial
@@ -19,9 +17,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from fleet.learning.models import AliasChange, ModelAlias, ModelVersion
+from models import manifest as checkpoint_manifest
 
-MANIFEST = "manifest.json"
-DEFAULT_WEIGHTS = "weights.safetensors"
+DEFAULT_WEIGHTS = checkpoint_manifest.WEIGHTS
 REQUIRED = ("name", "kind", "version", "config", "sha256", "lineage")
 _VERSION = re.compile(r"^v?(\d+)$")
 
@@ -37,22 +35,15 @@ class RegistryConflict(RegistryError):
     roll back, or nothing earlier to roll back to (the API answers 409, not 400)."""
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_manifest(manifest_path: Path | str) -> tuple[Path, dict[str, Any]]:
-    """(checkpoint directory, manifest) from a manifest file or its directory."""
-    path = Path(manifest_path)
-    path = path / MANIFEST if path.is_dir() else path
+    """(checkpoint directory, manifest) from a manifest file or its directory: read by
+    ``models.manifest``, checked for what the registry needs (test and imported checkpoints
+    may lack the fields only loading a network needs)."""
+    path = checkpoint_manifest.manifest_path(manifest_path)
     try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RegistryError(f"{path}: unreadable manifest ({exc})") from exc
+        manifest = checkpoint_manifest.load_manifest(path)
+    except checkpoint_manifest.CheckpointError as exc:
+        raise RegistryError(str(exc)) from exc
     missing = [key for key in REQUIRED if key not in manifest]
     if missing:
         raise RegistryError(f"{path}: manifest lacks {', '.join(missing)}")
@@ -68,7 +59,7 @@ def verify_weights(directory: Path, weights: str, sha256: str) -> None:
     path = directory / weights
     if not path.is_file():
         raise RegistryError(f"{path}: weights file missing")
-    actual = file_sha256(path)
+    actual = checkpoint_manifest.file_sha256(path)
     if actual != sha256:
         raise RegistryError(
             f"{path}: sha256 mismatch (manifest says {sha256}, file has {actual}): "

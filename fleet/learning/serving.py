@@ -13,11 +13,12 @@ The path (docs/models.md, "Live predictions"):
 3. For the due trucks it reads the last ``HISTORY_S`` seconds of positions and health readings
    in one query each, resamples them to 1 Hz (the last reading of each second, a missed one
    held, as the training data holds a GPS dropout) and builds each head's inputs with the
-   training code's own functions: ``datasets.cut_windows`` (the 64 s window),
-   ``context.series_context`` (the fault head's history features) and
-   ``training.trajectory_features``. Where the pool serves ETA, ``routes.eta_inputs`` adds
-   the planned route to each truck's next stop and the site's per-segment table
-   (``training.eta_features``); a truck not on its way to a known stop is counted and skipped.
+   feature module the training pipeline uses too (``fleet.learning.features``:
+   ``window_inputs`` cuts the 64 s window and computes the fault head's history features and
+   the trajectory features). Where the pool serves ETA, ``routes.eta_inputs`` adds the
+   planned route to each truck's next stop and the site's per-segment table
+   (``features.eta_features``); a truck not on its way to a known stop is counted and
+   skipped.
 4. One request per truck and head goes to the head's queue from the pool's routing table
    (``PoolStore.routes``) through ``inference.worker.send_request``, with
    ``fleet.learning.tasks.store_prediction`` linked as its callback and an expiry of one
@@ -41,37 +42,34 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-import orjson
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram
 
-from fleet.learning import context
-from fleet.learning.datasets import (
+from fleet.learning import features
+from fleet.learning.features import (
+    HEADS,
+    HISTORY_S,
     POSITION_CHANNELS,
     RAW_CHANNELS,
-    DataConfig,
-    cut_windows,
+    SENSED_CHANNELS,
+    WINDOW_S,
+    LocalFrame,
+    health_readings,
     hold_last,
 )
-from fleet.simulator.engine import SENSED_CHANNELS, TYRES
-from fleet.simulator.link import HEALTH_EXTRAS
-from fleet.simulator.world import LocalFrame
 from fleet.telemetry import latest
 from fleet.telemetry.intake import Admitted
 
 log = logging.getLogger(__name__)
 
-HZ = 1.0  # the training data's sample rate
-WINDOW_S = DataConfig().window  # 64 s
-# The fault head's context reaches back this far: "now" (60 s) at the longest lag (900 s).
-HISTORY_S = context.NOW_S + max(context.LAGS_S)
+# WINDOW_S (64 s) and HISTORY_S (960 s: the fault head's context reaches back "now", 60 s, at
+# its longest lag, 900 s) are the feature module's.
 # A truck whose last health reading is older than this (1 Hz stream) is not decided on: its
 # held values would read as a frozen sensor.
 HEALTH_STALE_S = 5
 HEALTH = "BasicMachineHealthV2"
-HEADS = ("fault", "eta", "trajectory", "payload")
 
 REQUESTS = PromCounter(
     "haulmind_inference_requests_total",
@@ -459,33 +457,6 @@ def resample(
     return series[0], (lon, lat, heading)
 
 
-_EXTRA_SENSORS = {sensor: channel for channel, sensor, _ in HEALTH_EXTRAS}
-_TYRES = frozenset(TYRES)
-
-
-def health_readings(body: Any) -> dict[str, float]:
-    """The sensed channels in one BasicMachineHealthV2 body (as stored: its wire form).
-    A reading the truck reported as unavailable (null) is left out, so it is held."""
-    if isinstance(body, str | bytes):
-        body = orjson.loads(body)
-    out: dict[str, float] = {}
-    if body.get("FuelLevel") is not None:
-        out["fuel_pct"] = float(body["FuelLevel"])
-    for tyre in body.get("Tire") or ():
-        position = tyre.get("TirePosition")
-        if position not in _TYRES:
-            continue
-        if tyre.get("TirePressure") is not None:
-            out[f"tyre_pressure_kpa_{position}"] = float(tyre["TirePressure"])
-        if tyre.get("TireTemperature") is not None:
-            out[f"tyre_temp_c_{position}"] = float(tyre["TireTemperature"])
-    for reading in body.get("Additional") or ():
-        channel = _EXTRA_SENSORS.get(reading.get("SensorId"))
-        if channel is not None and reading.get("Value") is not None:
-            out[channel] = float(reading["Value"])
-    return out
-
-
 def live_inputs(
     truck: uuid.UUID,
     site: uuid.UUID,
@@ -493,20 +464,16 @@ def live_inputs(
     end_second: int,
     last_fix: tuple[float, float, float],
 ) -> TruckInputs:
-    """Every head's inputs from one truck's resampled series, by the training functions."""
-    from fleet.learning.training import trajectory_features  # PyTorch: see _send_all
-
-    stacked = series[None]
-    index = np.zeros(1, dtype=np.int64)
+    """Every head's inputs from one truck's resampled series: ``features.window_inputs``, the
+    code the training pipeline cuts its windows with."""
     end = np.asarray([series.shape[1] - 1])
-    window = cut_windows(stacked, index, end, WINDOW_S)
-    features = context.series_context(stacked, index, end, HZ)
+    built = features.window_inputs(series[None], np.zeros(1, dtype=np.int64), end, WINDOW_S)
     return TruckInputs(
         equipment_id=truck,
         site_id=site,
         window_end=datetime.fromtimestamp(end_second, UTC),
         origin=last_fix,
-        window=window[0],
-        context=features[0],
-        trajectory=trajectory_features(window)[0],
+        window=built.window[0],
+        context=built.context[0],
+        trajectory=built.trajectory[0],
     )

@@ -23,13 +23,12 @@ from django.db import connection
 from django.utils import timezone
 from prometheus_client import Histogram
 
-from fleet.learning.datasets import FAULT_CLASSES, HORIZONS_S, DataConfig
-from fleet.learning.detection import DecisionRule
+from fleet.learning.features import FAULT_CLASSES, HORIZONS_S, WINDOW_S, LocalFrame
 from fleet.learning.models import ModelVersion, Prediction
+from fleet.learning.pipeline.detection import DecisionRule
 from fleet.learning.services import read_manifest
 from fleet.learning.signals import prediction_recorded
 from fleet.live.broadcast import broadcast_on_commit
-from fleet.simulator.world import LocalFrame
 from fleet.vehicles.models import Equipment
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ PREDICTION_AGE = Histogram(
 )
 # From the first sample of an input window to its last (1 Hz), for callbacks of requests sent
 # before meta carried the window's start.
-WINDOW = timedelta(seconds=DataConfig().window - 1)
+WINDOW = timedelta(seconds=WINDOW_S - 1)
 
 
 @shared_task(name="learning.store_prediction", ignore_result=True)

@@ -18,31 +18,30 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+# The channel schema and the state codes are the protocol's and the models' (the feature
+# module), not the simulator's: the simulated truck reports what the schema names.
+from fleet.learning.features import (
+    DRIVING,
+    DUMPING,
+    HAULING,
+    LOADING,
+    PARKED,
+    QUEUED,
+    SENSED_CHANNELS,
+    SPOTTING,
+    STATES,
+    STOPPED,
+    TYRES,
+)
 from fleet.simulator import physics as ph
 from fleet.simulator.faults import FADE_HEAT_GAIN, OVERHEAT_MAX_C, FaultLabel, FaultState
 from fleet.simulator.routes import DS, RouteTable
 from fleet.simulator.world import World, Zone
 
-# Production states as reported (ISO 23725 HaulTruckProductionStateV2), as int8 codes.
-STATES = (
-    "Off",
-    "Driving",
-    "Spotting",
-    "Loading",
-    "Hauling",
-    "Dumping",
-    "Queued",
-    "Stopped",
-    "Parked",
-)
-OFF, DRIVING, SPOTTING, LOADING, HAULING, DUMPING, QUEUED, STOPPED, PARKED = range(9)
-
 # Phases of the haul cycle (what the truck is doing, apart from what it reports).
 PH_PARKED, PH_TO_LOAD, PH_LOADING, PH_TO_DUMP, PH_DUMPING, PH_TO_PARK = range(6)
 _PHASE_STATE = np.array([PARKED, DRIVING, LOADING, HAULING, DUMPING, DRIVING], dtype=np.int8)
 
-TYRES = ("1.1", "1.2", "2.1", "2.2", "3.1", "3.2")  # axle.position; axle 1 steers
-STRUTS = ("FL", "FR", "RL", "RR")
 POSITION_CHANNELS = (
     "x_m",
     "y_m",
@@ -51,16 +50,6 @@ POSITION_CHANNELS = (
     "elevation_m",
     "heading_deg",
     "speed_kmh",
-)
-# Channels a sensor can stick on (the order is the row order of the sensed block).
-SENSED_CHANNELS = (
-    "coolant_temp_c",
-    "brake_temp_front_c",
-    "brake_temp_rear_c",
-    *(f"tyre_pressure_kpa_{t}" for t in TYRES),
-    *(f"tyre_temp_c_{t}" for t in TYRES),
-    "fuel_pct",
-    *(f"strut_pressure_kpa_{s}" for s in STRUTS),
 )
 CHANNELS = (
     *POSITION_CHANNELS,

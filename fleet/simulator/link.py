@@ -27,6 +27,7 @@ import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from fleet.learning.features import HEALTH_EXTRAS
 from fleet.protocol import wire
 from fleet.simulator.engine import STATES, STOPPED, TYRES, Engine, Event
 
@@ -34,18 +35,6 @@ log = logging.getLogger(__name__)
 
 SAFE_STOP_ID = "safe-state:heartbeat-lost"  # the engine's stop id for a self-imposed safe stop
 
-STRUT_SENSORS = {
-    "FL": "StrutPressureFL",
-    "FR": "StrutPressureFR",
-    "RL": "StrutPressureRL",
-    "RR": "StrutPressureRR",
-}
-HEALTH_EXTRAS = (  # (channel, SensorId, Unit) in BasicMachineHealthV2.Additional
-    ("coolant_temp_c", "EngineCoolantTemp", "°C"),
-    ("brake_temp_front_c", "BrakeTempFront", "°C"),
-    ("brake_temp_rear_c", "BrakeTempRear", "°C"),
-    *((f"strut_pressure_kpa_{s}", sensor, "kPa") for s, sensor in STRUT_SENSORS.items()),
-)
 HEADING_ACCURACY_DEG = 1.0
 RECONNECT_S = (0.5, 30.0)  # first and longest wait before reconnecting a dropped truck
 

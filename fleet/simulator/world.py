@@ -14,7 +14,6 @@ constants is exact, so simulated positions lie on the mapped roads.
 from __future__ import annotations
 
 import heapq
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,38 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fleet.learning.features import LocalFrame
+
 if TYPE_CHECKING:
     from fleet.mine.models import Site
 
-# WGS84 ellipsoid
-_A = 6_378_137.0  # m, semi-major axis
-_F = 1 / 298.257223563
-_E2 = _F * (2 - _F)
-
 KMH = 1 / 3.6  # km/h -> m/s
-
-
-class LocalFrame:
-    """Longitude / latitude <-> local east / north metres around (lon0, lat0)."""
-
-    def __init__(self, lon0: float, lat0: float) -> None:
-        self.lon0, self.lat0 = lon0, lat0
-        phi = math.radians(lat0)
-        w = 1 - _E2 * math.sin(phi) ** 2
-        meridional = _A * (1 - _E2) / w**1.5  # m per radian of latitude
-        prime_vertical = _A / math.sqrt(w)  # m per radian of longitude, at the equator of phi
-        self.m_per_deg_lat = math.radians(1) * meridional
-        self.m_per_deg_lon = math.radians(1) * prime_vertical * math.cos(phi)
-
-    def to_local(self, lon: Any, lat: Any) -> tuple[np.ndarray, np.ndarray]:
-        x = (np.asarray(lon, dtype=float) - self.lon0) * self.m_per_deg_lon
-        y = (np.asarray(lat, dtype=float) - self.lat0) * self.m_per_deg_lat
-        return x, y
-
-    def to_lonlat(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
-        lon = self.lon0 + np.asarray(x, dtype=float) / self.m_per_deg_lon
-        lat = self.lat0 + np.asarray(y, dtype=float) / self.m_per_deg_lat
-        return lon, lat
 
 
 @dataclass(frozen=True)

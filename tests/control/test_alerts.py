@@ -15,7 +15,7 @@ from fleet.audit import AuditError
 from fleet.control import alerts, health
 from fleet.control.models import Alert, AlertEvent, Command, HealthPolicy, TruckState
 from fleet.learning import services as registry
-from fleet.learning.datasets import FAULT_CLASSES
+from fleet.learning.features import FAULT_CLASSES
 from fleet.learning.models import Prediction
 from fleet.learning.tasks import store_prediction
 from inference.wire import encode_arrays

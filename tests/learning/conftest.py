@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from fleet.learning import services
-from fleet.learning.datasets import (
+from fleet.learning.models import ModelVersion
+from fleet.learning.pipeline.datasets import (
     HELD_OUT_INTENSITIES,
     DataConfig,
     Datasets,
@@ -24,7 +25,6 @@ from fleet.learning.datasets import (
     build_datasets,
     ranges,
 )
-from fleet.learning.models import ModelVersion
 
 SMALL = DataConfig(
     pretrain=(

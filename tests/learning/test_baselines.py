@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fleet.learning import baselines as bl
-from fleet.learning.evaluation import coverage, mae, score_faults
-from fleet.learning.sites import site_world
+from fleet.learning.pipeline import baselines as bl
+from fleet.learning.pipeline.evaluation import coverage, mae, score_faults
+from fleet.learning.pipeline.sites import site_world
 from fleet.simulator import faults
 from fleet.simulator import physics as ph
 from fleet.simulator.engine import Engine

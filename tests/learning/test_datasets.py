@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fleet.learning.datasets import (
+from fleet.learning.pipeline.datasets import (
     FAULT_CLASSES,
     HELD_OUT_INTENSITIES,
     HORIZONS_S,

@@ -19,7 +19,8 @@ from fleet.learning.deployments import (
     deploy_champions,
     weights_bytes,
 )
-from fleet.learning.training import HEADS, TrainConfig, TrainingRun, register_run, train_models
+from fleet.learning.pipeline.training import HEADS, TrainConfig, TrainingRun, train_models
+from fleet.learning.runs import register_run
 from inference.batching import BatchingConfig
 from inference.pool import PoolStore
 

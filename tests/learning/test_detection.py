@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fleet.learning.detection import DecisionRule, choose_rule, detections, run_lengths
-from fleet.learning.evaluation import FaultEvent
+from fleet.learning.pipeline.detection import DecisionRule, choose_rule, detections, run_lengths
+from fleet.learning.pipeline.evaluation import FaultEvent
 
 CLASSES = ("normal", "overheating", "tyre_leak")
 

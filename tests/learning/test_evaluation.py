@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fleet.learning.evaluation import (
+from fleet.learning.pipeline.evaluation import (
     GRACE_S,
     Detection,
     FaultEvent,

@@ -12,11 +12,11 @@ import pytest
 from django.db import connection
 
 from fleet.learning import routes, serving
-from fleet.learning.baselines import SegmentMeanETA
-from fleet.learning.datasets import STOP_STATES, SiteRun, _eta_labels
-from fleet.learning.sites import SITES, site_map, site_world
+from fleet.learning.features import LOADING, STATES
+from fleet.learning.pipeline.baselines import SegmentMeanETA
+from fleet.learning.pipeline.datasets import STOP_STATES, SiteRun, _eta_labels
+from fleet.learning.pipeline.sites import SITES, site_map, site_world
 from fleet.mine.mapfile import import_site_map
-from fleet.simulator.engine import LOADING, STATES
 from fleet.telemetry.partitions import ensure_history_partitions
 from tests.factories import haul_truck
 from tests.learning import test_serving as ts

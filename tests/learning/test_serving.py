@@ -16,15 +16,21 @@ from django.conf import settings
 from django.db import connection
 
 from fleet.celery import app as celery_app
-from fleet.learning import context, serving
-from fleet.learning.datasets import FAULT_CLASSES, RAW_CHANNELS, SiteRun, cut_windows
+from fleet.learning import serving
+from fleet.learning.features import (
+    HEALTH_EXTRAS,
+    TYRES,
+    cut_windows,
+    series_context,
+    trajectory_features,
+)
 from fleet.learning.models import Prediction
-from fleet.learning.sites import site_world
+from fleet.learning.pipeline.datasets import FAULT_CLASSES, RAW_CHANNELS, SiteRun
+from fleet.learning.pipeline.sites import site_world
+from fleet.learning.pipeline.training import train_models
+from fleet.learning.runs import register_run
 from fleet.learning.tasks import store_prediction
-from fleet.learning.training import register_run, train_models, trajectory_features
 from fleet.live.groups import site_group
-from fleet.simulator.engine import TYRES
-from fleet.simulator.link import HEALTH_EXTRAS
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.partitions import ensure_history_partitions
 from fleet.telemetry.services import EquipmentDirectory, ingest_batch
@@ -153,7 +159,7 @@ def test_live_inputs_are_the_training_features_of_the_same_telemetry(run, site, 
     track = slice(0, 2)  # metres from the last fix: the local frames differ by ~1e-4
     np.testing.assert_allclose(live.window[track], window[track], atol=0.1)
     np.testing.assert_allclose(live.window[2:], window[2:], rtol=1e-5, atol=1e-3)
-    expected = context.series_context(run.series, k, end, run.spec.hz)[0]
+    expected = series_context(run.series, k, end, run.spec.hz)[0]
     np.testing.assert_allclose(live.context, expected, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(
         live.trajectory, trajectory_features(window[None])[0], rtol=1e-4, atol=1e-4

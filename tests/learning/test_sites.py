@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fleet.learning.sites import SITES, check_site, site_map, site_world
+from fleet.learning.pipeline.sites import SITES, check_site, site_map, site_world
 from fleet.simulator.world import World
 
 

@@ -11,18 +11,15 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from fleet.learning.datasets import INPUT_CHANNELS
+from fleet.learning.features import INPUT_CHANNELS, trajectory_features
 from fleet.learning.models import ModelAlias, ModelVersion
-from fleet.learning.training import (
+from fleet.learning.pipeline.training import (
     NAMES,
     TrainConfig,
     TrainingRun,
-    champions_exist,
-    next_version,
-    register_run,
     train_models,
-    trajectory_features,
 )
+from fleet.learning.runs import champions_exist, next_version, register_run
 from models import load_runtime, verify
 
 TINY = TrainConfig(
@@ -132,7 +129,7 @@ def test_trajectory_features_read_a_left_turn_as_a_positive_yaw_rate():
 
 
 def test_the_bench_prints_one_json_object_with_the_figures(monkeypatch, small_data):
-    import fleet.learning.bench as bench
+    import fleet.learning.pipeline.bench as bench
 
     monkeypatch.setattr(bench, "TrainConfig", lambda seed=0: TINY)
     real = bench.train_models

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fleet.simulator.world import LocalFrame, World, world_for_site
+from fleet.learning.features import LocalFrame
+from fleet.simulator.world import World, world_for_site
 from tests.simulator.maps import RAMP_WAY, pit_map
 
 

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 # the options are this command's
 BENCHMARKS = {
     "ingest": "fleet.telemetry.bench",
-    "models": "fleet.learning.bench",
+    "models": "fleet.learning.pipeline.bench",
     "batching": "fleet.learning.poolbench:run_batching_bench",
     "pool": "fleet.learning.poolbench:run_pool_bench",
     "allstop": "fleet.control.bench",

@@ -8,13 +8,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from fleet.learning.training import (
-    TrainConfig,
-    champions_exist,
-    next_version,
-    register_run,
-    train_models,
-)
+from fleet.learning.pipeline.training import TrainConfig, train_models
+from fleet.learning.runs import champions_exist, next_version, register_run
 
 
 class Command(BaseCommand):

@@ -2,7 +2,7 @@
 
 One *run* is one simulated shift of one site (``simulate_arrays``, 1 Hz, seeded): the trucks'
 telemetry as they report it, the ground truth the telemetry does not carry, and the injected
-faults. Runs are cached as ``.npz`` under ``settings.VAR_DIR / "learning"`` keyed by their spec
+faults. Runs are cached as ``.npz`` under ``VAR_DIR / "learning"`` (``cache_dir``) keyed by their spec
 and a fingerprint of the simulator's code, so a second build reads instead of simulating.
 
 A *window set* is a list of (run, truck, last row) triples over runs, with every label gathered
@@ -31,52 +31,55 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from fleet.learning.evaluation import FaultEvent
-from fleet.learning.sites import SITES, site_world
-from fleet.simulator import faults
-from fleet.simulator.engine import (
-    DRIVING,
-    DUMPING,
-    HAULING,
-    LOADING,
-    PARKED,
-    QUEUED,
-    SENSED_CHANNELS,
-    SPOTTING,
-    TruckSpec,
-    simulate_arrays,
+from fleet.learning.features import (
+    FAULT_CLASSES,
+    HORIZONS_S,
+    INPUT_CHANNELS,
+    MOVING_STATES,
+    POSITION_CHANNELS,
+    RAW_CHANNELS,
+    ROUTE_FEATURES,
+    STOP_STATES,
+    STRIDE_S,
+    WINDOW_S,
+    cut_windows,
+    hold_last,
+    nearest_destination,
+    next_stops,
+    segment_keys,
 )
+from fleet.learning.pipeline.evaluation import FaultEvent
+from fleet.learning.pipeline.sites import SITES, site_world
+from fleet.simulator import faults
+from fleet.simulator.engine import TruckSpec, simulate_arrays
 from fleet.simulator.world import World
 
-FAULT_CLASSES = ("normal", "overheating", "tyre_leak", "brake_fade", "stuck_sensor")
-HORIZONS_S = (1, 3, 5)  # trajectory targets, seconds ahead
-# What the runs keep of the telemetry (everything a window or a baseline reads).
-RAW_CHANNELS = (
-    "x_m",
-    "y_m",
-    "heading_deg",
-    "speed_kmh",
-    "elevation_m",
-    *SENSED_CHANNELS,
-    "payload_t",
-    "way_id",
-)
-POSITION_CHANNELS = ("x_m", "y_m", "heading_deg", "speed_kmh", "elevation_m")
-# What a window holds. The track is in the frame of the window's last fix (x forward along its
-# reported heading, y to the left), so a window means the same wherever on the map it was cut.
-# The payload meter is left out: the payload head must estimate from the struts, and the meter
-# is the baseline it is judged against. Counters (machine hours) and WayId carry no physics.
-INPUT_CHANNELS = (
-    "track_fwd_m",
-    "track_left_m",
-    "heading_rel_deg",
-    "speed_kmh",
-    "elevation_m",
-    *SENSED_CHANNELS,
-)
-ROUTE_FEATURES = ("distance_left_m", "rise_m", "climb_m", "descent_m", "payload_t", "to_dump")
-MOVING_STATES = (DRIVING, SPOTTING, HAULING, QUEUED)  # on the way to a stop
-STOP_STATES = (LOADING, DUMPING)  # a stop at a loading unit or a dump
+# The schema (channels, states, classes) is the feature module's; re-exported names above are
+# this module's vocabulary for the runs it builds.
+__all__ = [
+    "FAULT_CLASSES",
+    "HORIZONS_S",
+    "INPUT_CHANNELS",
+    "MOVING_STATES",
+    "POSITION_CHANNELS",
+    "RAW_CHANNELS",
+    "ROUTE_FEATURES",
+    "STOP_STATES",
+    "DataConfig",
+    "Datasets",
+    "RunSpec",
+    "SiteRun",
+    "WindowSet",
+    "build_datasets",
+    "cut_windows",
+    "hold_last",
+    "load_runs",
+    "nearest_destination",
+    "next_stops",
+    "segment_keys",
+    "simulate_run",
+    "window_set",
+]
 
 # Degradation intensities. Training sees the simulator's own ranges; the held-out scenario is
 # weaker (lower ranges, partly below anything training saw). Fixed before any training.
@@ -106,7 +109,7 @@ FORMAT = 1  # bump when a run's arrays change meaning
 class RunSpec:
     """One simulated shift of one site."""
 
-    site: str  # A-D (fleet.learning.sites)
+    site: str  # A-D (fleet.learning.pipeline.sites)
     trucks: int
     hours: float
     seed: int
@@ -143,8 +146,8 @@ class DataConfig:
     heldout: RunSpec = RunSpec(
         "D", 20, 4.0, seed=104, fault_rate=1.0, intensities=ranges(HELD_OUT_INTENSITIES)
     )
-    window: int = 64  # samples (s at 1 Hz)
-    stride: int = 30  # s between training windows of one truck
+    window: int = WINDOW_S  # samples (s at 1 Hz)
+    stride: int = STRIDE_S  # s between training windows of one truck
     eval_stride: int = 10  # s between evaluation windows: the detection cadence
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)  # trucks: train / val / test
     time_cut: float = 0.6  # share of a run: training windows end before it, others start after
@@ -159,13 +162,14 @@ class DataConfig:
 @cache
 def code_fingerprint() -> str:
     """sha256 of the code that makes the data: a changed simulator never reads a stale cache."""
-    import fleet.learning.datasets as this
-    import fleet.learning.sites as sites
+    import fleet.learning.features as features
+    import fleet.learning.pipeline.datasets as this
+    import fleet.learning.pipeline.sites as sites
     import fleet.mine.demo as demo
     from fleet.simulator import engine, physics, routes, world
 
     digest = hashlib.sha256()
-    for module in (engine, faults, physics, routes, world, demo, sites, this):
+    for module in (engine, faults, physics, routes, world, demo, sites, features, this):
         digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()
 
@@ -197,7 +201,7 @@ class SiteRun:
     time_s: np.ndarray  # [T] float64
     series: np.ndarray  # [K, len(RAW_CHANNELS), T] float32, positions held through dropouts
     gps_ok: np.ndarray  # [K, T] bool: a fix was reported (False in a GPS dropout)
-    state: np.ndarray  # [K, T] int8, engine.STATES
+    state: np.ndarray  # [K, T] int8, features.STATES
     true_xy: np.ndarray  # [K, T, 2] float64, m
     true_z: np.ndarray  # [K, T] float32, m (road elevation under the truck)
     payload_true: np.ndarray  # [K, T] float32, t
@@ -307,23 +311,6 @@ def _assemble(spec: RunSpec, world: World, tele: dict, states: dict, labels: lis
     )
 
 
-def hold_last(
-    series: np.ndarray, ok: np.ndarray, channels: Sequence[str] = POSITION_CHANNELS
-) -> None:
-    """In place: where ``ok`` [K, T] is False, ``channels`` keep their last reported value, or
-    the first one before any. During a GPS dropout the position channels keep the last fix
-    (what the FMS's latest-state store holds); live serving (``fleet.learning.serving``) holds
-    a missed health reading the same way."""
-    rows = [RAW_CHANNELS.index(c) for c in channels]
-    t = np.arange(ok.shape[1])
-    last = np.maximum.accumulate(np.where(ok, t, -1), axis=1)
-    first = np.argmax(ok, axis=1)[:, None]
-    src = np.where(last >= 0, last, first)
-    k = np.arange(ok.shape[0])[:, None]
-    for row in rows:
-        series[:, row] = series[:, row][k, src]
-
-
 def road_elevation(world: World, x: np.ndarray, y: np.ndarray, cell_m: float = 1.0) -> np.ndarray:
     """Elevation of the road under each (x, y) (local metres), from the map's way profiles:
     the simulator's states carry no elevation, and the GPS one has metre-level noise. Positions
@@ -423,56 +410,12 @@ def _stops(
     }
 
 
-def next_stops(state: np.ndarray) -> np.ndarray:
-    """[K, T] int32 from a [K, T] array of production states sampled at a fixed rate: each
-    sample's next stop (the row where the next Loading or Dumping starts) while the truck is
-    on its way there (MOVING_STATES) and not first going to the park; -1 elsewhere. Training
-    labels and the live per-segment ETA table (fleet.learning.routes) both use it."""
-    rows = state.shape[1]
-    t = np.arange(rows)
-    stop = np.isin(state, STOP_STATES)
-    arrival = stop & ~np.concatenate([np.zeros_like(stop[:, :1]), stop[:, :-1]], axis=1)
-    parking = state == PARKED
-    nxt = _next_true(arrival, t)
-    park = _next_true(parking, t)
-    valid = np.isin(state, MOVING_STATES) & (nxt < rows) & (nxt < park)
-    return np.where(valid, nxt, -1).astype(np.int32)
-
-
-def _next_true(flags: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Per row, the first index >= it where ``flags`` is set (len when none)."""
-    marked = np.where(flags, t, len(t))
-    return np.minimum.accumulate(marked[:, ::-1], axis=1)[:, ::-1]
-
-
 def _destinations(world: World, xy: np.ndarray, next_stop: np.ndarray) -> np.ndarray:
     """Which loading unit or dump each next stop is: the service node nearest where the truck
     stands when it arrives (routes end exactly on it)."""
     k = np.arange(xy.shape[0])[:, None]
     where = xy[k, np.maximum(next_stop, 0)]  # [K, T, 2]
     return np.where(next_stop >= 0, nearest_destination(world, where), -1).astype(np.int16)
-
-
-def nearest_destination(world: World, xy: np.ndarray, kinds: str = "all") -> np.ndarray:
-    """Index (loading units, then dumps: the ``dest`` numbering) of the service node nearest
-    each point of ``xy`` [..., 2]; ``kinds`` "loading" or "dump" only considers those."""
-    dests = (*world.loading_units, *world.dumps)
-    pick = {
-        "all": range(len(dests)),
-        "loading": range(len(world.loading_units)),
-        "dump": range(len(world.loading_units), len(dests)),
-    }[kinds]
-    points = world.node_xyz[[dests[i].node for i in pick], :2]
-    dist = np.linalg.norm(np.asarray(xy)[..., None, :] - points, axis=-1)
-    return np.asarray(pick)[np.argmin(dist, axis=-1)]
-
-
-def segment_keys(site: int, way: np.ndarray, dest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Keys of the per-segment ETA table: (segment, stop), unique across sites (WayIds repeat
-    between maps); stop -1 where there is no destination."""
-    way = np.asarray(way).astype(np.int64)
-    dest = np.asarray(dest)
-    return site * 1_000_000 + way, np.where(dest >= 0, site * 1_000 + dest, -1)
 
 
 def _hash_arrays(params: Mapping[str, Any], arrays: Mapping[str, Any]) -> str:
@@ -492,9 +435,10 @@ def _hash_arrays(params: Mapping[str, Any], arrays: Mapping[str, Any]) -> str:
 
 
 def cache_dir() -> Path:
-    from django.conf import settings
-
-    return Path(settings.VAR_DIR) / "learning"
+    """``<var>/learning``, var being ``settings.VAR_DIR``'s own rule (``HAULMIND_VAR_DIR`` or
+    the checkout's ``var/``): read from the environment, as the pipeline runs without Django."""
+    var = os.environ.get("HAULMIND_VAR_DIR") or Path(__file__).resolve().parents[3] / "var"
+    return Path(var) / "learning"
 
 
 def load_runs(
@@ -588,28 +532,10 @@ class WindowSet:
         for r, run in enumerate(self.runs):
             mine = np.flatnonzero(self.run[pick] == r)
             if len(mine):
-                out[mine] = _cut(run, self.truck[pick[mine]], self.end[pick[mine]], self.length)
+                out[mine] = cut_windows(
+                    run.series, self.truck[pick[mine]], self.end[pick[mine]], self.length
+                )
         return out
-
-
-def _cut(run: SiteRun, truck: np.ndarray, end: np.ndarray, length: int) -> np.ndarray:
-    return cut_windows(run.series, truck, end, length)
-
-
-def cut_windows(series: np.ndarray, truck: np.ndarray, end: np.ndarray, length: int) -> np.ndarray:
-    """``[n, len(INPUT_CHANNELS), length]`` windows ending at rows ``end`` of ``truck`` in a
-    ``[K, len(RAW_CHANNELS), T]`` 1 Hz series: the one definition of a window, for the runs
-    and for live telemetry (``fleet.learning.serving``)."""
-    cols = end[:, None] + np.arange(1 - length, 1)  # [n, L]
-    raw = series[truck[:, None], :, cols].transpose(0, 2, 1)  # [n, C_raw, L]
-    col = {name: raw[:, RAW_CHANNELS.index(name)] for name in RAW_CHANNELS}
-    heading = np.radians(col["heading_deg"][:, -1:])
-    dx = col["x_m"] - col["x_m"][:, -1:]
-    dy = col["y_m"] - col["y_m"][:, -1:]
-    col["track_fwd_m"] = dx * np.sin(heading) + dy * np.cos(heading)
-    col["track_left_m"] = -dx * np.cos(heading) + dy * np.sin(heading)
-    col["heading_rel_deg"] = (col["heading_deg"] - col["heading_deg"][:, -1:] + 180.0) % 360 - 180
-    return np.stack([col[name] for name in INPUT_CHANNELS], axis=1).astype(np.float32)
 
 
 def window_set(

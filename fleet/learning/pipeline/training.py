@@ -15,7 +15,8 @@ run:
 7. checkpoints (safetensors + manifest with the figures and the lineage), ONNX graphs with
    their parity, batch-1 CPU latency, plots.
 
-The registry (ORM) is not touched here: ``register_run`` does that, so a benchmark can train
+The registry (ORM) is not touched here: ``fleet.learning.runs.register_run`` does that (the
+Django side), so a benchmark can train
 into a scratch directory without adding versions.
 """
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,17 +33,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from fleet.learning import baselines, context, evaluation
-from fleet.learning.baselines import SegmentMeanETA
-from fleet.learning.datasets import (
+from fleet.learning.features import (
+    ETA_FEATURES,
+    HEADS,
+    L0_NAME,
+    L1_NAME,
+    NETWORKS,
+    TRAJECTORY_FEATURES,
+    SegmentMeanETA,
+    eta_features,
+    trajectory_features,
+)
+from fleet.learning.pipeline import baselines, context, evaluation
+from fleet.learning.pipeline.datasets import (
     FAULT_CLASSES,
     INPUT_CHANNELS,
-    ROUTE_FEATURES,
     Datasets,
     WindowSet,
     build_datasets,
 )
-from fleet.learning.detection import DecisionRule, choose_rule, detections
+from fleet.learning.pipeline.detection import DecisionRule, choose_rule, detections
 from models import (
     BackboneConfig,
     EtaHeadConfig,
@@ -64,13 +74,7 @@ from models.heads import EtaHead, head_inputs
 
 log = logging.getLogger(__name__)
 
-# Registry names of the networks, in lineage order.
-L0_NAME, L1_NAME = "telemetry-l0", "mining-l1"
-HEADS = ("fault", "eta", "trajectory", "payload")
-NAMES = (L0_NAME, L1_NAME, *HEADS)
-TRAJECTORY_FEATURES = ("speed_mps", "yaw_rate_rps", "accel_mps2", "speed_prev_mps")
-ETA_FEATURES = (*ROUTE_FEATURES, "segment_p10_s", "segment_mean_s", "segment_p90_s")
-YAW_SPAN_S, ACCEL_SPAN_S = 5, 3
+NAMES = NETWORKS  # registry names, lineage order
 # Where each set's per-segment ETA history comes from: the same site's training windows (for
 # the held-out site, its past: ``heldout_history``).
 ETA_HISTORY = {
@@ -139,34 +143,6 @@ class TrainingRun:
 # --- inputs per task ------------------------------------------------------------------------------
 
 
-def trajectory_features(windows: np.ndarray) -> np.ndarray:
-    """[N, 4] from the window itself: speed (m/s) and yaw rate (rad/s, positive turning left,
-    as the truck frame's y axis) at its end, acceleration (m/s2) and the speed a second
-    earlier. The yaw rate is averaged over ``YAW_SPAN_S``: the reported heading's noise makes
-    a one-second difference swing the predicted arc from side to side."""
-    speed = windows[:, INPUT_CHANNELS.index("speed_kmh")] / 3.6
-    heading = windows[:, INPUT_CHANNELS.index("heading_rel_deg")]  # compass: clockwise
-    turn = (heading[:, -1] - heading[:, -1 - YAW_SPAN_S] + 180.0) % 360.0 - 180.0
-    yaw_rate = -np.radians(turn) / YAW_SPAN_S
-    accel = (speed[:, -1] - speed[:, -1 - ACCEL_SPAN_S]) / ACCEL_SPAN_S
-    return np.stack([speed[:, -1], yaw_rate, accel, speed[:, -2]], axis=1).astype(np.float32)
-
-
-def eta_features(ws: WindowSet | Mapping[str, np.ndarray], history: SegmentMeanETA) -> np.ndarray:
-    """[N, 9]: the route features, then the site's own history for the same way and stop
-    (the per-segment table's P10, mean, P90). The network corrects what the FMS already knows
-    of this road with what the truck is doing now; without the table it would have to guess
-    a new site's queues at its shovels from other sites.
-
-    ``ws`` is a window set (its labels) or, live, the same three arrays directly:
-    ``{"route": [N, 6] (ROUTE_FEATURES), "segment": [N], "stop": [N]}``
-    (fleet.learning.routes)."""
-    labels = ws.labels if isinstance(ws, WindowSet) else ws
-    table = history.predict(labels["segment"], labels["stop"])
-    route = np.asarray(labels["route"], dtype=np.float64).reshape(len(table), len(ROUTE_FEATURES))
-    return np.concatenate([route, table], axis=1).astype(np.float32)
-
-
 @dataclass
 class TaskData:
     """Windows, targets and features of one task on one window set (rows with a target)."""
@@ -201,7 +177,7 @@ def task_data(
             ok = ~(labels["fault_elapsed_s"] < FAULT_SETTLE_S)  # NaN (no fault) passes
         targets, features = labels["fault_active"], context.window_context(ws)
     elif task == "eta":
-        features = eta_features(ws, eta_history(data, name))
+        features = eta_features(ws.labels, eta_history(data, name))
         ok = np.isfinite(labels["eta_s"]) & np.isfinite(features).all(axis=1)
         targets = labels["eta_s"]
     elif task == "trajectory":
@@ -373,7 +349,7 @@ def train_models(
     _measure_latency(run, data, windows, c)
     clock.lap("latency_s")
     if plots_dir is not None:
-        from fleet.learning import plots
+        from fleet.learning.pipeline import plots
 
         run.plots = plots.draw_all(run, predictions, plots_dir)
         clock.lap("plots_s")
@@ -664,44 +640,3 @@ def _measure_latency(
         run.details.setdefault("engine", runtime.engine)
     run.figures["p95_ms"] = max(per_head.values())
     run.details["p95_ms_by_head"] = per_head
-
-
-# --- versions and the registry --------------------------------------------------------------------
-
-
-def next_version(root: Path) -> str:
-    """One number above every version of any of the networks, on disk or registered, so
-    the six of one run share a version."""
-    from fleet.learning.models import ModelVersion
-
-    on_disk = [
-        int(p.name) for name in NAMES for p in (Path(root) / name).glob("*") if p.name.isdigit()
-    ]
-    registered = ModelVersion.objects.filter(name__in=NAMES).values_list("version", flat=True)
-    return str(max([0, *on_disk, *registered]) + 1)
-
-
-def register_run(run: TrainingRun, *, by: Any = None, promote: bool | None = None) -> list[str]:
-    """Register the run's checkpoints (lineage order) and move aliases: ``promote`` True makes
-    them champions, False challengers, None champions only where a name has none yet.
-    Returns what was done, a line each."""
-    from fleet.learning import services
-    from fleet.learning.models import ModelAlias
-
-    done = []
-    for name in NAMES:
-        version = services.register_version(run.manifests[name], by=by)
-        has_champion = ModelAlias.objects.filter(name=name, alias="champion").exists()
-        champion = promote if promote is not None else not has_champion
-        alias = "champion" if champion else "challenger"
-        services.promote(name, version.version, alias, by=by)
-        done.append(f"{name}@{version.version} registered, {alias}")
-    return done
-
-
-def champions_exist() -> bool:
-    """Whether every network has a champion (``make demo`` trains only when one is missing)."""
-    from fleet.learning.models import ModelAlias
-
-    have = set(ModelAlias.objects.filter(alias="champion").values_list("name", flat=True))
-    return set(NAMES) <= have

@@ -14,14 +14,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from fleet.learning.datasets import HORIZONS_S, WindowSet
-from fleet.learning.evaluation import Detection
+from fleet.learning import features
+from fleet.learning.features import HORIZONS_S, TYRES
+from fleet.learning.pipeline.datasets import WindowSet
+from fleet.learning.pipeline.evaluation import Detection
 from fleet.simulator import physics as ph
-from fleet.simulator.engine import TYRES
 
 # (channel, limit, +1 high alarm / -1 low alarm, hysteresis group, the fault it names): the
 # controller's own table (engine._diagnose), with its numbers imported, never retyped.
@@ -90,50 +90,9 @@ def window_set_alarms(ws: WindowSet) -> list[Detection]:
 # --- ETA: per-segment historical mean ---------------------------------------------------------------
 
 
-@dataclass
-class SegmentMeanETA:
-    """Time to the next stop as the historical mean of the training windows on the same
-    segment (way) bound for the same stop (loading unit or dump); a (segment, stop) seen fewer
-    than ``min_count`` times falls back to the stop's mean, then to the overall mean. P10 / P90
-    are the same group's empirical quantiles (for a coverage reference). Fit and predict with
-    the window sets' ``segment`` and ``stop`` labels, which stay apart between sites; the
-    history must be the same site's (``pretrain_train`` for A + B, ``adapt_train`` for C,
-    ``heldout_history`` for D)."""
-
-    min_count: int = 5
-    table: dict[tuple[int, int], tuple[float, float, float]] = field(default_factory=dict)
-    by_stop: dict[int, tuple[float, float, float]] = field(default_factory=dict)
-    overall: tuple[float, float, float] = (float("nan"),) * 3
-
-    @classmethod
-    def fit(
-        cls, segment: np.ndarray, stop: np.ndarray, eta_s: np.ndarray, min_count: int = 5
-    ) -> SegmentMeanETA:
-        ok = np.isfinite(eta_s) & (np.asarray(stop) >= 0)
-        seg, stop, eta = np.asarray(segment)[ok], np.asarray(stop)[ok], np.asarray(eta_s)[ok]
-        model = cls(min_count, overall=_summary(eta))
-        for key in {(int(g), int(p)) for g, p in zip(seg, stop, strict=True)}:
-            group = eta[(seg == key[0]) & (stop == key[1])]
-            if len(group) >= min_count:
-                model.table[key] = _summary(group)
-        for p in np.unique(stop).tolist():
-            model.by_stop[int(p)] = _summary(eta[stop == p])
-        return model
-
-    def predict(self, segment: np.ndarray, stop: np.ndarray) -> np.ndarray:
-        """[N, 3]: P10, P50 (the mean), P90 in seconds."""
-        rows = [
-            self.table.get((int(g), int(p))) or self.by_stop.get(int(p)) or self.overall
-            for g, p in zip(np.asarray(segment), np.asarray(stop), strict=True)
-        ]
-        return np.asarray(rows, dtype=float).reshape(len(rows), 3)
-
-
-def _summary(eta: np.ndarray) -> tuple[float, float, float]:
-    if not len(eta):
-        return (float("nan"),) * 3
-    p10, p90 = np.percentile(eta, [10, 90])
-    return (float(p10), float(eta.mean()), float(p90))
+# ``SegmentMeanETA`` lives with the features: its table is also three of the ETA head's
+# inputs, live as in training.
+SegmentMeanETA = features.SegmentMeanETA
 
 
 # --- trajectory and payload ------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fleet.learning.evaluation import (
+from fleet.learning.pipeline.evaluation import (
     Detection,
     FaultEvent,
     FaultScore,

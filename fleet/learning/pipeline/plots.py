@@ -13,10 +13,10 @@ matplotlib.use("Agg")  # files only: no display on a server
 import matplotlib.pyplot as plt
 import numpy as np
 
-from fleet.learning.datasets import HORIZONS_S
+from fleet.learning.pipeline.datasets import HORIZONS_S
 
 if TYPE_CHECKING:
-    from fleet.learning.training import TrainingRun
+    from fleet.learning.pipeline.training import TrainingRun
 
 MODEL, BASELINE = "#1f77b4", "#999999"
 

@@ -266,7 +266,9 @@ def map_document(pit: PitDesign) -> dict:
         "utmSrid": pit.utm_srid,
         "defaultSpeedKmh": pit.default_speed_kmh,
     }
-    doc["haulmind"]["roadNetwork"] = {"note": f"simulated site {pit.key}, fleet.learning.sites"}
+    doc["haulmind"]["roadNetwork"] = {
+        "note": f"simulated site {pit.key}, fleet.learning.pipeline.sites"
+    }
     boundary = doc["features"][0]
     boundary["properties"]["name"] = pit.name
     boundary["geometry"] = {

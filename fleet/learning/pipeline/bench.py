@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fleet.learning.training import TrainConfig, train_models
+from fleet.learning.pipeline.training import TrainConfig, train_models
 
 
 def run(options: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
