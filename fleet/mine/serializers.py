@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 from rest_framework_gis.fields import GeometryField
@@ -128,13 +129,35 @@ class ZoneReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=300, help_text="Kept on the zone, sent with it")
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "GeoJSON Polygon, WGS84 longitude/latitude",
+        "properties": {
+            "type": {"type": "string", "enum": ["Polygon"]},
+            "coordinates": {
+                "type": "array",
+                "items": {
+                    "type": "array",
+                    "items": {"type": "array", "items": {"type": "number"}, "minItems": 2},
+                },
+            },
+        },
+        "required": ["type", "coordinates"],
+    }
+)
+class PolygonField(GeometryField):
+    """A GeoJSON polygon in a plain serializer (the schema generator resolves geometry only on
+    GeoFeatureModelSerializer)."""
+
+
 class ZoneDrawSerializer(ZoneReasonSerializer):
     """A zone drawn on the control room's map: its polygon in WGS84 (GeoJSON), a name, its
     policies (ISO 23725, validated by the model) and why it is put in force."""
 
     site = serializers.PrimaryKeyRelatedField(queryset=Site.objects.all())
     name = serializers.CharField(max_length=120)
-    geometry = GeometryField(help_text="GeoJSON Polygon, WGS84 longitude/latitude")
+    geometry = PolygonField(help_text="GeoJSON Polygon, WGS84 longitude/latitude")
     policies = serializers.JSONField()
 
 

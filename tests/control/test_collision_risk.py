@@ -32,15 +32,26 @@ def quick_clearing(settings):
     collision_services._roads.clear()
 
 
-def send(site, truck, name: str, body) -> None:
+def send(site, truck, name: str, body, at: datetime | None = None) -> None:
     topic = f"iso23725/v1/{site.slug}/{truck.id}/up/{name}"
-    inbound = Inbound("mqtt", truck_message(truck.id, name, body), datetime.now(UTC), topic=topic)
+    at = at or datetime.now(UTC)
+    inbound = Inbound("mqtt", truck_message(truck.id, name, body, at=at), at, topic=topic)
     result = ingest_batch([inbound], EquipmentDirectory())
     assert not result.refused, result.refused
 
 
-def drive(site, truck, way: int, s: float, *, forward: bool = True, kmh: float = 30.0) -> None:
-    """Report ``truck`` at ``s`` m along ``way``, driving along it (or against it)."""
+def drive(
+    site,
+    truck,
+    way: int,
+    s: float,
+    *,
+    forward: bool = True,
+    kmh: float = 30.0,
+    at: datetime | None = None,
+) -> None:
+    """Report ``truck`` at ``s`` m along ``way``, driving along it (or against it), at ``at``
+    (default now: positions sent a moment apart are extrapolated apart)."""
     frame, roads = collision_services.site_roads(site)
     road = roads[way]
     point = road.at(np.array([s]))[0]
@@ -50,7 +61,7 @@ def drive(site, truck, way: int, s: float, *, forward: bool = True, kmh: float =
     heading = round(math.degrees(math.atan2(tangent[0], tangent[1]))) % 360
     lon, lat = frame.to_lonlat(point)
     state = {"WayId": way, "AutonomyMode": "Autonomous", "ProductionState": "Hauling"}
-    send(site, truck, "HaulTruckProductionStateV2", state)
+    send(site, truck, "HaulTruckProductionStateV2", state, at)
     position = {
         "Heading": heading,
         "Latitude": round(float(lat), 8),
@@ -62,7 +73,7 @@ def drive(site, truck, way: int, s: float, *, forward: bool = True, kmh: float =
         "HeadingAccuracy": 1.5,
         "Speed": kmh,
     }
-    send(site, truck, "MachinePositionV1", position)
+    send(site, truck, "MachinePositionV1", position, at)
 
 
 def stops(truck, mode: str = "Apply") -> list[Command]:
@@ -75,8 +86,9 @@ def stops(truck, mode: str = "Apply") -> list[Command]:
 
 def test_a_follower_too_close_slows_down_once_and_resumes_when_the_gap_opens(site):
     leader, follower = haul_truck(site, "HT-001"), haul_truck(site, "HT-002")
-    drive(site, leader, RIM, 250)
-    drive(site, follower, RIM, 215)  # 35 m behind at the same speed
+    now = datetime.now(UTC)  # one instant: the gap is 35 m however slowly the test runs
+    drive(site, leader, RIM, 250, at=now)
+    drive(site, follower, RIM, 215, at=now)  # 35 m behind at the same speed
 
     report = collision_services.assess_collision_risk(site)
     assert (report.machines, report.risks, report.commands) == (2, 1, 1)
