@@ -546,7 +546,18 @@ class Engine:
         going = free[cand] & (stops[cand] > self.d[cand] + left)
         o = np.lexsort((left, node))
         b, a = o[1:], o[:-1]
-        crossing = (node[b] == node[a]) & (into[b] != into[a]) & going[a] & (cand[b] != cand[a])
+        # Two trucks meeting head-on at the node (one heads up the way the other comes down)
+        # pass each other in their lanes: not a crossing. Taken as one, each yielded to the
+        # other at the node nearer it, both stood, and whole fleets gridlocked behind them.
+        way = self.world.edge_way
+        opposing = (way[nxt[a]] == way[into[b]]) | (way[nxt[b]] == way[into[a]])
+        crossing = (
+            (node[b] == node[a])
+            & (into[b] != into[a])
+            & ~opposing
+            & going[a]
+            & (cand[b] != cand[a])
+        )
         follow(cand[b[crossing]], cand[a[crossing]], left[b[crossing]] - left[a[crossing]])
         return out
 
