@@ -31,7 +31,6 @@ from django.db import transaction
 
 from fleet.control import alerts, services
 from fleet.control.models import Alert, FaultRun, HealthPolicy, TruckState
-from fleet.control.reflex import REFLEX
 from fleet.vehicles.models import Equipment
 
 Action = HealthPolicy.Action
@@ -149,25 +148,21 @@ def consider_fault_prediction(prediction: FaultPrediction) -> list[Alert]:
     """Decide on one fault-head result: update each class's run, raise (or fold) an alert for
     the classes whose run reached the rule, and act on the newly opened ones. Returns the alerts
     raised or folded."""
-    equipment = Equipment.objects.select_related("site").filter(pk=prediction.equipment_id).first()
+    equipment = Equipment.objects.filter(pk=prediction.equipment_id).first()
     if equipment is None:
         return []
     policy = policy_of(equipment.site_id)
-    rules = {
-        fault_class: rule_for(policy, fault_class, prediction.model_rule)
-        for fault_class in sorted(prediction.probabilities)
-        if fault_class not in NOT_FAULTS
-    }
-    positive = {c: prediction.probabilities[c] > rule.threshold for c, rule in rules.items()}
     raised = []
     with transaction.atomic():
-        runs = _advance_runs(equipment, positive, prediction)
-        for fault_class, rule in rules.items():
-            if runs[fault_class] < rule.consecutive:
+        for fault_class, probability in sorted(prediction.probabilities.items()):
+            if fault_class in NOT_FAULTS:
                 continue
-            probability = prediction.probabilities[fault_class]
+            rule = rule_for(policy, fault_class, prediction.model_rule)
+            run = _advance_run(equipment, fault_class, probability > rule.threshold, prediction)
+            if run < rule.consecutive:
+                continue
             alert, opened = alerts.raise_alert(
-                equipment, _finding(prediction, fault_class, probability, rule, runs[fault_class])
+                equipment, _finding(prediction, fault_class, probability, rule, run)
             )
             raised.append(alert)
             if opened:
@@ -175,66 +170,26 @@ def consider_fault_prediction(prediction: FaultPrediction) -> list[Alert]:
     return raised
 
 
-def _advance_runs(
-    equipment: Equipment, positive: dict[str, bool], prediction: FaultPrediction
-) -> dict[str, int]:
-    """Each class's run length ending at this decision (0 when it is below the threshold), read
-    and written in one statement each, whatever the number of classes (the decision is on the
-    path of a stop: bench loop's ``model_decide``). A decision older than the last one counted
-    leaves the run as it is (a late, redelivered callback)."""
-    locked = {
-        run.fault_class: run
-        for run in FaultRun.objects.select_for_update()
-        .filter(equipment=equipment, fault_class__in=positive)
-        .order_by("fault_class")
-    }
-    missing = [c for c in positive if c not in locked]
-    if missing:  # the truck's first decision of a class; a concurrent first one is not lost
-        FaultRun.objects.bulk_create(
-            [
-                FaultRun(
-                    equipment=equipment,
-                    fault_class=c,
-                    count=0,
-                    last_window_end=prediction.window_end,
-                )
-                for c in missing
-            ],
-            ignore_conflicts=True,
-        )
-        locked.update(
-            (run.fault_class, run)
-            for run in FaultRun.objects.select_for_update().filter(
-                equipment=equipment, fault_class__in=missing
-            )
-        )
-    counts, changed = {}, []
-    for fault_class, is_positive in positive.items():
-        run = locked[fault_class]
-        count = _next_count(run, is_positive, prediction.window_end)
-        counts[fault_class] = count if count is not None else 0
-        if count is not None and (count, prediction.window_end) != (
-            run.count,
-            run.last_window_end,
-        ):
-            run.count, run.last_window_end = count, prediction.window_end
-            changed.append(run)
-    if changed:
-        FaultRun.objects.bulk_update(changed, ["count", "last_window_end"])
-    return counts
-
-
-def _next_count(run: FaultRun, positive: bool, window_end: datetime) -> int | None:
-    """The run's length after this decision; None: the decision changes nothing (older than
-    the last one counted, or the same decision again) and the count to report is 0 or the
-    run's own."""
-    if window_end < run.last_window_end:
-        return None
-    if window_end == run.last_window_end and run.count > 0:
-        return run.count if positive else None  # the same decision again
+def _advance_run(
+    equipment: Equipment, fault_class: str, positive: bool, prediction: FaultPrediction
+) -> int:
+    """The run length ending at this decision (0 when it is below the threshold). A decision
+    older than the last one counted leaves the run as it is (a late, redelivered callback)."""
+    run, _ = FaultRun.objects.select_for_update().get_or_create(
+        equipment=equipment,
+        fault_class=fault_class,
+        defaults={"count": 0, "last_window_end": prediction.window_end},
+    )
+    if prediction.window_end < run.last_window_end:
+        return 0
     gap = timedelta(seconds=1.5 * float(settings.INFERENCE_INTERVAL_S))
-    continues = run.count > 0 and window_end - run.last_window_end <= gap
-    return (run.count + 1 if continues else 1) if positive else 0
+    continues = run.count > 0 and prediction.window_end - run.last_window_end <= gap
+    if prediction.window_end == run.last_window_end and run.count > 0:
+        return run.count if positive else 0  # the same decision again
+    run.count = (run.count + 1 if continues else 1) if positive else 0
+    run.last_window_end = prediction.window_end
+    run.save(update_fields=["count", "last_window_end"])
+    return run.count
 
 
 def _finding(
@@ -273,9 +228,7 @@ def _act(equipment: Equipment, alert: Alert, rule: ClassRule, policy: HealthPoli
         command = send_to_workshop(equipment, policy.workshop_way_id, reason=reason)
         detail = f"sent to the workshop (WayId {policy.workshop_way_id})"
     else:
-        # Published by this process as the decision commits: the delivery process's wake-up
-        # and read were a third of the model path's latency (bench loop, ``model_outbox``).
-        command = services.stop_truck(equipment, reason=reason, deliver_now=REFLEX.publish_to)
+        command = services.stop_truck(equipment, reason=reason)
         detail = (
             "stopped"
             if rule.action == Action.STOP

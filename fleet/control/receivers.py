@@ -7,7 +7,6 @@ import logging
 import uuid
 from typing import Any
 
-from celery.signals import worker_process_init
 from django.conf import settings
 from django.db import transaction
 from django.dispatch import receiver
@@ -21,7 +20,6 @@ from fleet.control import (
     traffic_services,
     zones,
 )
-from fleet.control.reflex import REFLEX
 from fleet.learning.signals import prediction_recorded
 from fleet.mine.signals import zone_activated, zone_deletion_requested
 from fleet.telemetry.signals import (
@@ -50,13 +48,6 @@ def check_compliance(sender: Any, admitted: list, live: bool = False, **kwargs: 
 def make_ready(sender: Any, **kwargs: Any) -> None:
     if settings.CONTROL_LIVE_RULES:
         compliance.make_ready()
-
-
-@worker_process_init.connect(dispatch_uid="control-reflex-worker")
-def connect_for_stops(**kwargs: Any) -> None:
-    """A Celery worker process decides health stops and publishes them as they commit
-    (``health._act``): its connection is made before the first one, not by it."""
-    REFLEX.start()
 
 
 @receiver(prediction_recorded, dispatch_uid="control-health")

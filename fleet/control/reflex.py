@@ -56,18 +56,12 @@ class Reflex:
     ) -> bool:
         """Hand a message to the broker now (QoS 1). False if this process has no connection:
         the caller records it unsent, and the outbox sends it."""
-        return self.publish_to(
-            topics.down_topic(site_slug, str(equipment_id), message_name), envelope
-        )
-
-    def publish_to(self, topic: str, envelope: bytes) -> bool:
-        """``publish`` to a topic already made (``services.Publish``: a command delivered as
-        its transaction commits)."""
         self.start()
         client = self._client
         # Connecting (a first stop right after start, a reconnect): worth a short wait.
         if client is None or not self._connected.wait(CONNECT_WAIT_S):
             return False
+        topic = topics.down_topic(site_slug, str(equipment_id), message_name)
         return client.publish(topic, envelope, qos=1).rc == paho.MQTT_ERR_SUCCESS
 
     def stop_now(self, site_slug: str, equipment_id: uuid.UUID, command_id: uuid.UUID) -> bool:

@@ -7,10 +7,9 @@ truck would refuse to parse; the delivery process is woken by NOTIFY at commit.
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -30,8 +29,6 @@ from fleet.vehicles.models import Equipment
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "haulmind_outbox"
-# Hands one message (topic, envelope) to the broker now; False if it could not.
-Publish = Callable[[str, bytes], bool]
 Status = Command.Status
 
 # How a standard answer body names the command it answers (beside CommandAcknowledgementV1).
@@ -72,14 +69,12 @@ def _changed(command: Command) -> None:
     )
 
 
-def _notify() -> None:
-    """Wake the delivery process."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
-
-
 def _notify_on_commit() -> None:
-    transaction.on_commit(_notify)
+    def notify() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, '')", [NOTIFY_CHANNEL])
+
+    transaction.on_commit(notify)
 
 
 @transaction.atomic
@@ -94,14 +89,12 @@ def issue_command(
     ttl: timedelta | None = None,
     command_id: uuid.UUID | None = None,
     published_by: str = "",
-    deliver_now: Publish | None = None,
 ) -> Command:
     """Queue one message for one truck. A newer command with the same ``supersede_key``
     replaces the truck's open ones (a second stop replaces the first, not queues behind it).
     ``published_by``: the message, with ``command_id``, has already been handed to the broker
     by that process (``fleet.control.reflex``); it is recorded as Sent, and the outbox only
-    retries it. ``deliver_now``: this process publishes it itself the moment the transaction
-    commits (no wake-up of the delivery process in between); if it cannot, the outbox does."""
+    retries it."""
     command_id = command_id or uuid.uuid4()
     wire.encode(message_name, body, equipment_id=equipment.id, command_id=command_id)
     if supersede_key:
@@ -125,20 +118,10 @@ def issue_command(
     _audit(command, Status.ISSUED, reason, actor.get_username() if actor else "fms")
     if published_by:
         mark_sent(command, actor=published_by)
-    elif deliver_now is not None:
-        _changed(command)
-        transaction.on_commit(functools.partial(_deliver_at_commit, command, deliver_now))
     else:
         _notify_on_commit()
         _changed(command)
     return command
-
-
-def _deliver_at_commit(command: Command, deliver_now: Publish) -> None:
-    if deliver_now(down_topic_of(command), envelope_of(command)):
-        mark_sent(command, actor="at-commit")
-    else:  # no connection in this process: the delivery process's usual path
-        _notify()
 
 
 @transaction.atomic
@@ -403,10 +386,9 @@ def stop_truck(
     actor: User | None = None,
     command_id: uuid.UUID | None = None,
     published_by: str = "",
-    deliver_now: Publish | None = None,
 ) -> Command:
     """A targeted stop (ISO 17757 remote stop): MachineAllStopRequestV1 Apply to one truck.
-    ``command_id``, ``published_by`` and ``deliver_now``: see ``issue_command``."""
+    ``command_id`` and ``published_by``: see ``issue_command``."""
     state = _state(equipment)
     state.stop_id = targeted_stop_id(equipment.id)
     state.save(update_fields=["stop_id"])
@@ -419,7 +401,6 @@ def stop_truck(
         supersede_key="stop",
         command_id=command_id,
         published_by=published_by,
-        deliver_now=deliver_now,
     )
 
 

@@ -18,13 +18,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from fleet.control import compliance
 from fleet.control.delivery import OutboxDelivery
-from fleet.control.models import Alert, Command, HealthPolicy
+from fleet.control.models import Alert, Command
 from fleet.mine import services as mine
 from fleet.protocol import wire
 from fleet.telemetry.ingest import IngestOptions, IngestRunner
 from fleet.vehicles.credentials import issue_credentials
 from tests.conftest import wait_until
-from tests.control.test_alerts import T0, decide, fault_head  # noqa: F401 - a fixture
 from tests.factories import LAT0, LON0, haul_truck, square, truck_message
 
 
@@ -188,29 +187,3 @@ def test_the_ingest_replica_publishes_the_stop_itself_then_records_it(live_witho
     assert command.events.get(status=Command.Status.SENT).actor == "reflex"
     assert command.attempts == 1
     stop_acknowledged(live_without_outbox, envelope)
-
-
-@pytest.mark.usefixtures("fault_head")
-def test_a_health_stop_is_published_by_the_deciding_worker_as_its_decision_commits(
-    live_without_outbox,
-):
-    """The fault head's brake-fade decision (the callback's real path, in this process as in a
-    Celery worker) stops the truck with no delivery process running: the stop leaves as the
-    decision commits, and the command is recorded as sent by it."""
-    truck = live_without_outbox
-    HealthPolicy.objects.create(
-        site=truck.equipment.site,
-        thresholds={"brake_fade": 0.5},
-        consecutive=1,
-        actions={"brake_fade": HealthPolicy.Action.STOP},
-    )
-    decide(truck.equipment, T0, brake_fade=0.99)
-
-    message = truck.received.get(timeout=10)
-    assert message.topic.endswith("/down/MachineAllStopRequestV1")
-    envelope = wire.parse_fms_message(message.payload)
-    command = Command.objects.get(command_id=envelope.command_id)
-    assert command.status == Command.Status.SENT
-    assert command.events.filter(status=Command.Status.SENT, actor="at-commit").exists()
-    alert = Alert.objects.get(equipment=truck.equipment, kind="fault:brake_fade")
-    assert alert.command_ids == [command.command_id]
