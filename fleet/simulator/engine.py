@@ -61,6 +61,7 @@ CHANNELS = (
 )
 ARRIVE_EPS = 0.5  # m from a route's end counts as there
 CLAIM_WINDOW = 20.0  # m before the spotting approach where a truck asks for the shovel / tip
+MOVING_MPS = 0.5  # slower than this a truck is standing: nobody yields to it at a crossing
 TP_LOOKAHEAD = 80.0  # m before a traffic-permission zone where the truck asks to enter
 TP_MARGIN = 5.0  # m: where it stops short of the zone while it waits
 TP_RETRY_S = 30.0  # s after a rejection before it asks again
@@ -546,16 +547,15 @@ class Engine:
         going = free[cand] & (stops[cand] > self.d[cand] + left)
         o = np.lexsort((left, node))
         b, a = o[1:], o[:-1]
-        # Two trucks meeting head-on at the node (one heads up the way the other comes down)
-        # pass each other in their lanes: not a crossing. Taken as one, each yielded to the
-        # other at the node nearer it, both stood, and whole fleets gridlocked behind them.
-        way = self.world.edge_way
-        opposing = (way[nxt[a]] == way[into[b]]) | (way[nxt[b]] == way[into[a]])
+        # Only a truck that is moving is yielded to: one held up itself (behind another, at a
+        # crossing of its own) is no reason to stand, and yielding to it closed rings of
+        # waiting trucks (A yields to B, which waits behind C, ... which yields to A): every
+        # truck of the model-training pits stood within 15 minutes.
         crossing = (
             (node[b] == node[a])
             & (into[b] != into[a])
-            & ~opposing
             & going[a]
+            & (v[cand[a]] > MOVING_MPS)
             & (cand[b] != cand[a])
         )
         follow(cand[b[crossing]], cand[a[crossing]], left[b[crossing]] - left[a[crossing]])
