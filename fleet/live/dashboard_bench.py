@@ -57,7 +57,7 @@ from fleet.mine.mapfile import import_site_map
 from fleet.mine.models import Site
 from fleet.protocol import topics, wire
 from fleet.telemetry import loadgen, replicas
-from fleet.telemetry.bench import LAT0, LON0, _bench_map, free_port, wait_for_metrics
+from fleet.telemetry.bench import LAT0, LON0, _bench_map, bench_trucks, free_port, wait_for_metrics
 from fleet.telemetry.models import Position
 from fleet.vehicles.credentials import issue_credentials
 from fleet.vehicles.logins import BrokerAdminError, reconcile_logins
@@ -85,20 +85,7 @@ def provision_site(trucks: int) -> tuple[Site, list[Equipment]]:
     }
     import_site_map(collection)
     site = Site.objects.get(slug=BENCH_SLUG)
-    fleet = []
-    for number in range(1, trucks + 1):
-        truck, _ = Equipment.objects.update_or_create(
-            site=site,
-            name=f"BD-{number:04d}",
-            defaults={
-                "id": uuid.uuid5(uuid.NAMESPACE_URL, f"haulmind:bench-dashboard:{number}"),
-                "kind": Equipment.Kind.HAUL_TRUCK,
-                "payload_capacity_t": 90,
-                "autonomous": True,
-                "status": Equipment.Status.ACTIVE,
-            },
-        )
-        fleet.append(truck)
+    fleet = bench_trucks(site, trucks, prefix="BD", key="bench-dashboard")
     return site, fleet
 
 

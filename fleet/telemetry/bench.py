@@ -102,23 +102,32 @@ def _bench_map() -> dict:
     }
 
 
-def provision_bench_trucks(trucks: int) -> tuple[Site, list[tuple[str, str, str]]]:
-    """The benchmark's own site and trucks, with fresh MQTT credentials (secrets in memory)."""
-    import_site_map(_bench_map())
-    site = Site.objects.get(slug=BENCH_SLUG)
-    identities = []
+def bench_trucks(site: Site, trucks: int, *, prefix: str, key: str) -> list[Equipment]:
+    """A benchmark's own autonomous haul trucks ``{prefix}-0001``..., with stable ids (uuid5 of
+    ``haulmind:{key}:{number}``), made or brought back to active."""
+    fleet = []
     for number in range(1, trucks + 1):
         truck, _ = Equipment.objects.update_or_create(
             site=site,
-            name=f"BT-{number:04d}",
+            name=f"{prefix}-{number:04d}",
             defaults={
-                "id": uuid.uuid5(uuid.NAMESPACE_URL, f"haulmind:bench:{number}"),
+                "id": uuid.uuid5(uuid.NAMESPACE_URL, f"haulmind:{key}:{number}"),
                 "kind": Equipment.Kind.HAUL_TRUCK,
                 "payload_capacity_t": 90,
                 "autonomous": True,
                 "status": Equipment.Status.ACTIVE,
             },
         )
+        fleet.append(truck)
+    return fleet
+
+
+def provision_bench_trucks(trucks: int) -> tuple[Site, list[tuple[str, str, str]]]:
+    """The benchmark's own site and trucks, with fresh MQTT credentials (secrets in memory)."""
+    import_site_map(_bench_map())
+    site = Site.objects.get(slug=BENCH_SLUG)
+    identities = []
+    for truck in bench_trucks(site, trucks, prefix="BT", key="bench"):
         secrets = issue_credentials(truck)
         identities.append(
             (
