@@ -279,13 +279,16 @@ def test_a_replan_when_a_shovel_goes_down_reaches_the_trucks_and_they_report_it(
             )
 
         wait_until(lambda: reported(trucks[0]), 60, "the first truck reporting its assignment")
-        heading = [
-            t
-            for t in DispatchTruck.objects.filter(
+
+        # The trucks leave the park one after another, so on a loaded machine the first to
+        # report may be bound for SH-02 while the others are not yet dispatched: wait for
+        # one that is on its way to SH-01.
+        def heading_to_sh01() -> bool:
+            return DispatchTruck.objects.filter(
                 equipment__in=trucks, assignment__loading_unit__name="SH-01", arrived=False
-            )
-        ]
-        assert heading, "a truck on its way to SH-01"
+            ).exists()
+
+        wait_until(heading_to_sh01, 60, "a truck on its way to SH-01")
         _, result = dispatching.set_unit_availability(
             unit(site, "SH-01"), available=False, reason="boom cylinder", actor=operator
         )
