@@ -14,6 +14,11 @@ the trucks (limits above their speed: every message is tested against every zone
 found speeding), ``--no-live-rules`` runs the replica with them switched off
 (``CONTROL_LIVE_RULES=0``), and ``hook_us_per_msg`` times the signal alone in this process over
 the same messages.
+
+Reported per stored message: ``cpu_us_per_msg``, the replica's user + system CPU (/proc, start-up
+excluded), and ``db_cpu_us_per_msg``, its PostgreSQL backends' (found by application name), so
+work moved into SQL shows; ``ratio``: stored against broker-only throughput. ``--replicas N``
+stores the same load again with N replicas in one shared group, against the one replica.
 """
 
 from __future__ import annotations
@@ -351,36 +356,102 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
-    truck_ids = [uuid.UUID(username) for username, _, _ in identities]
-    Position.objects.filter(equipment_id__in=truck_ids).delete()
-    metrics_port = free_port()
-    log_path = Path(settings.VAR_DIR) / "bench-ingest.log"
-    replica_name = f"bench-{os.getpid()}"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    replica = subprocess.Popen(  # noqa: S603 - our own command
+class BackendCpu:
+    """PostgreSQL's CPU for the connections of the replicas (their ``application_name``, set
+    through libpq's ``PGAPPNAME``): the backends' user + system CPU from /proc, sampled every
+    half second because a connection may close (the inference dispatcher's, when idle) and take
+    its last figures with it. A backend seen first during the run counts from zero (its
+    connection's start-up is the replica's work too). Needs the database on this host."""
+
+    def __init__(self, application_name: str, interval_s: float = 0.5) -> None:
+        self.application_name = application_name
+        self.interval_s = interval_s
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="backend-cpu", daemon=True)
+        self._sample(baseline=True)
+
+    def _pids(self) -> list[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                [self.application_name],
+            )
+            return [row[0] for row in cursor.fetchall()]
+
+    def _sample(self, *, baseline: bool = False) -> None:
+        for pid in self._pids():
+            try:
+                cpu = _cpu_s(pid)
+            except (OSError, IndexError):  # gone meanwhile, or not on this host
+                continue
+            self._first.setdefault(pid, cpu if baseline else 0.0)
+            self._last[pid] = cpu
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+        connection.close()  # this thread's own
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> float:
+        """CPU seconds spent by the replicas' backends since this was made."""
+        self._stop.set()
+        self._thread.join(10)
+        self._sample()
+        return sum(self._last[pid] - first for pid, first in self._first.items())
+
+
+def _start_replica(name: str, group: str, metrics_port: int, options: dict, log_path: Path):
+    return subprocess.Popen(  # noqa: S603 - our own command
         [
             sys.executable,
             "manage.py",
             "ingest",
             "--replica",
-            replica_name,
+            name,
             "--share-group",
-            f"bench{os.getpid()}",
+            group,
             "--session-expiry",
             "60",
             "--metrics-port",
             str(metrics_port),
         ],
         cwd=settings.BASE_DIR,
-        env={**os.environ, "CONTROL_LIVE_RULES": "0" if options.get("no_live_rules") else "1"},
-        stdout=log_path.open("w"),
+        env={
+            **os.environ,
+            "CONTROL_LIVE_RULES": "0" if options.get("no_live_rules") else "1",
+            "PGAPPNAME": f"haulmind-bench-ingest-{os.getpid()}",
+        },
+        stdout=log_path.open("a"),
         stderr=subprocess.STDOUT,
     )
+
+
+def _ingest(site: Site, identities, options: dict, log: Log, replicas_n: int = 1) -> dict:
+    truck_ids = [uuid.UUID(username) for username, _, _ in identities]
+    Position.objects.filter(equipment_id__in=truck_ids).delete()
+    log_path = Path(settings.VAR_DIR) / "bench-ingest.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.write_text("")
+    group = f"bench{os.getpid()}-{replicas_n}"
+    started_replicas = []  # (name, port, process)
     try:
-        wait_for_metrics(metrics_port, replica)
-        idle_cpu_s = _cpu_s(replica.pid)  # start-up, before the first message
-        log("ingest: publishing to a real ingest replica")
+        for number in range(replicas_n):
+            name, port = f"bench-{os.getpid()}-{number}", free_port()
+            started_replicas.append(
+                (name, port, _start_replica(name, group, port, options, log_path))
+            )
+        for _, port, process in started_replicas:
+            wait_for_metrics(port, process)
+        # start-up, before the first message
+        idle_cpu_s = sum(_cpu_s(process.pid) for _, _, process in started_replicas)
+        backends = BackendCpu(f"haulmind-bench-ingest-{os.getpid()}")
+        backends.start()
+        log(f"ingest: publishing to {replicas_n} real ingest replica(s)")
         stored = Position.objects.filter(equipment_id__in=truck_ids)
         last = {"count": -1, "at": 0.0}  # when the stored count last grew
 
@@ -393,29 +464,35 @@ def _ingest(site: Site, identities, options: dict, log: Log) -> dict:
         sent, started = _run_publishers(identities, options)
         _wait_stable(count, sent, quiet_s=5.0)
         total = stored.count()
-        metrics = (
-            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
-            .read()
-            .decode()
-        )
-        cpu_s = _cpu_s(replica.pid) - idle_cpu_s
+        metrics = [
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            for _, port, _ in started_replicas
+        ]
+        cpu_s = sum(_cpu_s(process.pid) for _, _, process in started_replicas) - idle_cpu_s
+        db_cpu_s = backends.stop()
     finally:
-        replica.terminate()
-        replica.wait(30)
-        # Its session expires in a minute and its share group dies with it: not a replica to
-        # watch or retire.
-        replicas.forget(replica_name)
-    lag = _p99_from_histogram(metrics, "haulmind_ingest_lag_seconds")
+        for name, _, process in started_replicas:
+            process.terminate()
+            process.wait(30)
+            # Its session expires in a minute and its share group dies with it: not a replica
+            # to watch or retire.
+            replicas.forget(name)
+    lags = [_p99_from_histogram(text, "haulmind_ingest_lag_seconds") for text in metrics]
+    lag = max((value for value in lags if value is not None), default=None)
     return {
+        "replicas": replicas_n,
         "sent": sent,
         "stored": total,
         "per_s": total / max(1e-6, last["at"] - started),
-        "duplicates": int(_metric(metrics, "haulmind_ingest_duplicates_total")),
-        "rejected": int(_metric(metrics, "haulmind_ingest_rejected_total")),
+        "duplicates": int(
+            sum(_metric(text, "haulmind_ingest_duplicates_total") for text in metrics)
+        ),
+        "rejected": int(sum(_metric(text, "haulmind_ingest_rejected_total") for text in metrics)),
         # A histogram bound, so "at most"; beyond the last finite bucket the lag is unbounded.
         "p99_lag_ms": None if lag is None or lag == float("inf") else round(lag * 1000),
-        # Includes its idle polling over the run and the quiet wait at the end.
+        # Includes the idle polling over the run and the quiet wait at the end.
         "cpu_us_per_msg": round(cpu_s / max(1, total) * 1e6, 1),
+        "db_cpu_us_per_msg": round(db_cpu_s / max(1, total) * 1e6, 1),
     }
 
 
@@ -440,7 +517,7 @@ def run(options: dict, log: Log) -> dict:
     connection.close()  # the spawned publishers and the replica open their own
     baseline = _baseline(site, identities, options, log)
     ingest = _ingest(site, identities, options, log)
-    return {
+    figures = {
         "trucks": options["trucks"],
         "seconds": options["seconds"],
         "publishers": options["publishers"],
@@ -453,10 +530,29 @@ def run(options: dict, log: Log) -> dict:
         "rejected": ingest["rejected"],
         "stored_per_s": round(ingest["per_s"]),
         "broker_only_per_s": round(baseline["per_s"]),
-        "ratio_to_broker": round(ingest["per_s"] / max(1e-6, baseline["per_s"]), 3),
+        "ratio": round(ingest["per_s"] / max(1e-6, baseline["per_s"]), 3),
         "p99_ingest_lag_ms": ingest["p99_lag_ms"],
         "live_rules": not options.get("no_live_rules"),
         "zones": zones,
-        "replica_cpu_us_per_msg": ingest["cpu_us_per_msg"],
+        # The replica's own CPU (user + system, /proc) and its PostgreSQL backends', per row.
+        "cpu_us_per_msg": ingest["cpu_us_per_msg"],
+        "db_cpu_us_per_msg": ingest["db_cpu_us_per_msg"],
         "hook_us_per_msg": hook_us,
     }
+    more = options.get("replicas") or 1
+    if more > 1:  # the same publishers again, into several replicas of one shared group
+        scaled = _ingest(site, identities, options, log, replicas_n=more)
+        figures["replicas"] = {
+            "replicas": more,
+            "sent": scaled["sent"],
+            "stored": scaled["stored"],
+            "lost": scaled["sent"] - scaled["stored"],
+            "duplicates": scaled["duplicates"],
+            "stored_per_s": round(scaled["per_s"]),
+            "ratio": round(scaled["per_s"] / max(1e-6, baseline["per_s"]), 3),
+            "gain_over_one": round(scaled["per_s"] / max(1e-6, ingest["per_s"]), 3),
+            "cpu_us_per_msg": scaled["cpu_us_per_msg"],
+            "db_cpu_us_per_msg": scaled["db_cpu_us_per_msg"],
+            "p99_ingest_lag_ms": scaled["p99_lag_ms"],
+        }
+    return figures

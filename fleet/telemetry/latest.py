@@ -34,6 +34,32 @@ end
 return 1
 """
 
+# The same for many trucks in one call (a batch): KEYS are the trucks' hashes; ARGV holds, for
+# each key in turn, its number of triples and then the triples. One call per batch instead of
+# one per truck: the script call's client-side cost was a fifth of the writer's CPU at 1,000
+# trucks.
+_SET_MANY_IF_NEWER = """
+local a = 1
+for k = 1, #KEYS do
+  local key = KEYS[k]
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  for i = a, a + 3 * n - 1, 3 do
+    local field = ARGV[i]
+    local stamp = tonumber(ARGV[i + 1])
+    local stored = redis.call('HGET', key, field .. '@')
+    if (not stored) or tonumber(stored) < stamp then
+      redis.call('HSET', key, field, ARGV[i + 2], field .. '@', ARGV[i + 1])
+    end
+  end
+  a = a + 3 * n
+end
+return 1
+"""
+# Trucks per script call: bounds the time Redis spends in one script (it serves nobody else
+# meanwhile) to a few milliseconds.
+_TRUCKS_PER_CALL = 500
+
 POSITION_FIELD = "position"
 SEEN_FIELD = "seen"
 CONNECTION_FIELD = "connection"
@@ -110,18 +136,31 @@ def live_health(item: Admitted) -> dict[str, Any] | None:
 
 def _newest_per_truck(items: Iterable[Admitted]) -> dict[str, dict[str, tuple[int, Admitted]]]:
     """A batch holds many messages per truck; only the newest of each message name goes to
-    Redis, so a batch costs one script call per truck, not one per message."""
-    newest: dict[str, dict[str, tuple[int, Admitted]]] = {}
+    Redis, so a batch costs one script call, not one per message. Envelope Timestamps are
+    compared as they are (aware datetimes); the milliseconds and the id's text are made once
+    per truck and field, not per message."""
+    newest: dict[Any, dict[str, Admitted]] = {}
     for item in items:
         if item.late:
             continue
-        stamp = _millis(item.envelope.timestamp)
-        kept = newest.setdefault(str(item.envelope.equipment_id), {})
-        for name in (SEEN_FIELD, *item.envelope.bodies):
+        envelope = item.envelope
+        kept = newest.get(envelope.equipment_id)
+        if kept is None:
+            kept = newest[envelope.equipment_id] = {}
+        stamp = envelope.timestamp
+        previous = kept.get(SEEN_FIELD)
+        if previous is None or previous.envelope.timestamp < stamp:
+            kept[SEEN_FIELD] = item
+        for name in envelope.bodies:
             previous = kept.get(name)
-            if previous is None or previous[0] < stamp:
-                kept[name] = (stamp, item)
-    return newest
+            if previous is None or previous.envelope.timestamp < stamp:
+                kept[name] = item
+    return {
+        str(equipment_id): {
+            name: (_millis(item.envelope.timestamp), item) for name, item in fields.items()
+        }
+        for equipment_id, fields in newest.items()
+    }
 
 
 def _script_args(fields: dict[str, tuple[int, Admitted]]) -> list[Any]:
@@ -139,14 +178,20 @@ def _script_args(fields: dict[str, tuple[int, Admitted]]) -> list[Any]:
 
 def record_latest(items: Iterable[Admitted]) -> None:
     """Update the latest state of every truck in ``items`` (late ones skipped)."""
-    trucks = _newest_per_truck(items)
+    trucks = list(_newest_per_truck(items).items())
     if not trucks:
         return
     client = redis_client()
-    script = client.register_script(_SET_IF_NEWER)
+    script = client.register_script(_SET_MANY_IF_NEWER)
     with client.pipeline(transaction=False) as pipe:
-        for equipment_id, fields in trucks.items():
-            script(keys=[truck_key(equipment_id)], args=_script_args(fields), client=pipe)
+        for start in range(0, len(trucks), _TRUCKS_PER_CALL):
+            keys: list[str] = []
+            args: list[Any] = []
+            for equipment_id, fields in trucks[start : start + _TRUCKS_PER_CALL]:
+                keys.append(truck_key(equipment_id))
+                args.append(len(fields))
+                args += _script_args(fields)
+            script(keys=keys, args=args, client=pipe)
         pipe.execute()
 
 

@@ -280,7 +280,7 @@ class LiveFeed:
         self.interval_s = (
             settings.LIVE_POSITION_INTERVAL_MS / 1000 if interval_s is None else interval_s
         )
-        self._pending: dict[uuid.UUID, dict[str, dict[str, Any]]] = {}
+        self._pending: dict[uuid.UUID, dict[uuid.UUID, Admitted]] = {}
         self._states: dict[uuid.UUID, list[dict[str, Any]]] = {}
         self._health: dict[uuid.UUID, dict[str, dict[str, Any]]] = {}
         self._flushed_at = 0.0
@@ -290,9 +290,9 @@ class LiveFeed:
             if item.late:
                 continue
             site = item.truck.site_id
-            summary = latest.position_summary(item)
-            if summary is not None:
-                self._pending.setdefault(site, {})[summary["equipmentId"]] = summary
+            if item.envelope.position is not None:
+                # The newest message per truck; its summary is made once, when it is sent.
+                self._pending.setdefault(site, {})[item.envelope.equipment_id] = item
             state = item.envelope.bodies.get("HaulTruckProductionStateV2")
             if state is not None:
                 self._states.setdefault(site, []).append(
@@ -313,7 +313,8 @@ class LiveFeed:
         self._pending, self._states, self._health = {}, {}, {}
         try:
             for site, trucks in pending.items():
-                broadcast_now(site, "positions", {"trucks": list(trucks.values())})
+                summaries = [latest.position_summary(item) for item in trucks.values()]
+                broadcast_now(site, "positions", {"trucks": summaries})
                 sent += 1
             for site, changes in states.items():
                 broadcast_now(site, "productionStates", {"changes": _jsonable(changes)})

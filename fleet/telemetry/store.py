@@ -56,6 +56,13 @@ _POSITION_COLUMNS = (
     "equipment_id, sent_at, measured_at, received_at, lon, lat, elevation_m, heading_deg, "
     "speed_kmh, horizontal_accuracy_m, road_revision, sequence, body_digest, late"
 )
+# Positions go in COPY's binary format: psycopg's binary dumpers cost about 0.7 µs a row here,
+# its text format about 5 µs (uuid and timestamps written out as text). The types must be the
+# staging table's, column by column.
+_POSITION_TYPES = (
+    "uuid", "timestamptz", "timestamptz", "timestamptz", "float8", "float8", "float4", "int2",
+    "float4", "float4", "int4", "int8", "int8", "bool",
+)  # fmt: skip
 _EVENT_COLUMNS = (
     "equipment_id, message_name, sent_at, received_at, body, sequence, body_digest, late"
 )
@@ -134,7 +141,12 @@ def store_admitted(items: list[Admitted]) -> StoreCounts:
         raw = cursor.cursor
         if positions:
             counts.positions = _copy_and_insert(
-                raw, "staging_position", _POSITION_COLUMNS, positions, _INSERT_POSITIONS
+                raw,
+                "staging_position",
+                _POSITION_COLUMNS,
+                positions,
+                _INSERT_POSITIONS,
+                types=_POSITION_TYPES,
             )
         if events:
             counts.events = _copy_and_insert(
@@ -144,8 +156,15 @@ def store_admitted(items: list[Admitted]) -> StoreCounts:
     return counts
 
 
-def _copy_and_insert(raw, staging: str, columns: str, rows: list[tuple], insert: str) -> int:
-    with raw.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
+def _copy_and_insert(
+    raw, staging: str, columns: str, rows: list[tuple], insert: str, types: tuple = ()
+) -> int:
+    """``types``: COPY in binary with these column types; none: in text (events: their body is
+    JSON text already, which the binary jsonb dumper would encode again as a JSON string)."""
+    binary = " (FORMAT BINARY)" if types else ""
+    with raw.copy(f"COPY {staging} ({columns}) FROM STDIN{binary}") as copy:
+        if types:
+            copy.set_types(types)
         for row in rows:
             copy.write_row(row)
     raw.execute(insert)

@@ -261,6 +261,29 @@ def test_the_latest_state_keeps_the_newest_of_messages_arriving_out_of_order(sit
     )
 
 
+def test_one_batch_of_many_trucks_leaves_each_truck_its_own_newest_state(site, truck):
+    """The latest state is written for every truck of a batch in one script call."""
+    other = haul_truck(site, "HT-002")
+    now = datetime.now(UTC)
+    batch = [
+        mqtt(site, truck.id, truck_message(truck.id, at=now, lon=-68.911)),
+        mqtt(site, other.id, truck_message(other.id, at=now - timedelta(seconds=1), lon=-68.921)),
+        mqtt(site, truck.id, truck_message(truck.id, at=now - timedelta(seconds=1), lon=-68.912)),
+        mqtt(site, other.id, truck_message(other.id, at=now, lon=-68.922)),
+    ]
+    ingest_batch(batch, EquipmentDirectory())
+    # An older batch afterwards changes nothing (per field, the newest Timestamp stays).
+    older = now - timedelta(seconds=3)
+    ingest_batch(
+        [mqtt(site, other.id, truck_message(other.id, at=older, lon=-68.929))],
+        EquipmentDirectory(),
+    )
+
+    states = latest.read_latest([truck.id, other.id])
+    assert states[str(truck.id)]["position"]["lon"] == pytest.approx(-68.911)
+    assert states[str(other.id)]["position"]["lon"] == pytest.approx(-68.922)
+
+
 @override_settings(INGEST_QUARANTINE_ROWS=10)
 def test_the_quarantine_is_bounded(site, truck):
     junk = [mqtt(site, truck.id, b"{not json" + str(i).encode()) for i in range(25)]

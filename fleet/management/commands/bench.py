@@ -113,7 +113,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--pits", type=int, default=5, help="shift: pits of its mine.")
         parser.add_argument(
-            "--replicas", type=int, default=2, help="shift: ingest replicas (one shared group)."
+            "--replicas",
+            type=int,
+            default=None,
+            help="shift: ingest replicas (one shared group, default 2); ingest: also store with "
+            "this many replicas and compare their total with one replica's (default: one only).",
         )
         parser.add_argument(
             "--loading-units", type=int, default=25, help="shift: loading units of its mine."
