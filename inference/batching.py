@@ -10,6 +10,8 @@ batch of at most ``max_batch_size`` rows, runs it once, and hands each request i
 - a request may carry several rows; it is never split across batches, and one larger than
   ``max_batch_size`` (or than the slice's memory at ``bytes_per_row``) is refused at once with
   ``RequestTooLarge``, rather than queued to fail later;
+- a pack (``submit_pack``: many windows in one message, ``inference.client``) is the exception:
+  its rows are batch members, run in chunks of ``max_batch_size`` rows, each chunk a request;
 - requests that do not fit wait their turn (bounded by ``max_queue_size`` if set, and each by
   its own timeout); an out-of-memory or any other error in a batch is narrowed by splitting the
   batch in halves and retrying, so only the request that really fails gets the error;
@@ -36,6 +38,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from inference.client import Response
 from inference.slices import is_out_of_memory, release_memory
 
 logger = logging.getLogger(__name__)
@@ -125,21 +128,6 @@ class SliceOutOfMemory(BatchingError, MemoryError):
     """The request alone ran out of its slice's memory (others in its batch were rerun)."""
 
 
-@dataclass(frozen=True)
-class Response:
-    """One request's outputs (its own rows only) and where its time went."""
-
-    outputs: dict[str, np.ndarray]
-    queue_ms: float
-    compute_ms: float
-    batch_rows: int
-    batch_requests: int
-
-    @property
-    def latency_ms(self) -> float:
-        return self.queue_ms + self.compute_ms
-
-
 @dataclass(eq=False)
 class _Request:
     inputs: Arrays
@@ -149,6 +137,62 @@ class _Request:
     enqueued: float
     deadline: float | None
     queue_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class PackResponse:
+    """A pack's outputs (every row, in order) and per chunk ``(start, end, queue_ms,
+    compute_ms, batch_rows, batch_requests)``: where each row's time went."""
+
+    outputs: dict[str, np.ndarray]
+    chunks: list[tuple[int, int, float, float, int, int]]
+
+    @property
+    def rows(self) -> int:
+        return self.chunks[-1][1] if self.chunks else 0
+
+
+def _gathered(futures: list[Future[Response]], sizes: list[int]) -> Future[PackResponse]:
+    """One future for a pack's chunks: their outputs concatenated once all are done."""
+    pack: Future[PackResponse] = Future()
+    pack.set_running_or_notify_cancel()
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(_: Future[Response]) -> None:
+        with lock:
+            left[0] -= 1
+            if left[0]:
+                return
+        failed = next((f.exception() for f in futures if f.exception() is not None), None)
+        if failed is not None:
+            pack.set_exception(failed)
+            return
+        responses = [f.result() for f in futures]
+        chunks, start = [], 0
+        for response, size in zip(responses, sizes, strict=True):
+            chunks.append(
+                (
+                    start,
+                    start + size,
+                    response.queue_ms,
+                    response.compute_ms,
+                    response.batch_rows,
+                    response.batch_requests,
+                )
+            )
+            start += size
+        outputs = {
+            k: responses[0].outputs[k]
+            if len(responses) == 1
+            else np.concatenate([r.outputs[k] for r in responses])
+            for k in responses[0].outputs
+        }
+        pack.set_result(PackResponse(outputs, chunks))
+
+    for future in futures:
+        future.add_done_callback(one_done)
+    return pack
 
 
 @dataclass
@@ -255,23 +299,68 @@ class DynamicBatcher:
         happen later (``QueueTimeout``, ``SliceOutOfMemory``, the model's own) are set on the
         returned future.
         """
+        arrays, rows = self._checked(inputs, whole=True)
+        return self._enqueue([(arrays, rows)], timeout_ms)[0]
+
+    def submit_pack(
+        self, inputs: Mapping[str, Any], *, timeout_ms: float | None = None
+    ) -> Future[PackResponse]:
+        """Queue a pack: many rows (windows of many trucks) whose rows are batch members.
+
+        A pack of at most ``max_batch_size`` rows is one request; a larger one runs in chunks
+        of ``max_batch_size`` rows (fewer where the slice's memory allows fewer), each a
+        request of its own that fills a forward pass, the last one batched with whatever else
+        waits. The future gives every row's outputs in order, and each chunk's timings; it
+        fails if any chunk does. Refusals as ``submit``, except that size alone is none.
+        """
+        arrays, rows = self._checked(inputs, whole=False)
+        step = self._chunk_rows()
+        parts = [
+            ({k: v[start : start + step] for k, v in arrays.items()}, min(step, rows - start))
+            for start in range(0, rows, step)
+        ]
+        futures = self._enqueue(parts, timeout_ms)
+        return _gathered(futures, [n for _, n in parts])
+
+    def infer_pack(
+        self, inputs: Mapping[str, Any], *, timeout_ms: float | None = None
+    ) -> PackResponse:
+        """``submit_pack`` and wait for the pack's outputs."""
+        return self.submit_pack(inputs, timeout_ms=timeout_ms).result()
+
+    def _chunk_rows(self) -> int:
+        config = self.config
+        step = config.max_batch_size
+        if config.memory_budget_bytes is not None and config.bytes_per_row:
+            step = min(step, max(1, config.memory_budget_bytes // config.bytes_per_row))
+        return step
+
+    def _checked(self, inputs: Mapping[str, Any], *, whole: bool) -> tuple[Arrays, int]:
         try:
-            arrays, rows = self._validated(inputs)
+            return self._validated(inputs, whole=whole)
         except BatchingError as exc:
             with self._cond:
                 self._stats.rejected[type(exc).__name__] += 1
             raise
-        signature = tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(arrays.items()))
+
+    def _enqueue(
+        self, parts: list[tuple[Arrays, int]], timeout_ms: float | None
+    ) -> list[Future[Response]]:
+        """Queue requests (one, or a pack's chunks) under one lock, waking the batcher once."""
         timeout_ms = timeout_ms if timeout_ms is not None else self.config.default_timeout_ms
         now = time.perf_counter()
-        request = _Request(
-            inputs=arrays,
-            rows=rows,
-            signature=signature,
-            future=Future(),
-            enqueued=now,
-            deadline=None if timeout_ms is None else now + timeout_ms / 1000,
-        )
+        deadline = None if timeout_ms is None else now + timeout_ms / 1000
+        requests = [
+            _Request(
+                inputs=arrays,
+                rows=rows,
+                signature=tuple((k, v.shape[1:], v.dtype.str) for k, v in sorted(arrays.items())),
+                future=Future(),
+                enqueued=now,
+                deadline=deadline,
+            )
+            for arrays, rows in parts
+        ]
         with self._cond:
             if self._closed:
                 self._stats.rejected["BatcherClosed"] += 1
@@ -280,27 +369,28 @@ class DynamicBatcher:
             if limit is not None and len(self._queue) >= limit:
                 self._stats.rejected["QueueFull"] += 1
                 raise QueueFull(f"replica {self.name}: {limit} requests already waiting")
-            self._queue.append(request)
-            self._queued_rows += rows
-            self._stats.submitted += 1
+            was_empty = not self._queue
+            self._queue.extend(requests)
+            self._queued_rows += sum(r.rows for r in requests)
+            self._stats.submitted += len(requests)
             # Wake the batcher only when its decision may change: the first request starts the
             # delay, a full batch ends it (a preferred size or a deadline may too). Waking it on
             # every arrival would cost a context switch per request for nothing.
             if (
-                len(self._queue) == 1
+                was_empty
                 or self._queued_rows >= self.config.max_batch_size
                 or self._preferred
-                or request.deadline is not None
+                or deadline is not None
                 or self.config.instances > 1
             ):
                 self._cond.notify()
-        return request.future
+        return [r.future for r in requests]
 
     def infer(self, inputs: Mapping[str, Any], *, timeout_ms: float | None = None) -> Response:
         """``submit`` and wait for the response (raises what the request failed with)."""
         return self.submit(inputs, timeout_ms=timeout_ms).result()
 
-    def _validated(self, inputs: Mapping[str, Any]) -> tuple[Arrays, int]:
+    def _validated(self, inputs: Mapping[str, Any], *, whole: bool = True) -> tuple[Arrays, int]:
         if not inputs:
             raise ValueError(f"replica {self.name}: a request needs at least one input")
         if self.input_shapes:
@@ -334,6 +424,8 @@ class DynamicBatcher:
         if rows < 1:
             raise ValueError(f"replica {self.name}: a request needs at least one row")
         config = self.config
+        if not whole:
+            return arrays, rows  # a pack: run in chunks that fit
         if rows > config.max_batch_size:
             raise RequestTooLarge(
                 f"request of {rows} rows exceeds replica {self.name}'s max_batch_size "

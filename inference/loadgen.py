@@ -22,8 +22,8 @@ import numpy as np
 import redis
 from celery import Celery
 
+from inference.client import TASK_NAME, queue_name
 from inference.wire import encode_arrays
-from inference.worker import TASK_NAME, queue_name
 
 RESULT_CHANNEL = "celery-task-meta-"  # Celery's Redis backend publishes each result here
 

@@ -31,6 +31,7 @@ from typing import Any
 import redis
 
 from inference import config
+from inference.client import pack_cap
 from inference.placement import Deployment, NodeView, Plan, SliceView
 
 DEFAULT_PREFIX = "haulmind:pool"
@@ -57,6 +58,22 @@ class PlanRecord:
     at: float
     plan: Plan
     routes: dict[str, dict[str, Any]]
+
+
+# A replica's cost per window counts once it has served this many (a cold start's first passes
+# would make every pack tiny); the batcher's default batch size before that.
+PACK_MEASURED_ROWS = 64
+DEFAULT_BATCH_ROWS = 32
+
+
+@dataclass(frozen=True)
+class PackLimit:
+    """How to cut windows into packs for one deployment (``inference.client.pack_sizes``)."""
+
+    cap: int
+    replicas: int
+    min_rows: int
+    ms_per_row: float | None = None
 
 
 class PoolStore:
@@ -213,6 +230,35 @@ class PoolStore:
         """The routing table: deployment -> ``{"queue", "model", "model_id", "replicas"}``."""
         record = self.read_plan()
         return record.routes if record else {}
+
+    def pack_limits(self, names: Iterable[str]) -> dict[str, PackLimit]:
+        """How a producer cuts a tick's windows into packs for each deployment in ``names``
+        (those the pool knows): at most ``cap`` rows a pack, from the deployment's SLO and the
+        cost per window its replicas measured (the slowest replica's), and how many replicas
+        take its queue. One read of the deployments, the slices and the plan."""
+        deployments = {d.name: d for d in self.deployments()}
+        routes = self.routes()
+        cost: dict[str, float] = {}
+        for record in self.slice_records():
+            for replica in record.get("replicas") or ():
+                stats = replica.get("batching") or {}
+                rows, busy = stats.get("rows") or 0, stats.get("busy_s") or 0.0
+                if rows >= PACK_MEASURED_ROWS and busy > 0:
+                    name = replica["deployment"]
+                    cost[name] = max(cost.get(name, 0.0), busy * 1000 / rows)
+        out: dict[str, PackLimit] = {}
+        for name in names:
+            deployment = deployments.get(name)
+            if deployment is None:
+                continue
+            batch = int(deployment.batching.get("max_batch_size") or DEFAULT_BATCH_ROWS)
+            out[name] = PackLimit(
+                cap=pack_cap(deployment.slo_ms, cost.get(name), default_rows=batch),
+                replicas=max(1, len((routes.get(name) or {}).get("replicas") or ())),
+                min_rows=batch,
+                ms_per_row=cost.get(name),
+            )
+        return out
 
     def assigned(self, slice_key: str) -> tuple[int, tuple[str, ...]]:
         """What one slice must serve now, with the plan version it comes from."""

@@ -29,9 +29,16 @@ it loads a newly assigned deployment's model, then starts consuming its queue; f
 deployment taken away it stops consuming at once, finishes what it holds, and keeps the model
 warm a while in case the work comes back (the next burst is a consumer switch, not a load).
 
+**Packs.** A message may carry many windows of one deployment (``inference.client.send_pack``:
+the task's kwargs say ``pack``, with a key per row). The pack's rows go to the batcher as batch
+members (``DynamicBatcher.submit_pack``: chunks of ``max_batch_size`` rows), and its one result
+holds every row's outputs and each chunk's timings: one decode, one result write, one
+acknowledgement and one callback for the whole pack.
+
 Messages and results are JSON (arrays as base64, ``inference.wire``), never pickle. Callers
-route with ``send_request`` and read results with ``read_response``, through their own Celery
-app (fleet's), so nothing here imports fleet; a callback task they own can be linked.
+route with ``send_request`` / ``send_pack`` and read results with ``read_response`` /
+``read_pack`` (``inference.client``, importable without PyTorch), through their own Celery app
+(fleet's), so nothing here imports fleet; a callback task they own can be linked.
 """
 
 from __future__ import annotations
@@ -52,12 +59,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from celery import Celery, Task, shared_task, signature
-from celery.result import AsyncResult
 
 from inference import config
-from inference.batching import BatchingConfig, DynamicBatcher, Response
+from inference.batching import BatchingConfig, DynamicBatcher, PackResponse, Response
+from inference.client import (  # noqa: F401 - the client's names, where callers found them
+    QUEUE_PREFIX,
+    TASK_NAME,
+    queue_name,
+    read_pack,
+    read_response,
+    send_pack,
+    send_request,
+)
 from inference.placement import Deployment
 from inference.pool import SLICE_BEAT_S, PoolStore
 from inference.slices import EnforcementReport, ShareMeter, SliceSpec, apply_slice
@@ -66,19 +80,9 @@ from models import Runtime, load_runtime
 
 logger = logging.getLogger(__name__)
 
-TASK_NAME = "inference.infer"
-QUEUE_PREFIX = "inference."
 DEFAULT_PREFETCH = 64
 KEEP_WARM_S = 60.0
 STORE_RETRIES_S = (0.5, 1.0, 2.0)  # pauses between attempts to store a batch's results
-
-
-def queue_name(deployment: str) -> str:
-    """The one queue all replicas of a deployment consume (never one queue per slice: a dead
-    node's slice queue would strand its work)."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]*", deployment):
-        raise ValueError(f"bad deployment name {deployment!r}")
-    return QUEUE_PREFIX + deployment
 
 
 def slice_hostname(spec: SliceSpec, node: str) -> str:
@@ -323,24 +327,38 @@ class SliceWorker:
                 logger.error("%s: %r is not served here; requeued", self.key, deployment)
                 message.reject(requeue=True)
                 return
-            future = replica.batcher.submit(decode_arrays(inputs), timeout_ms=timeout_ms)
+            arrays = decode_arrays(inputs)
+            keys = _pack_keys(kwargs, arrays)
+            future: Future[Any] = (
+                replica.batcher.submit_pack(arrays, timeout_ms=timeout_ms)
+                if keys is not False
+                else replica.batcher.submit(arrays, timeout_ms=timeout_ms)
+            )
         except Exception as exc:
             self.writer.put(_Done(message, task_id, embed or {}, None, exc))
             return
-        future.add_done_callback(lambda f: self._finished(f, message, task_id, embed, replica))
+        future.add_done_callback(
+            lambda f: self._finished(f, message, task_id, embed, replica, keys)
+        )
 
     def _finished(
         self,
-        future: Future[Response],
+        future: Future[Any],
         message: Any,
         task_id: str,
         embed: Mapping[str, Any],
         replica: Replica,
+        keys: list[str] | bool | None,
     ) -> None:
         error = future.exception()
         result = None
         if error is None:
-            result = _encoded_response(future.result(), self.hostname, replica.runtime)
+            done = future.result()
+            result = (
+                _encoded_response(done, self.hostname, replica.runtime)
+                if keys is False
+                else _encoded_pack(done, keys, self.hostname, replica.runtime)
+            )
         self.writer.put(_Done(message, task_id, embed, result, error))
 
     # --- following the plan --------------------------------------------------------------------
@@ -466,12 +484,45 @@ def _request_args(args: Sequence[Any], kwargs: Mapping[str, Any]) -> tuple[str, 
     return values[0], values[1], values[2]
 
 
+def _pack_keys(kwargs: Mapping[str, Any], arrays: Mapping[str, Any]) -> list[str] | bool | None:
+    """False for a single request; for a pack (``inference.client.send_pack``) its row keys,
+    or None where it named none."""
+    if not kwargs.get("pack"):
+        return False
+    keys = kwargs.get("keys")
+    if keys is None:
+        return None
+    rows = {len(a) for a in arrays.values()}
+    if not isinstance(keys, list) or rows != {len(keys)}:
+        raise ValueError(f"a pack needs one key per row: {len(keys)} keys, rows {sorted(rows)}")
+    return [str(k) for k in keys]
+
+
 def _refuse_if_expired(expires: str | None) -> None:
     if not expires:
         return
     deadline = datetime.fromisoformat(expires)
     if deadline.tzinfo is not None and deadline.timestamp() < time.time():
         raise RequestExpired(f"request expired at {expires} before it was served")
+
+
+def _encoded_pack(
+    pack: PackResponse, keys: list[str] | None, replica: str, runtime: Runtime
+) -> dict[str, Any]:
+    """A pack's result: every row's outputs, per chunk its timings (``read_pack`` reads it),
+    and the totals a plain request's result has, so ``read_response`` reads it too."""
+    return {
+        "outputs": encode_arrays(pack.outputs),
+        "keys": keys,
+        "chunks": [list(chunk) for chunk in pack.chunks],
+        "queue_ms": max(c[2] for c in pack.chunks),
+        "compute_ms": sum(c[3] for c in pack.chunks),
+        "batch_rows": pack.rows,
+        "batch_requests": len(pack.chunks),
+        "replica": replica,
+        "model_id": runtime.model_id,
+        "device": runtime.device,
+    }
 
 
 def _encoded_response(response: Response, replica: str, runtime: Runtime) -> dict[str, Any]:
@@ -521,52 +572,24 @@ class BatchedTask(Task):
 
 @shared_task(name=TASK_NAME, base=BatchedTask, acks_late=True, reject_on_worker_lost=True)
 def infer(
-    deployment: str, inputs: dict[str, Any], timeout_ms: float | None = None
+    deployment: str,
+    inputs: dict[str, Any],
+    timeout_ms: float | None = None,
+    pack: bool = False,
+    keys: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Serve one request outside a slice worker (tests, eager mode): the worker's strategy
-    batches messages without calling this."""
+    """Serve one request or pack outside a slice worker (tests, eager mode): the worker's
+    strategy batches messages without calling this."""
     worker = current_worker()
     replica = worker.replicas.get(deployment)
     if replica is None:
         raise LookupError(f"{deployment!r} is not served on {worker.key}")
-    response = replica.batcher.infer(decode_arrays(inputs), timeout_ms=timeout_ms)
+    arrays = decode_arrays(inputs)
+    if pack:
+        done = replica.batcher.infer_pack(arrays, timeout_ms=timeout_ms)
+        return _encoded_pack(done, keys, worker.hostname, replica.runtime)
+    response = replica.batcher.infer(arrays, timeout_ms=timeout_ms)
     return _encoded_response(response, worker.hostname, replica.runtime)
-
-
-# --- the caller's side -------------------------------------------------------------------------
-
-
-def send_request(
-    app: Celery,
-    deployment: str,
-    inputs: Mapping[str, np.ndarray],
-    *,
-    timeout_ms: float | None = None,
-    queue: str | None = None,
-    **options: Any,
-) -> AsyncResult:
-    """Send one request to the deployment's queue through the caller's own Celery app.
-
-    ``queue`` comes from the routing table when the caller has one (``PoolStore.routes``);
-    ``options`` go to ``send_task`` (``link`` for a callback task the caller owns, ``expires``).
-    """
-    return app.send_task(
-        TASK_NAME,
-        args=[deployment, encode_arrays(inputs), timeout_ms],
-        queue=queue or queue_name(deployment),
-        **options,
-    )
-
-
-def read_response(result: Mapping[str, Any]) -> Response:
-    """A task's result back as a ``Response`` (outputs decoded)."""
-    return Response(
-        outputs=decode_arrays(result["outputs"]),
-        queue_ms=float(result["queue_ms"]),
-        compute_ms=float(result["compute_ms"]),
-        batch_rows=int(result["batch_rows"]),
-        batch_requests=int(result["batch_requests"]),
-    )
 
 
 # --- the worker process ------------------------------------------------------------------------

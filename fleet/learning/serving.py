@@ -19,10 +19,15 @@ The path (docs/models.md, "Live predictions"):
    planned route to each truck's next stop and the site's per-segment table
    (``features.eta_features``); a truck not on its way to a known stop is counted and
    skipped.
-4. One request per truck and head goes to the head's queue from the pool's routing table
-   (``PoolStore.routes``) through ``inference.worker.send_request``, with
-   ``fleet.learning.tasks.store_prediction`` linked as its callback and an expiry of one
-   interval (the next window supersedes it). A head the pool does not route is skipped.
+4. One pack per head (every due truck's window for that head, as one array; ``send_pack_of``)
+   goes to the head's queue from the pool's routing table (``PoolStore.routes``) through
+   ``inference.client.send_pack``, with ``fleet.learning.tasks.store_predictions`` linked as
+   its one callback (it records the pack's predictions in bulk and hands each to control) and
+   an expiry of one interval (the next window supersedes it). A pack is cut where its compute
+   would pass a share of the deployment's SLO at the replicas' measured cost per window, and
+   into one part per replica when there is work enough (``PoolStore.pack_limits``,
+   ``inference.client.pack_sizes``). A head the pool does not route is skipped.
+   ``send_window`` still sends one truck's window alone (the loop benchmark).
 
 Nothing here raises into ingest: every failure is logged and counted
 (``haulmind_inference_requests_total``, by head and outcome).
@@ -35,7 +40,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -208,6 +213,7 @@ def dispatch(
     due = claim_due(trucks)
     if not due:
         return report
+    live = routes is None
     routes = current_routes() if routes is None else routes
     served = [head for head in HEADS if head in routes]
     for head in HEADS:
@@ -217,7 +223,8 @@ def dispatch(
         built = build_inputs(due, now=now)
         if "eta" in served:
             add_eta(built, now=now)
-        _send_all(built, served, routes, app, report)
+        limits = current_pack_limits(served) if live and built else {}
+        _send_all(built, served, routes, app, report, limits)
     DISPATCH_SECONDS.observe(time.perf_counter() - started)
     return report
 
@@ -249,29 +256,120 @@ def current_routes() -> dict[str, dict[str, Any]]:
         return {}
 
 
+def current_pack_limits(heads: Iterable[str]) -> dict[str, Any]:
+    """Each head's pack limits (``PoolStore.pack_limits``); empty when out of reach."""
+    from inference.pool import PoolStore
+
+    try:
+        return dict(PoolStore().pack_limits(heads))
+    except Exception:
+        log.exception("could not read the pool's pack limits")
+        return {}
+
+
 def _send_all(
     built: list[TruckInputs],
     heads: list[str],
     routes: Mapping[str, Mapping[str, Any]],
     app: Any,
     report: Counter[str],
+    limits: Mapping[str, Any] | None = None,
 ) -> None:
     expires = datetime.now(UTC) + timedelta(seconds=interval_s())
-    for truck in built:
-        for head in heads:
+    for head in heads:
+        ready: list[tuple[TruckInputs, dict[str, np.ndarray]]] = []
+        for truck in built:
             inputs = truck.inputs(head)
             if inputs is None:
                 _count(report, head, truck.eta_outcome if head == "eta" else "no_inputs")
-                continue
-            try:
-                send_window(
-                    truck, head, inputs, queue=routes[head].get("queue"), app=app, expires=expires
-                )
-            except Exception:
-                log.exception("could not send the %s request of %s", head, truck.equipment_id)
-                _count(report, head, "send_failed")
             else:
-                _count(report, head, "sent")
+                ready.append((truck, inputs))
+        _send_packs(head, ready, routes[head], (limits or {}).get(head), app, expires, report)
+
+
+# Rows of a pack where the pool has no limits for the head (none measured, no pool store).
+DEFAULT_PACK_ROWS = 32
+
+
+def _send_packs(
+    head: str,
+    ready: list[tuple[TruckInputs, dict[str, np.ndarray]]],
+    route: Mapping[str, Any],
+    limit: Any,
+    app: Any,
+    expires: datetime,
+    report: Counter[str],
+    *,
+    deployment: str | None = None,
+) -> None:
+    """One head's windows of this tick, as few packs as its limit allows; counted per window.
+    ``limit``: the head's ``inference.pool.PackLimit`` (None: ``DEFAULT_PACK_ROWS`` a pack)."""
+    from inference.client import pack_sizes
+
+    sizes = (
+        pack_sizes(len(ready), limit.cap, replicas=limit.replicas, min_rows=limit.min_rows)
+        if limit is not None
+        else pack_sizes(len(ready), DEFAULT_PACK_ROWS)
+    )
+    start = 0
+    for size in sizes:
+        part, start = ready[start : start + size], start + size
+        try:
+            send_pack_of(
+                head,
+                part,
+                queue=route.get("queue"),
+                app=app,
+                expires=expires,
+                deployment=deployment,
+            )
+        except Exception:
+            log.exception("could not send a pack of %d %s windows", len(part), head)
+            _count(report, head, "send_failed", len(part))
+        else:
+            _count(report, head, "sent", len(part))
+
+
+def send_pack_of(
+    head: str,
+    rows: Sequence[tuple[TruckInputs, Mapping[str, np.ndarray]]],
+    *,
+    queue: str | None,
+    app: Any = None,
+    expires: datetime | None = None,
+    deployment: str | None = None,
+    callback_queue: str | None = None,
+) -> Any:
+    """Send many trucks' windows for one head as one pack (their inputs stacked, one key per
+    truck), with ``tasks.store_predictions`` linked as its one callback; returns the pack's
+    ``AsyncResult``. Callback queue and ``deployment`` as for ``send_window``."""
+    from fleet.celery import app as fleet_app
+    from fleet.learning.tasks import store_predictions
+    from inference.client import send_pack
+
+    trucks = [truck for truck, _ in rows]
+    stacked = {name: np.concatenate([inputs[name] for _, inputs in rows]) for name in rows[0][1]}
+    callback = store_predictions.s(pack_meta(trucks, head)).set(
+        queue=callback_queue or settings.CELERY_TASK_DEFAULT_QUEUE
+    )
+    return send_pack(
+        app or fleet_app,
+        deployment or head,
+        stacked,
+        keys=[str(truck.equipment_id) for truck in trucks],
+        queue=queue,
+        link=callback,
+        expires=expires or datetime.now(UTC) + timedelta(seconds=interval_s()),
+    )
+
+
+def pack_meta(trucks: Sequence[TruckInputs], head: str) -> dict[str, Any]:
+    """What a pack's callback needs beside the result: the head and each row's
+    ``callback_meta`` (without the head), in the pack's order."""
+    rows = [callback_meta(truck, head) for truck in trucks]
+    for row in rows:
+        del row["head"]
+    return {"head": head, "rows": rows}
 
 
 def send_window(

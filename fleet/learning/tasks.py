@@ -6,11 +6,14 @@ ordinary Celery worker. It reads the raw outputs the way the training and evalua
 reads them (output names from the head's manifest), stores the prediction, pushes it to the
 truck's site live (event ``prediction``) and hands it to whoever decides on it (signal
 ``prediction_recorded``: fleet.control's health rules raise the alerts). Nothing is decided here.
+A pack of windows (one head, many trucks) comes back to ``store_predictions``, which stores its
+rows in one insert and hands each prediction on exactly as ``store_prediction`` does.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -30,6 +33,7 @@ from fleet.learning.services import read_manifest
 from fleet.learning.signals import prediction_recorded
 from fleet.live.broadcast import broadcast_on_commit
 from fleet.vehicles.models import Equipment
+from inference.client import read_pack, read_response
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +54,6 @@ def store_prediction(result: Mapping[str, Any], meta: Mapping[str, Any]) -> int 
     """Store and broadcast one answer. ``result``: the replica's response (``inference.worker``
     format); ``meta``: what ``serving.callback_meta`` sent along. Returns the Prediction's id,
     or None when the truck is gone."""
-    from inference.worker import read_response  # PyTorch: only where callbacks run
-
     truck = Equipment.objects.filter(id=meta["truck"]).values("id", "site_id").first()
     if truck is None:
         return None
@@ -81,6 +83,50 @@ def store_prediction(result: Mapping[str, Any], meta: Mapping[str, Any]) -> int 
     broadcast_on_commit(truck["site_id"], "prediction", live_event(prediction))
     hand_over(prediction, window_start)
     return prediction.pk
+
+
+@shared_task(name="learning.store_predictions", ignore_result=True)
+def store_predictions(result: Mapping[str, Any], meta: Mapping[str, Any]) -> list[int]:
+    """Store a pack's answers in bulk: one Prediction per row, then each broadcast and handed
+    to control as ``store_prediction`` does for one. ``result``: the replica's pack result
+    (``inference.client.read_pack``); ``meta``: ``{"head", "rows": [callback_meta of each
+    row, in the pack's order]}`` (``serving.pack_meta``). Rows of trucks gone are skipped.
+    Returns the stored Predictions' ids."""
+    rows, metas = read_pack(result), list(meta["rows"])
+    if len(rows) != len(metas):
+        raise ValueError(f"a pack of {len(rows)} rows came back with {len(metas)} metas")
+    head, model_id = str(meta["head"]), str(result.get("model_id") or "")
+    replica = str(result.get("replica") or "")[:200]
+    sites = dict(
+        Equipment.objects.filter(id__in={m["truck"] for m in metas}).values_list("id", "site_id")
+    )
+    stored: list[tuple[Prediction, datetime]] = []
+    for response, row in zip(rows, metas, strict=True):
+        truck = uuid.UUID(str(row["truck"]))
+        if truck not in sites:
+            continue
+        window_end = datetime.fromisoformat(row["window_end"])
+        prediction = Prediction(
+            equipment_id=truck,
+            model_name=head,
+            model_id=model_id,
+            window_end=window_end,
+            outputs=interpret(head, model_id, response.outputs, {**row, "head": head}),
+            queue_ms=response.queue_ms,
+            compute_ms=response.compute_ms,
+            batch_rows=response.batch_rows,
+            replica=replica,
+        )
+        start = row.get("window_start")
+        stored.append((prediction, datetime.fromisoformat(start) if start else window_end - WINDOW))
+    Prediction.objects.bulk_create([p for p, _ in stored])
+    for prediction, window_start in stored:
+        PREDICTION_AGE.labels(head).observe(
+            max(0.0, (prediction.created_at - prediction.window_end).total_seconds())
+        )
+        broadcast_on_commit(sites[prediction.equipment_id], "prediction", live_event(prediction))
+        hand_over(prediction, window_start)
+    return [p.pk for p, _ in stored]
 
 
 def hand_over(prediction: Prediction, window_start: datetime) -> None:

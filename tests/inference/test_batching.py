@@ -263,3 +263,29 @@ def test_the_queue_depth_the_scheduler_scales_on_counts_requests_and_rows():
     assert batcher.stats()["queue_rows"] == 6
     batcher.close()
     assert batcher.queue_depth() == (0, 0) and all(f.done() for f in futures)
+
+
+def test_a_pack_larger_than_the_batch_cap_runs_in_full_chunks_and_comes_back_in_order():
+    model = Recorder()
+    x = np.arange(70 * 3, dtype=np.float32).reshape(70, 3)
+    with DynamicBatcher(model, BatchingConfig(max_batch_size=32, max_queue_delay_ms=5)) as b:
+        pack = b.submit_pack({"x": x}).result(timeout=10)
+        with pytest.raises(RequestTooLarge):
+            b.submit({"x": x})  # a plain request is still never split
+    assert sorted(model.batches) == [6, 32, 32]
+    np.testing.assert_array_equal(pack.outputs["y"], 2 * x)
+    assert [(c[0], c[1]) for c in pack.chunks] == [(0, 32), (32, 64), (64, 70)]
+    assert pack.rows == 70
+
+
+def test_a_pack_chunk_is_batched_with_other_requests_and_a_failing_chunk_fails_the_pack():
+    model = Recorder(delay_s=0.05, fail_on=-1.0, oom=False)
+    config = BatchingConfig(max_batch_size=8, max_queue_delay_ms=50)
+    with DynamicBatcher(model, config) as b:
+        first = b.submit(rows(1, 3.0))
+        pack = b.submit_pack(rows(5, 1.0))
+        assert first.result(timeout=10).batch_requests == 2  # one request + the pack's chunk
+        assert pack.result(timeout=10).chunks[0][5] == 2
+        bad = b.submit_pack({"x": np.concatenate([rows(8)["x"], rows(2, -1.0)["x"]])})
+        with pytest.raises(RuntimeError, match="refused"):
+            bad.result(timeout=10)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference.client import read_pack, send_pack
 from inference.devices import cpu_info
 from inference.placement import Deployment
 from inference.slices import split_device
@@ -122,6 +123,47 @@ def test_one_worker_serves_two_deployments_and_refuses_bad_requests_alone(
             expired.get(timeout=5)
     finally:
         stop(worker, client, [eta.name, payload.name])
+
+
+@pytest.mark.services
+def test_a_pack_of_windows_returns_per_row_results_equal_to_single_requests(
+    checkpoints, broker, tmp_path
+):
+    name = f"test-eta-{uuid.uuid4().hex[:8]}"
+    eta = Deployment(
+        name=name,
+        checkpoint=str(checkpoints["eta"]),
+        batching={"max_batch_size": 8, "max_queue_delay_ms": 5},
+    )
+    client = make_app(*broker)
+    n = 21  # three chunks of at most 8 rows in one message
+    X, F = windows(n, seed=11), features(n, seed=11)
+    keys = [f"truck-{i}" for i in range(n)]
+    worker = start_worker([eta], broker, tmp_path / "worker.log")
+    try:
+        pack = send_pack(client, name, {"window": X, "features": F}, keys=keys)
+        singles = [
+            send_request(client, name, {"window": X[i : i + 1], "features": F[i : i + 1]})
+            for i in range(n)
+        ]
+        wrong_keys = send_pack(client, name, {"window": X[:2], "features": F[:2]})
+        packed = pack.get(timeout=120)
+        alone = [read_response(r.get(timeout=60)) for r in singles]
+        assert wrong_keys.get(timeout=60)["keys"] is None  # keys are optional
+    except Exception:
+        print((tmp_path / "worker.log").read_text()[-4000:])
+        raise
+    finally:
+        stop(worker, client, [name])
+    rows = read_pack(packed)
+    assert packed["keys"] == keys and len(rows) == n
+    assert [c[1] - c[0] for c in packed["chunks"]] == [8, 8, 5]
+    for row, single in zip(rows, alone, strict=True):
+        # Batch composition differs (a pack's chunk against batched singles): float tolerance.
+        np.testing.assert_allclose(
+            row.outputs["eta_s"], single.outputs["eta_s"], rtol=1e-5, atol=1e-5
+        )
+        assert row.outputs["eta_s"].shape == single.outputs["eta_s"].shape == (1, 3)
 
 
 class RecordedMessage:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -29,11 +30,13 @@ from fleet.learning.pipeline.datasets import FAULT_CLASSES, RAW_CHANNELS, SiteRu
 from fleet.learning.pipeline.sites import site_world
 from fleet.learning.pipeline.training import train_models
 from fleet.learning.runs import register_run
-from fleet.learning.tasks import store_prediction
+from fleet.learning.signals import prediction_recorded
+from fleet.learning.tasks import store_prediction, store_predictions
 from fleet.live.groups import site_group
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.partitions import ensure_history_partitions
 from fleet.telemetry.services import EquipmentDirectory, ingest_batch
+from inference.pool import PackLimit
 from inference.wire import encode_arrays
 from models import load_runtime
 from tests.factories import haul_truck, truck_message
@@ -205,12 +208,36 @@ def test_a_due_truck_gets_one_request_per_routed_head_and_the_rest_are_counted(
     assert message.headers["task"] == "inference.infer"
     deployment, inputs, _ = message.payload[0]
     assert deployment == "fault" and set(inputs) == {"window", "features"}
+    assert message.payload[1] == {"pack": True, "keys": [str(truck.id)]}  # a pack of one
     [callback] = message.payload[2]["callbacks"]
-    assert callback["task"] == "learning.store_prediction"
-    assert callback["args"][0]["truck"] == str(truck.id) and message.headers["expires"]
+    assert callback["task"] == "learning.store_predictions"
+    assert callback["args"][0]["head"] == "fault"
+    assert callback["args"][0]["rows"][0]["truck"] == str(truck.id) and message.headers["expires"]
     # Named, because the slice worker sends it with its own app, whose default queue is Celery's
     assert callback["options"]["queue"] == settings.CELERY_TASK_DEFAULT_QUEUE
     assert read_one(routes["trajectory"]["queue"]).payload[0][0] == "trajectory"
+
+
+def test_every_due_trucks_window_for_a_head_goes_in_one_pack_cut_at_its_cap(run, site, queues):
+    trucks = [haul_truck(site, f"HT-{i:03d}") for i in range(3)]
+    for truck in trucks:
+        store_history(run, truck, recent_end())
+    routes = {"payload": {"queue": queues("payload")}}
+    built = serving.build_inputs({t.id: site.id for t in trucks})
+    report: Counter[str] = Counter()
+
+    serving._send_all(built, ["payload"], routes, None, report)  # no limits: one pack
+    message = read_one(routes["payload"]["queue"])
+    _, inputs, _ = message.payload[0]
+    assert inputs["window"]["shape"] == [3, 25, serving.WINDOW_S]
+    assert message.payload[1]["keys"] == [str(t.equipment_id) for t in built]
+    rows = message.payload[2]["callbacks"][0]["args"][0]["rows"]
+    assert [r["truck"] for r in rows] == message.payload[1]["keys"]
+
+    limits = {"payload": PackLimit(cap=2, replicas=1, min_rows=1)}
+    serving._send_all(built, ["payload"], routes, None, report, limits)
+    sizes = sorted(len(read_one(routes["payload"]["queue"]).payload[1]["keys"]) for _ in "ab")
+    assert sizes == [1, 2] and report == {"payload:sent": 6}
 
 
 def test_a_truck_is_decided_once_per_interval(run, site, truck, queues):
@@ -338,3 +365,47 @@ def test_trajectory_eta_and_payload_answers_are_read_as_training_reads_them(
         assert abs(p_lon - lon) < 0.01 and abs(p_lat - lat) < 0.01
     assert isinstance(out["payload"]["tonnes"], float)
     assert out["eta"]["p10_s"] <= out["eta"]["p50_s"] <= out["eta"]["p90_s"]
+
+
+def test_a_packs_callback_records_every_row_in_bulk_and_control_sees_each(
+    run, site, champions, django_capture_on_commit_callbacks, django_assert_max_num_queries
+):
+    trucks = [haul_truck(site, f"HT-{i:03d}") for i in range(3)]
+    for truck in trucks:
+        store_history(run, truck, recent_end())
+    built = serving.build_inputs({t.id: site.id for t in trucks})
+    gone = dataclasses.replace(built[0], equipment_id=uuid.uuid4())  # not (or no longer) known
+    rows = [*built, gone]
+    stacked = {
+        name: np.concatenate([t.inputs("fault")[name] for t in rows])
+        for name in ("window", "features")
+    }
+    result = served(champions, "fault", stacked)
+    result["chunks"] = [[0, 4, 2.0, 3.0, 4, 1]]
+    seen: list[dict] = []
+
+    def decided(sender, **kwargs):
+        seen.append(kwargs)
+
+    prediction_recorded.connect(decided)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            pks = store_predictions(result, serving.pack_meta(rows, "fault"))
+    finally:
+        prediction_recorded.disconnect(decided)
+
+    stored = {p.equipment_id: p for p in Prediction.objects.filter(pk__in=pks)}
+    assert set(stored) == {t.equipment_id for t in built} and len(pks) == 3
+    assert [s["equipment_id"] for s in seen] == [t.equipment_id for t in built]
+    assert all(s["head"] == "fault" for s in seen)
+    for i, truck in enumerate(built):  # each row as its own request would have stored it
+        alone = served(champions, "fault", truck.inputs("fault"))
+        with django_capture_on_commit_callbacks(execute=True):
+            single = Prediction.objects.get(
+                pk=store_prediction(alone, serving.callback_meta(truck, "fault"))
+            )
+        pack_row = stored[truck.equipment_id]
+        assert pack_row.window_end == single.window_end == truck.window_end
+        for name, p in single.outputs["probabilities"].items():
+            assert pack_row.outputs["probabilities"][name] == pytest.approx(p, abs=1e-5), i
+        assert (pack_row.queue_ms, pack_row.compute_ms, pack_row.batch_rows) == (2.0, 3.0, 4)
