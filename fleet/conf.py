@@ -7,31 +7,25 @@ A secret can also be given as ``NAME_FILE`` (a path), the way container orchestr
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
+
+from inference.config import ConfigError, read_env
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
 def env_str(name: str, default: str | None = None) -> str | None:
-    """The variable's value, else the contents of the file named by ``NAME_FILE``, else default."""
-    value = os.environ.get(name)
-    if value is not None:
-        return value
-    path = os.environ.get(f"{name}_FILE")
-    if path:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise ImproperlyConfigured(
-                f"{name}_FILE={path!r} cannot be read ({exc.strerror}); expected a readable file "
-                f"holding {name}"
-            ) from exc
-    return default
+    """The variable's value, else the contents of the file named by ``NAME_FILE``, else default
+    (``inference.config.read_env``: the one reader of that convention, shared with the pool's
+    processes that run without Django)."""
+    try:
+        value = read_env(name)
+    except ConfigError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+    return default if value is None else value
 
 
 def env_required(name: str, what: str) -> str:

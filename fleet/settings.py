@@ -19,9 +19,18 @@ from inference import config as inference_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("HAULMIND_VAR_DIR") or BASE_DIR / "var")
-# Checkpoints of the domain networks (safetensors + manifest + ONNX), one directory per name
-# and version; the registry's rows point here. Shared storage when workers run elsewhere.
+# Where training writes checkpoints (safetensors + manifest + ONNX), one directory per name and
+# version: a working directory of this checkout. Registering a version publishes it from here
+# into the artifact store below, and only the store's copy is served.
 MODELS_DIR = Path(env_str("HAULMIND_MODELS_DIR") or VAR_DIR / "models")
+# The artifact store (models.artifacts): registered checkpoints by sha256, the registry's rows
+# holding paths relative to it. HAULMIND_ARTIFACT_ROOT: a directory every host mounts (default
+# var/artifacts) or s3://bucket/prefix, with HAULMIND_ARTIFACT_ENDPOINT_URL for an
+# S3-compatible store other than AWS (credentials: boto3's AWS_* variables). Each host fetches
+# what it loads into HAULMIND_ARTIFACT_CACHE (default var/artifact-cache), verified there.
+ARTIFACT_ROOT = inference_config.artifact_root()
+ARTIFACT_ENDPOINT_URL = inference_config.artifact_endpoint()
+ARTIFACT_CACHE = Path(inference_config.artifact_cache())
 # Each truck's telemetry window goes to the model pool at most this often (seconds).
 INFERENCE_INTERVAL_S = env_int("INFERENCE_INTERVAL_S", 10, minimum=1)
 # Live predictions (learning.Prediction: one row per head per truck per interval) older than this
@@ -81,6 +90,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # /healthz and /readyz, before host validation and the TLS redirect (probes come to the pod's
+    # own address over plain HTTP).
+    "fleet.health.HealthMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -219,7 +231,20 @@ INGEST_REPLICA = env_str("INGEST_REPLICA")
 # A known replica without a heartbeat for this long is reported silent (its session is
 # collecting messages nobody stores).
 INGEST_REPLICA_SILENT_S = env_int("INGEST_REPLICA_SILENT_S", 60, minimum=10)
+# A known replica without a heartbeat for this long is adopted by a running one: its broker
+# session taken over, drained into the history and ended, as `ingest --retire` does (0: never;
+# an operator retires by hand). At least three beats (15 s), the time after which a replica's
+# own name may start elsewhere: a replica that is merely slow is never adopted.
+INGEST_REPLICA_ADOPT_S = env_int("INGEST_REPLICA_ADOPT_S", 120, minimum=0)
+if 0 < INGEST_REPLICA_ADOPT_S < 15:
+    raise ImproperlyConfigured(
+        f"INGEST_REPLICA_ADOPT_S={INGEST_REPLICA_ADOPT_S} is too short; expected 0 (off) or "
+        "at least 15 seconds (three heartbeats)"
+    )
 INGEST_METRICS_PORT = env_int("INGEST_METRICS_PORT", 9108, minimum=0, maximum=65_535)
+# The sites whose commands this outbox delivery process publishes (comma-separated slugs): in the
+# site-per-broker layout each pit's broker has its own delivery process. Unset: every site's.
+DELIVERY_SITES = env_list("DELIVERY_SITES", []) or None
 # The outbox: a command unanswered after COMMAND_TTL_S expires; attempts are retried after
 # COMMAND_RETRY_S, doubling up to COMMAND_RETRY_MAX_S.
 COMMAND_TTL_S = env_int("COMMAND_TTL_S", 300, minimum=5)
@@ -302,19 +327,29 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 # Beat's own bookkeeping (last run of each periodic task) lives under var/, not in the checkout.
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+
+def _every(task: str, seconds: float) -> dict:
+    """A periodic task that expires when its next run is due: a worker that falls behind (a
+    loaded machine, a long task) skips the stale runs instead of working through a backlog of
+    them while the predictions' callbacks wait behind it in the same queue (make demo on a
+    loaded 2-core VM: 1,455 tasks queued, a collision check every second among them)."""
+    return {"task": task, "schedule": seconds, "options": {"expires": seconds}}
+
+
 CELERY_BEAT_SCHEDULE = {
-    "complete-zone-deletions": {"task": "control.complete_zone_deletions", "schedule": 10.0},
-    "reconcile-zone-sets": {"task": "control.reconcile_zone_sets", "schedule": 15.0},
-    "maintain-history": {"task": "telemetry.maintain_history", "schedule": 3600.0},
-    "roll-up-positions": {"task": "telemetry.roll_up_positions", "schedule": 60.0},
-    "derive-haul-cycles": {"task": "telemetry.derive_haul_cycles", "schedule": 60.0},
-    "watch-ingest-replicas": {"task": "telemetry.watch_ingest_replicas", "schedule": 30.0},
-    "expire-commands": {"task": "control.expire_commands", "schedule": 5.0},
-    "sweep-traffic": {"task": "control.sweep_traffic", "schedule": 2.0},
-    "replan-dispatch": {"task": "control.replan_dispatch", "schedule": 60.0},
-    "purge-predictions": {"task": "learning.purge_predictions", "schedule": 3600.0},
-    "assess-collision-risk": {"task": "control.assess_collision_risk", "schedule": 1.0},
-    "sample-pool-utilisation": {"task": "pool.sample_utilisation", "schedule": 60.0},
+    "complete-zone-deletions": _every("control.complete_zone_deletions", 10.0),
+    "reconcile-zone-sets": _every("control.reconcile_zone_sets", 15.0),
+    "maintain-history": _every("telemetry.maintain_history", 3600.0),
+    "roll-up-positions": _every("telemetry.roll_up_positions", 60.0),
+    "derive-haul-cycles": _every("telemetry.derive_haul_cycles", 60.0),
+    "watch-ingest-replicas": _every("telemetry.watch_ingest_replicas", 30.0),
+    "expire-commands": _every("control.expire_commands", 5.0),
+    "sweep-traffic": _every("control.sweep_traffic", 2.0),
+    "replan-dispatch": _every("control.replan_dispatch", 60.0),
+    "purge-predictions": _every("learning.purge_predictions", 3600.0),
+    "assess-collision-risk": _every("control.assess_collision_risk", 1.0),
+    "sample-pool-utilisation": _every("pool.sample_utilisation", 60.0),
 }
 
 # --- The audit trail (fleet.audit) -----------------------------------------------------------------

@@ -168,7 +168,9 @@ api_v1 = [
         name="ingest-replica-list",
     ),
     path("models/aliases/", learning_views.ModelAliasListView.as_view(), name="model-alias-list"),
+    path("models/shadow/", learning_views.ShadowListView.as_view(), name="model-shadow-list"),
     path("models/changes/", learning_views.AliasChangeListView.as_view(), name="alias-change-list"),
+    path("models/<str:name>/shadow/", learning_views.ShadowView.as_view(), name="model-shadow"),
     path(
         "models/<str:name>/roll-back/",
         learning_views.RollBackView.as_view(),

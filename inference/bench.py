@@ -3,7 +3,13 @@
 ``batching``: one slice worker serving one deployment, first with batches of one request (each
 request its own forward pass, as one Celery task per request would run), then with dynamic
 batching; the same slice, the same closed-loop clients, the same requests. The figure is the
-ratio of throughputs, with both p99 latencies beside it.
+ratio of throughputs, with both p99 latencies beside it. With ``pack`` a third run sends the
+same windows as packs (``inference.client.send_pack``: many windows, one message).
+
+Each run's ``efficiency`` is the worker's windows per second against the same network's
+throughput in-process at the same batch size, on the same engine, threads and cores, measured
+in the same bench run (``inprocess_throughput``): what serving over the broker costs beside the
+forward passes themselves.
 
 Both benches start real worker processes and talk to them through the real broker (RabbitMQ)
 and result backend (Redis); nothing here is simulated.
@@ -27,12 +33,15 @@ from typing import Any
 import numpy as np
 from celery import Celery
 
+from inference import config
 from inference.devices import cpu_info
-from inference.loadgen import LoadClient, Tally, closed_loop, encoded_requests
+from inference.loadgen import LoadClient, Tally, closed_loop, encoded_requests, packed_requests
 from inference.placement import Deployment
 from inference.pool import PoolStore
-from inference.slices import SliceSpec, split_device
+from inference.slices import SliceSpec, apply_slice, process_cpu_seconds, split_device
 from inference.worker import make_app, queue_name
+from models import load_runtime
+from models.artifacts import resolve_checkpoint
 
 Log = Callable[[str], None]
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,11 +122,20 @@ def _closed_loop_client(
     seconds: float,
     cores: list[int],
     results: Any,
+    packs: bool = False,
+    watch_pid: int | None = None,
 ) -> None:
-    """One client process of the batching bench, kept off the slice's cores when it can be."""
+    """One client process of the batching bench, kept off the slice's cores when it can be.
+    ``watch_pid``: the worker, whose CPU time this client reads over the measured interval."""
     if cores:
         os.sched_setaffinity(0, cores)
     client = LoadClient(make_app(), redis_url, id_prefix=f"{os.getpid()}-")
+    marks: list[tuple[float, float]] = []
+
+    def mark(_: bool) -> None:
+        if watch_pid is not None:
+            marks.append((time.perf_counter(), process_cpu_seconds(watch_pid)))
+
     try:
         tally = closed_loop(
             client,
@@ -126,10 +144,24 @@ def _closed_loop_client(
             concurrency=concurrency,
             warmup_s=warmup_s,
             seconds=seconds,
+            packs=packs,
+            on_recording=mark,
         )
     finally:
         client.close()
-    results.put({"done": tally.done, "failed": tally.failed, "latencies_ms": tally.latencies_ms})
+    (t0, cpu0), (t1, cpu1) = marks if len(marks) == 2 else ((0.0, 0.0), (0.0, 0.0))
+    results.put(
+        {
+            "worker_cpu_s": cpu1 - cpu0,
+            "worker_wall_s": t1 - t0,
+            "done": tally.done,
+            "failed": tally.failed,
+            "latencies_ms": tally.latencies_ms,
+            "rows": tally.rows,
+            "batch_rows": tally.batch_rows,
+            "batches": tally.batches,
+        }
+    )
 
 
 def _closed_loop(
@@ -142,9 +174,13 @@ def _closed_loop(
     warmup_s: float,
     seconds: float,
     cores: list[int],
-) -> Tally:
+    packs: bool = False,
+    watch_pid: int | None = None,
+) -> tuple[Tally, float | None]:
     """``concurrency`` requests kept in flight by ``processes`` client processes (one Python
-    process sends and reads about 800 requests/s: alone it would measure itself)."""
+    process sends and reads about 800 requests/s: alone it would measure itself). ``packs``:
+    the requests are packs, sent with ``send_pack``. Also returns the share of a core the
+    process ``watch_pid`` (the worker) used over the measured interval, if given."""
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     share, extra = divmod(concurrency, processes)
@@ -160,6 +196,8 @@ def _closed_loop(
                 seconds,
                 cores,
                 results,
+                packs,
+                watch_pid if i == 0 else None,
             ),
             daemon=True,
         )
@@ -168,14 +206,112 @@ def _closed_loop(
     for process in workers:
         process.start()
     merged = Tally()
+    cpu_share = None
     for _ in workers:
         part = results.get(timeout=warmup_s + seconds + 120)
+        if part["worker_wall_s"] > 0:
+            cpu_share = part["worker_cpu_s"] / part["worker_wall_s"]
         merged.done += part["done"]
         merged.failed += part["failed"]
         merged.latencies_ms += part["latencies_ms"]
+        merged.rows += part["rows"]
+        merged.batch_rows += part["batch_rows"]
+        merged.batches += part["batches"]
     for process in workers:
         process.join(10)
-    return merged
+    return merged, cpu_share
+
+
+def _inprocess_child(
+    spec: dict[str, Any],
+    checkpoint: str,
+    inputs: Mapping[str, np.ndarray],
+    batch_sizes: list[int],
+    engine: str,
+    seconds: float,
+    results: Any,
+) -> None:
+    """The worker's runtime, loaded and limited as ``inference.worker`` does (the slice's
+    affinity, threads and CPU quota first, then ``load_runtime`` with the slice's threads), its
+    forward passes timed back to back at each batch size."""
+    try:
+        slice_spec = SliceSpec.from_dict(spec)
+        apply_slice(slice_spec)
+        directory = resolve_checkpoint(
+            checkpoint,
+            root=config.artifact_root(),
+            cache=config.artifact_cache(),
+            endpoint_url=config.artifact_endpoint(),
+        )
+        runtime = load_runtime(
+            directory, device=slice_spec.device, engine=engine, threads=slice_spec.threads
+        )
+        per_s, per_cpu_s = {}, {}
+        for batch in batch_sizes:
+            rows = packed_requests(inputs, batch, 8)  # a few distinct batches, cut once
+            for request in rows[:3]:
+                runtime.run(request)  # warm: the first passes allocate
+            done, i = 0, 0
+            started, cpu = time.perf_counter(), process_cpu_seconds()
+            deadline = started + seconds
+            while (now := time.perf_counter()) < deadline or done == 0:
+                runtime.run(rows[i % len(rows)])
+                done += batch
+                i += 1
+            per_s[batch] = done / (now - started)
+            per_cpu_s[batch] = done / max(process_cpu_seconds() - cpu, 1e-3)
+        engine_used = runtime.describe().get("engine")
+        results.put({"per_s": per_s, "per_cpu_s": per_cpu_s, "engine": engine_used})
+    except Exception as exc:  # reported to the parent, which fails the bench with it
+        results.put({"error": f"{type(exc).__name__}: {exc}"})
+
+
+def inprocess_throughput(
+    spec: SliceSpec,
+    deployment: Deployment,
+    inputs: Mapping[str, np.ndarray],
+    batch_sizes: Sequence[int],
+    *,
+    engine: str = "auto",
+    seconds: float = 3.0,
+) -> tuple[dict[int, float], dict[int, float], str | None]:
+    """Windows per second of the deployment's network run in-process on ``spec``'s slice at
+    each batch size, windows per CPU second, and the engine it ran on: what the slice worker
+    would reach if serving cost nothing beside the forward passes.
+
+    A process of its own (spawned, so nothing of the caller's threads or affinity leaks in)
+    applies the slice as the worker does, so the figure is on the same cores, thread count,
+    CPU quota and engine as the worker's.
+    """
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    process = ctx.Process(
+        target=_inprocess_child,
+        args=(
+            spec.to_dict(),
+            str(deployment.checkpoint),
+            dict(inputs),
+            list(batch_sizes),
+            engine,
+            seconds,
+            results,
+        ),
+        daemon=True,
+    )
+    process.start()
+    try:
+        outcome = results.get(timeout=120 + seconds * len(batch_sizes))
+    finally:
+        process.join(30)
+        if process.is_alive():
+            process.terminate()
+    if "error" in outcome:
+        raise RuntimeError(f"in-process throughput: {outcome['error']}")
+    return (
+        {int(k): float(v) for k, v in outcome["per_s"].items()},
+        {int(k): float(v) for k, v in outcome["per_cpu_s"].items()},
+        outcome["engine"],
+    )
 
 
 def run_batching(
@@ -189,9 +325,17 @@ def run_batching(
     warmup_s: float = 3.0,
     share: float = 0.5,
     max_batch_size: int = 32,
+    pack: int = 0,
+    inprocess_s: float = 3.0,
+    engine: str = "auto",
     log: Log = print,
 ) -> dict[str, Any]:
-    """Batch-1 against dynamic batching on one slice; see the module docstring."""
+    """Batch-1 against dynamic batching on one slice, and packs of ``pack`` windows if given;
+    each run's efficiency against in-process throughput. See the module docstring.
+
+    ``concurrency``: windows in flight; packs keep ``concurrency / pack`` in flight, at least
+    two per client process, so the worker always has the next pack waiting.
+    """
     app = make_app()
     spec = bench_slice(share)
     requests = encoded_requests(inputs, 256)
@@ -204,37 +348,77 @@ def run_batching(
         "clients": f"{clients} processes on cores {others or 'all'}",
         "concurrency": concurrency,
         "seconds": seconds,
+        "max_batch_size": max_batch_size,
     }
+    log(f"in-process: {deployment.model or deployment.name} on {spec.name}, {spec.threads} threads")
+    inprocess, inprocess_cpu, engine_used = inprocess_throughput(
+        spec, deployment, inputs, [1, max_batch_size], engine=engine, seconds=inprocess_s
+    )
+    figures["engine"] = engine_used
+    figures["inprocess_batch1_per_s"] = round(inprocess[1], 1)
+    figures["inprocess_batched_per_s"] = round(inprocess[max_batch_size], 1)
+    # Below 1: something else held the core during the in-process passes (a shared machine).
+    figures["inprocess_cpu"] = round(inprocess[max_batch_size] / inprocess_cpu[max_batch_size], 3)
+    log(
+        f"in-process ({engine_used}): {inprocess[1]:.0f} windows/s at batch 1, "
+        f"{inprocess[max_batch_size]:.0f} at batch {max_batch_size}"
+    )
+    runs: list[tuple[str, int, int]] = [("batch1", 1, 0), ("batched", max_batch_size, 0)]
+    if pack:
+        runs.append(("packed", max_batch_size, pack))
+        figures["pack"] = pack
     try:
-        for label, batch in (("batch1", 1), ("batched", max_batch_size)):
+        for label, batch, rows in runs:
             name = f"bench-{label}-{uuid.uuid4().hex[:6]}"
-            config = {**deployment.batching, "max_batch_size": batch, "preferred_batch_sizes": []}
-            served = replace(deployment, name=name, batching=config)
-            log(f"{label}: worker on {spec.name}, max_batch_size {batch}, {concurrency} clients")
+            batching = {**deployment.batching, "max_batch_size": batch, "preferred_batch_sizes": []}
+            served = replace(deployment, name=name, batching=batching)
+            in_flight = max(2 * clients, -(-concurrency // rows)) if rows else concurrency
+            load = packed_requests(inputs, rows, 16) if rows else requests
+            what = f"{in_flight} packs of {rows}" if rows else f"{in_flight} requests"
+            log(f"{label}: worker on {spec.name}, max_batch_size {batch}, {what} in flight")
             try:
-                with slice_worker(spec, [served], node=f"bench-{label}"):
+                with slice_worker(spec, [served], node=f"bench-{label}") as worker:
                     wait_served(probe, name, requests[0], timeout_s=120)
-                    tally = _closed_loop(
+                    tally, cpu_share = _closed_loop(
                         name,
-                        requests,
+                        load,
                         redis_url=redis_url,
-                        concurrency=concurrency,
+                        concurrency=in_flight,
                         processes=clients,
                         warmup_s=warmup_s,
                         seconds=seconds,
                         cores=others,
+                        packs=bool(rows),
+                        watch_pid=worker.pid,
                     )
             finally:
                 delete_queues(app, [name])
-            figures[f"{label}_per_s"] = round(tally.done / seconds, 1)
+            baseline = inprocess[batch]
+            figures[f"{label}_per_s"] = round(tally.rows / seconds, 1)
             figures[f"{label}_p50_ms"] = _round(tally.p50_ms())
             figures[f"{label}_p99_ms"] = _round(tally.p99_ms())
             figures[f"{label}_failed"] = tally.failed
-            log(f"{label}: {figures[f'{label}_per_s']}/s, p99 {figures[f'{label}_p99_ms']} ms")
+            figures[f"{label}_mean_batch_rows"] = _round(tally.mean_batch_rows())
+            efficiency = tally.rows / seconds / baseline
+            figures[f"{label}_efficiency"] = round(efficiency, 3)
+            # Where a shortfall is: a worker short of a core waited (for messages, or for a
+            # core that others took); per CPU second, what it spends beside the passes.
+            figures[f"{label}_worker_cpu"] = None if cpu_share is None else round(cpu_share, 3)
+            figures[f"{label}_cpu_efficiency"] = (
+                round(tally.rows / seconds / cpu_share / inprocess_cpu[batch], 3)
+                if cpu_share
+                else None
+            )
+            log(
+                f"{label}: {figures[f'{label}_per_s']} windows/s, p99 "
+                f"{figures[f'{label}_p99_ms']} ms, efficiency {figures[f'{label}_efficiency']}"
+            )
             time.sleep(1.0)
     finally:
         probe.close()
     figures["speedup"] = round(figures["batched_per_s"] / max(figures["batch1_per_s"], 1e-9), 2)
+    # The figure issue 14 asks for: the way live serving sends (packs) where they were run.
+    figures["efficiency"] = figures["packed_efficiency" if pack else "batched_efficiency"]
     return figures
 
 
@@ -263,23 +447,31 @@ def _paced_sender(
     redis_url: str,
     commands: Any,
     results: Any,
+    pack: int = 0,
 ) -> None:
     """A sender process: for each command ``(start_at, windows, rate, grace_s)`` send at ``rate``
-    during the windows (open loop: on schedule whatever the answers), then report its tally."""
+    during the windows (open loop: on schedule whatever the answers), then report its tally.
+
+    ``pack``: the requests are packs of that many windows (sent with ``send_pack``), and
+    ``rate`` still counts windows: a pack leaves every ``pack / rate`` seconds."""
     client = LoadClient(make_app(), redis_url)
+    per_message = max(1, pack)
     try:
         while (command := commands.get()) is not None:
             start_at, windows, rate, grace_s = command
             client.start_recording()
             sent = 0
             for begin, end in windows:
-                count = int((end - begin) * rate)
+                count = int((end - begin) * rate / per_message)
                 for k in range(count):
-                    due = start_at + begin + k / rate
+                    due = start_at + begin + k * per_message / rate
                     pause = due - time.time()
                     if pause > 0:
                         time.sleep(pause)
-                    client.send(deployment, requests[sent % len(requests)])
+                    if pack:
+                        client.send_pack(deployment, requests[sent % len(requests)])
+                    else:
+                        client.send(deployment, requests[sent % len(requests)])
                     sent += 1
             last_end = start_at + max((w[1] for w in windows), default=0.0)
             client.wait_idle(max(0.0, last_end + grace_s - time.time()))
@@ -348,6 +540,7 @@ class _Senders:
         requests: Mapping[str, list[dict[str, Any]]],
         redis_url: str,
         per_deployment: Mapping[str, int],
+        pack: int = 0,
     ) -> None:
         ctx = mp.get_context("spawn")
         self.results = ctx.Queue()
@@ -359,7 +552,7 @@ class _Senders:
                 commands = ctx.Queue()
                 process = ctx.Process(
                     target=_paced_sender,
-                    args=(name, encoded, redis_url, commands, self.results),
+                    args=(name, encoded, redis_url, commands, self.results, pack),
                     daemon=True,
                 )
                 process.start()
@@ -472,6 +665,7 @@ def run_pool(
     tick_s: float = 0.25,
     pooled_max_replicas: int = 3,
     grace_s: float = GRACE_S,
+    pack: int = 0,
     log_dir: Path | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
@@ -480,16 +674,30 @@ def run_pool(
     ``deployments``: the three best-effort heads and the latency-critical one (by priority).
     Each step offers the critical deployment ``critical_rate`` steadily and each best-effort one
     a burst rate during its 5 s in every 20; a step passes when every request is served and
-    every deployment's p99 is inside its SLO. Load is the mean offered rate over the cycle.
+    every deployment's p99 is inside its SLO. Load is the mean offered rate over the cycle, in
+    windows per second.
+
+    ``pack``: every deployment's windows go as packs of that many (``send_pack``), as live
+    serving sends them; a pack's latency is judged against the SLO as a request's is.
     """
     critical = [d for d in deployments if d.critical]
     bursty = sorted((d for d in deployments if not d.critical), key=lambda d: d.name)
     if len(critical) != 1 or not bursty:
         raise ValueError("the pool bench needs one critical deployment and best-effort ones")
     requests = {
-        d.model or d.name: encoded_requests(inputs[d.model or d.name], 128) for d in deployments
+        d.model or d.name: (
+            packed_requests(inputs[d.model or d.name], pack, 16)
+            if pack
+            else encoded_requests(inputs[d.model or d.name], 128)
+        )
+        for d in deployments
     }
-    figures: dict[str, Any] = {"slices": slices, "critical_rate": critical_rate, "cycles": cycles}
+    figures: dict[str, Any] = {
+        "slices": slices,
+        "critical_rate": critical_rate,
+        "cycles": cycles,
+        "pack": pack,
+    }
     runs: dict[str, list[PoolStep]] = {}
     for mode in ("exclusive", "pooled"):
         tag = uuid.uuid4().hex[:4]
@@ -509,12 +717,15 @@ def run_pool(
             mode, list(named.values()), slices=slices, tick_s=tick_s, log_dir=log_dir
         ):
             senders = _Senders(
-                served, redis_url, {named[d.model or d.name].name: 2 for d in bursty}
+                served, redis_url, {named[d.model or d.name].name: 2 for d in bursty}, pack
             )
             try:
                 probe = LoadClient(make_app(), redis_url)
-                for name, encoded in served.items():
-                    wait_served(probe, name, encoded[0], timeout_s=120)
+                for d in deployments:
+                    first = requests[d.model or d.name][0]
+                    if pack:  # one window of the first pack, encoded as a single request
+                        first = encoded_requests(first, 1)[0]
+                    wait_served(probe, named[d.model or d.name].name, first, timeout_s=120)
                 probe.close()
                 runs[mode] = _steps(
                     mode,

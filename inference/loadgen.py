@@ -22,7 +22,7 @@ import numpy as np
 import redis
 from celery import Celery
 
-from inference.client import TASK_NAME, queue_name
+from inference.client import TASK_NAME, queue_name, send_pack
 from inference.wire import encode_arrays
 
 RESULT_CHANNEL = "celery-task-meta-"  # Celery's Redis backend publishes each result here
@@ -36,6 +36,14 @@ class Tally:
     done: int = 0
     failed: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    # Windows served (a pack counts its rows; a single request one) and the rows of the
+    # forward passes they ran in, as the results report them: whether batches were full.
+    rows: int = 0
+    batch_rows: int = 0
+    batches: int = 0
+
+    def mean_batch_rows(self) -> float | None:
+        return self.batch_rows / self.batches if self.batches else None
 
     def p99_ms(self) -> float | None:
         return float(np.percentile(self.latencies_ms, 99)) if self.latencies_ms else None
@@ -53,7 +61,7 @@ class LoadClient:
         self.app = app
         self.id_prefix = id_prefix
         self.redis = redis.Redis.from_url(redis_url)
-        self._pending: dict[str, tuple[str, float]] = {}
+        self._pending: dict[str, tuple[str, float, int]] = {}
         self._lock = threading.Lock()
         self.tallies: dict[str, Tally] = defaultdict(Tally)
         self.recording = False
@@ -67,12 +75,7 @@ class LoadClient:
 
     def send(self, deployment: str, encoded_inputs: Mapping[str, Any]) -> None:
         """One request (inputs already encoded: the client should not pay for it per send)."""
-        # Registered before the send: a fast worker's result can arrive before send returns.
-        task_id = f"{self.id_prefix}{uuid.uuid4()}"
-        with self._lock:
-            self._pending[task_id] = (deployment, time.perf_counter())
-            if self.recording:
-                self.tallies[deployment].sent += 1
+        task_id = self._register(deployment, 1)
         self.app.send_task(
             TASK_NAME,
             args=[deployment, encoded_inputs, None],
@@ -80,6 +83,22 @@ class LoadClient:
             task_id=task_id,
             producer=self._producer,
         )
+
+    def send_pack(self, deployment: str, inputs: Mapping[str, np.ndarray]) -> None:
+        """One pack (``inference.client.send_pack``: many windows, one message), its rows
+        counted as windows when its result arrives."""
+        rows = int(next(iter(inputs.values())).shape[0])
+        task_id = self._register(deployment, rows)
+        send_pack(self.app, deployment, inputs, task_id=task_id, producer=self._producer)
+
+    def _register(self, deployment: str, rows: int) -> str:
+        # Registered before the send: a fast worker's result can arrive before send returns.
+        task_id = f"{self.id_prefix}{uuid.uuid4()}"
+        with self._lock:
+            self._pending[task_id] = (deployment, time.perf_counter(), rows)
+            if self.recording:
+                self.tallies[deployment].sent += 1
+        return task_id
 
     def _listen(self) -> None:
         while not self._stop.is_set():
@@ -95,14 +114,19 @@ class LoadClient:
             entry = self._pending.pop(task_id, None)
         if entry is None:
             return
-        deployment, started = entry
-        ok = json.loads(message["data"]).get("status") == "SUCCESS"
+        deployment, started, rows = entry
+        meta = json.loads(message["data"])
+        ok = meta.get("status") == "SUCCESS"
+        passes = _forward_passes(meta.get("result")) if ok else []
         with self._lock:
             if self.recording:
                 tally = self.tallies[deployment]
                 if ok:
                     tally.done += 1
+                    tally.rows += rows
                     tally.latencies_ms.append((arrived - started) * 1000)
+                    tally.batch_rows += sum(passes)
+                    tally.batches += len(passes)
                 else:
                     tally.failed += 1
         if self.on_result is not None:
@@ -136,6 +160,17 @@ class LoadClient:
         self._producer.release()
 
 
+def _forward_passes(result: Any) -> list[int]:
+    """The rows of the forward passes a result's windows ran in: one per request, one per
+    chunk of a pack."""
+    if not isinstance(result, Mapping):
+        return []
+    chunks = result.get("chunks")
+    if chunks:
+        return [int(chunk[4]) for chunk in chunks]
+    return [int(result.get("batch_rows") or 0)]
+
+
 def closed_loop(
     client: LoadClient,
     deployment: str,
@@ -144,9 +179,16 @@ def closed_loop(
     concurrency: int,
     warmup_s: float,
     seconds: float,
+    packs: bool = False,
+    on_recording: Callable[[bool], None] | None = None,
 ) -> Tally:
     """Keep ``concurrency`` requests in flight for ``warmup_s + seconds``; measure the last
-    ``seconds``. Returns the tally with the measured interval in ``seconds``."""
+    ``seconds``. Returns the tally with the measured interval in ``seconds``.
+
+    ``packs``: ``encoded_inputs`` are packs (arrays of many rows, not encoded: ``send_pack``
+    encodes them as any producer's call would), each sent as one message. ``on_recording``:
+    called with True as the measured interval starts and False as it ends (to measure
+    something else over exactly that interval)."""
     slots = threading.Semaphore(concurrency)
     client.on_result = lambda _: slots.release()
     end_warmup = time.monotonic() + warmup_s
@@ -157,9 +199,17 @@ def closed_loop(
         if not recording and time.monotonic() >= end_warmup:
             client.start_recording()
             recording = True
+            if on_recording is not None:
+                on_recording(True)
         if slots.acquire(timeout=0.5):
-            client.send(deployment, encoded_inputs[i % len(encoded_inputs)])
+            request = encoded_inputs[i % len(encoded_inputs)]
+            if packs:
+                client.send_pack(deployment, request)
+            else:
+                client.send(deployment, request)
             i += 1
+    if on_recording is not None:
+        on_recording(False)
     tally = client.stop_recording().get(deployment, Tally())
     client.on_result = None
     client.wait_idle(30)
@@ -173,3 +223,15 @@ def encoded_requests(inputs: Mapping[str, np.ndarray], count: int) -> list[dict[
         encode_arrays({k: v[i % rows : i % rows + 1] for k, v in inputs.items()})
         for i in range(count)
     ]
+
+
+def packed_requests(
+    inputs: Mapping[str, np.ndarray], rows: int, count: int
+) -> list[dict[str, np.ndarray]]:
+    """``count`` packs of ``rows`` windows each, cut in turn from stacked inputs (wrapping)."""
+    total = next(iter(inputs.values())).shape[0]
+    packs = []
+    for i in range(count):
+        index = (np.arange(rows) + i * rows) % total
+        packs.append({k: np.ascontiguousarray(v[index]) for k, v in inputs.items()})
+    return packs

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from inference.devices import DeviceInfo, discover_devices
+from inference.health import HealthFile
 from inference.pool import HEARTBEAT_S, PoolStore
 from inference.slices import SliceSpec, parse_slice_plan
 
@@ -72,6 +73,8 @@ class Node:
         self.log_dir = log_dir
         self.children = [_Child(spec) for spec in slices]
         self.started = time.time()
+        # Touched after each beat the pool took (an orchestrator's liveness probe).
+        self.health = HealthFile()
         self._stop = threading.Event()
 
     def worker_command(self, spec: SliceSpec) -> list[str]:
@@ -150,6 +153,7 @@ class Node:
             try:
                 self.supervise()
                 self.store.beat_node(self.record())
+                self.health.touch()
             except Exception:
                 logger.exception("%s: supervision failed; trying again", self.name)
             self._stop.wait(HEARTBEAT_S)
@@ -160,6 +164,7 @@ class Node:
 
     def shutdown(self, timeout_s: float = 20.0) -> None:
         """Stop the workers (they finish what they hold), then leave the pool."""
+        self.health.clear()
         running = [c.process for c in self.children if c.process and c.process.poll() is None]
         for process in running:
             process.terminate()

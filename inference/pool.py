@@ -40,9 +40,31 @@ SLICE_BEAT_S = 0.5  # a slice's: its load is what the scheduler scales on, so it
 NODE_TTL_S = 5.0
 
 
+# The scheduler's lease: renewed by its holder, taken when free, never by anyone else.
+_HOLD_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE_LEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
 def redis_url() -> str:
-    """The pool's Redis: ``HAULMIND_POOL_REDIS_URL``, else fleet's ``REDIS_URL``."""
-    return os.environ.get("HAULMIND_POOL_REDIS_URL") or config.redis_url()
+    """The pool's Redis: ``HAULMIND_POOL_REDIS_URL`` (or its ``_FILE``), else fleet's
+    ``REDIS_URL``."""
+    return config.read_env("HAULMIND_POOL_REDIS_URL") or config.redis_url()
 
 
 def pool_prefix() -> str:
@@ -270,19 +292,17 @@ class PoolStore:
     # --- one scheduler at a time ---------------------------------------------------------------
 
     def hold_leadership(self, owner: str, ttl_s: float) -> bool:
-        """Take or renew the scheduler's lease; False while another scheduler holds it."""
-        key = self.key("leader")
-        if self.redis.set(key, owner, nx=True, px=int(ttl_s * 1000)):
-            return True
-        if _text(self.redis.get(key) or b"") == owner:
-            self.redis.pexpire(key, int(ttl_s * 1000))
-            return True
-        return False
+        """Take or renew the scheduler's lease; False while another scheduler holds it.
+
+        One script, so the check and the renewal are one step: read, then renew as two
+        commands, a lease that lapsed between them and was taken by the standby would be
+        renewed for the standby while the old leader believed it still led (two leaders for a
+        tick, both writing plans)."""
+        return bool(self.redis.eval(_HOLD_LEASE, 1, self.key("leader"), owner, int(ttl_s * 1000)))
 
     def release_leadership(self, owner: str) -> None:
-        key = self.key("leader")
-        if _text(self.redis.get(key) or b"") == owner:
-            self.redis.delete(key)
+        """Give the lease up, only if this owner still holds it (same one step)."""
+        self.redis.eval(_RELEASE_LEASE, 1, self.key("leader"), owner)
 
     def clear(self) -> None:
         """Remove every key of this pool (tests and benchmarks, on their own prefix)."""

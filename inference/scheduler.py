@@ -26,6 +26,7 @@ from typing import Any
 
 from celery import Celery
 
+from inference.health import HealthFile
 from inference.placement import Deployment, Load, Plan, Policy, Scheduler
 from inference.pool import PoolStore
 from inference.worker import make_app, queue_name
@@ -134,6 +135,9 @@ class SchedulerService:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.queues = QueueDepths(self.app)
         self.leading = False
+        # Touched after each round that reached the pool's Redis, leading or standing by: a
+        # standby is healthy while it can take over (an orchestrator's liveness probe).
+        self.health = HealthFile()
         self._stop = threading.Event()
 
     def tick(self, now: float | None = None) -> Plan | None:
@@ -171,11 +175,16 @@ class SchedulerService:
             started = time.monotonic()
             try:
                 self.tick()
+                self.health.touch()
             except Exception:
                 logger.exception("scheduler tick failed; trying again")
                 self.queues.close()
             self._stop.wait(max(0.0, self.tick_s - (time.monotonic() - started)))
-        self.store.release_leadership(self.owner)
+        self.health.clear()
+        try:
+            self.store.release_leadership(self.owner)
+        except Exception:  # Redis gone: the lease lapses by itself within LEASE_S
+            logger.warning("scheduler %s: lease not released", self.owner, exc_info=True)
         self.queues.close()
 
     def stop(self, *_: Any) -> None:

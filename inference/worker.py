@@ -77,6 +77,7 @@ from inference.pool import SLICE_BEAT_S, PoolStore
 from inference.slices import EnforcementReport, ShareMeter, SliceSpec, apply_slice
 from inference.wire import decode_arrays, encode_arrays
 from models import Runtime, load_runtime
+from models.artifacts import resolve_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +103,16 @@ class Replica:
 
     def __init__(self, deployment: Deployment, spec: SliceSpec, *, engine: str = "auto") -> None:
         self.deployment = deployment
+        # A registered version arrives as a store reference: fetched by hash into this host's
+        # cache and verified there (a local path, as fixed deployments give, loads as it is).
+        directory = resolve_checkpoint(
+            deployment.checkpoint,
+            root=config.artifact_root(),
+            cache=config.artifact_cache(),
+            endpoint_url=config.artifact_endpoint(),
+        )
         self.runtime: Runtime = load_runtime(
-            deployment.checkpoint, device=spec.device, engine=engine, threads=spec.threads
+            directory, device=spec.device, engine=engine, threads=spec.threads
         )
         batching = BatchingConfig.from_dict(deployment.batching)
         if batching.memory_budget_bytes is None:
@@ -603,6 +612,10 @@ def make_app(broker: str | None = None, backend: str | None = None) -> Celery:
         # No Django fixup, even when DJANGO_SETTINGS_MODULE is set (tests, fleet's clients):
         # a slice worker knows nothing of fleet.
         fixups=[],
+        # Never the process's current app: in a fleet process (an ingest replica sending packs,
+        # a test) fleet's own shared tasks would then be sent through this app, to its default
+        # queue, where no fleet worker listens. The slice worker's main() makes it current.
+        set_as_current=False,
         broker=broker or config.broker_url(),
         backend=backend or config.result_backend_url(),
     )
@@ -616,6 +629,10 @@ def make_app(broker: str | None = None, backend: str | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         result_expires=3600,
         worker_hijack_root_logger=False,
+        # A worker whose host drops off the network (no FIN, no RST) keeps its prefetched
+        # requests unacknowledged until RabbitMQ misses two of its heartbeats: Celery's 120 s
+        # default would hold them for minutes; this hands them to other replicas in ~20 s.
+        broker_heartbeat=config.broker_heartbeat_s(),
     )
     return app
 
@@ -661,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=args.loglevel, format="%(asctime)s %(name)s %(message)s")
     spec = SliceSpec.from_dict(_json_arg(args.slice))
     app = make_app()
+    app.set_current()  # this process serves the pool alone
     worker = SliceWorker(
         spec,
         node=args.node,

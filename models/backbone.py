@@ -185,7 +185,8 @@ class PatchBackbone(nn.Module):
         if mask is not None:
             tokens = self.hide(tokens, mask[..., None])
         h = self.encode(tokens)
-        pooled = self.pool_norm(h.mean(dim=(1, 2)))
+        recent = h if self.config.pool == "mean" else h[:, :, -1:]
+        pooled = self.pool_norm(recent.mean(dim=(1, 2)))
         return BackboneOutput(h, pooled, self.recon_head(h), patches, mean, std)
 
     def masked_error(self, x: Tensor) -> Tensor:
@@ -213,15 +214,22 @@ class PatchBackbone(nn.Module):
 
 
 def random_patch_mask(
-    batch: int, config: BackboneConfig, ratio: float, generator: torch.Generator
+    batch: int,
+    config: BackboneConfig,
+    ratio: float,
+    generator: torch.Generator,
+    forecast: bool = False,
 ) -> Tensor:
     """Bool ``[B, C, P]`` hiding ``round(ratio * P)`` random patches of every channel (at least
-    one, never all: each channel keeps some context and always has a target)."""
+    one, never all: each channel keeps some context and always has a target). ``forecast``:
+    the last patch is always among them, so the pretext task is to predict the window's most
+    recent seconds from what came before (a forecast) as well as to fill gaps."""
     p = config.n_patches
     n_hidden = min(p - 1, max(1, round(ratio * p)))
-    ranks = (
-        torch.rand(batch, config.n_channels, p, generator=generator).argsort(dim=-1).argsort(dim=-1)
-    )
+    scores = torch.rand(batch, config.n_channels, p, generator=generator)
+    if forecast:
+        scores[..., -1] = -1.0  # ranks first: always hidden
+    ranks = scores.argsort(dim=-1).argsort(dim=-1)
     return ranks < n_hidden
 
 
@@ -261,6 +269,7 @@ def pretrain(
     max_seconds: float | None = None,
     progress: bool = True,
     desc: str = "pretrain",
+    forecast: bool = False,
 ) -> PretrainResult:
     """Self-supervised masked-patch pretraining on all channels, in place.
 
@@ -282,7 +291,7 @@ def pretrain(
     torch_gen, np_gen = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
     train_t, val_t = as_tensor(train_x, device), as_tensor(val_x, device)
     val_mask = random_patch_mask(
-        len(val_x), backbone.config, mask_ratio, torch.Generator().manual_seed(seed + 1)
+        len(val_x), backbone.config, mask_ratio, torch.Generator().manual_seed(seed + 1), forecast
     )
     bar = tqdm(range(epochs), desc=desc, unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
@@ -291,7 +300,9 @@ def pretrain(
         for idx in batches(len(train_x), batch_size, np_gen):
             if losses and budget.spent():
                 break  # checked per batch: an epoch on a big data set can outlast the budget
-            mask = random_patch_mask(len(idx), backbone.config, mask_ratio, torch_gen).to(device)
+            mask = random_patch_mask(len(idx), backbone.config, mask_ratio, torch_gen, forecast).to(
+                device
+            )
             loss = masked_loss(backbone, train_t[torch.as_tensor(idx, device=device)], mask)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()

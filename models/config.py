@@ -28,6 +28,7 @@ BACKBONE_INTERFACE_FIELDS: tuple[str, ...] = (
     "stride",
     "d_model",
     "channel_names",
+    "pool",  # which tokens the embedding averages: a head reads that embedding
 )
 
 
@@ -88,6 +89,9 @@ class BackboneConfig(_JsonConfig):
     # patches hidden per pass, close to the pretraining mask ratio).
     score_passes: int = 3
     sample_rate_hz: float = 1.0
+    # What the pooled window embedding averages: "mean" every channel's every patch, "last"
+    # every channel's last patch (the window's most recent seconds, what a forecast needs).
+    pool: str = "mean"
     # Names of the channels in window order; empty means "ch0", "ch1", ... Heads report the
     # channel that contributes most to an anomaly by this name.
     channel_names: tuple[str, ...] = ()
@@ -106,6 +110,8 @@ class BackboneConfig(_JsonConfig):
             )
         if self.d_model % self.n_heads:
             raise ConfigError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.pool not in ("mean", "last"):
+            raise ConfigError(f"pool must be 'mean' or 'last', got {self.pool!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout {self.dropout} is outside [0, 1)")
         if self.channel_names and len(self.channel_names) != self.n_channels:
@@ -145,6 +151,9 @@ class HeadConfig(_JsonConfig):
     feature_names: tuple[str, ...] = ()
     use_stats: bool = True
     use_recon_error: bool = False
+    # False: the head ignores the backbone's embedding (the features-only reference that
+    # ``backbone_gain`` compares against: the same head, data and budget without the backbone).
+    use_embedding: bool = True
     d_hidden: int = 64
     dropout: float = 0.1
     version: str = "1"

@@ -161,7 +161,7 @@ class Head(nn.Module):
 
     @property
     def d_in(self) -> int:
-        return self.backbone_config.d_model + self.n_side
+        return (self.backbone_config.d_model if self.config.use_embedding else 0) + self.n_side
 
     def side_features(self, inputs: HeadInputs) -> Tensor:
         """[B, S]: channel means, log stds, log recon errors, then the extra features."""
@@ -177,8 +177,12 @@ class Head(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def joined(self, inputs: HeadInputs) -> Tensor:
-        """[B, d + S]: the embedding beside the standardised side features."""
-        return torch.cat([inputs.pooled, self.side_norm(self.side_features(inputs))], dim=-1)
+        """[B, d + S]: the embedding beside the standardised side features ([B, S] without
+        the embedding: ``use_embedding=False``)."""
+        side = self.side_norm(self.side_features(inputs))
+        if not self.config.use_embedding:
+            return side
+        return torch.cat([inputs.pooled, side], dim=-1)
 
     def fit(self, inputs: HeadInputs, targets: Tensor | None) -> None:
         """Fit input (and target) statistics on the training rows."""

@@ -105,10 +105,14 @@ def read_manifest(path: Path | str) -> dict[str, Any]:
     return manifest
 
 
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    """A manifest as written: sorted keys, so equal manifests are equal bytes (and sha256)."""
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
 def write_manifest(directory: Path | str, manifest: dict[str, Any]) -> None:
     """Atomically (re)write a manifest (used when artifacts such as ONNX are added)."""
-    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    atomic_write(Path(directory) / MANIFEST, text.encode())
+    atomic_write(Path(directory) / MANIFEST, manifest_bytes(manifest))
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -129,6 +133,29 @@ def weights_path(path: Path | str, manifest: dict[str, Any]) -> Path:
     if Path(name).name != name:
         raise CheckpointError(wpath, "the weights file must sit beside its manifest")
     return wpath
+
+
+def checkpoint_files(manifest: dict[str, Any]) -> dict[str, str]:
+    """Every file a checkpoint's manifest vouches for, by name, with its sha256: the weights
+    and each artifact that names a file (``artifacts.onnx``). What a copy must carry."""
+    files = {str(manifest.get("weights") or WEIGHTS): str(manifest.get("sha256") or "")}
+    for info in (manifest.get("artifacts") or {}).values():
+        if isinstance(info, dict) and info.get("file") and info.get("sha256"):
+            files[str(info["file"])] = str(info["sha256"])
+    for name in files:
+        if Path(name).name != name or name == MANIFEST:
+            raise CheckpointError(name, "a checkpoint's files must sit beside its manifest")
+    return files
+
+
+def check_file(path: Path | str, expected: str) -> None:
+    """Raise unless the file at ``path`` exists and hashes to ``expected``."""
+    try:
+        actual = file_sha256(path)
+    except OSError as exc:
+        raise CheckpointError(path, f"unreadable ({exc})") from exc
+    if actual != expected:
+        raise CheckpointError(path, f"sha256 mismatch: manifest says {expected}, file has {actual}")
 
 
 def check_sha256(wpath: Path, data: bytes, expected: str) -> None:

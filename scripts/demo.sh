@@ -43,6 +43,20 @@ done
 python manage.py simulate --site cerro-rojo --trucks "${DEMO_TRUCKS:-100}" --hz "${DEMO_HZ:-2}" \
     --seed 7 --labels var/log/fault-labels.jsonl > var/log/simulator.log 2>&1 &
 pids+=($!)
+# Learning on site: once the demo mine has some history of its own (DEMO_SHADOW_AFTER_S, 10 min
+# by default), the simulator's fault-label log is imported as the workshop's records (marked as
+# imported from the simulator) and challengers are trained from the mine's own history
+# (train_models --site); they run in shadow beside the champions (admin: Model versions ->
+# Champions and challengers in shadow; API: /api/v1/models/shadow/).
+(
+    started="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    sleep "${DEMO_SHADOW_AFTER_S:-600}"
+    python manage.py import_fault_labels var/log/fault-labels.jsonl --site cerro-rojo
+    python manage.py train_models --site cerro-rojo --since "$started" \
+        --head-seconds "${DEMO_SHADOW_HEAD_S:-8}"
+    python manage.py deploy_models
+) > var/log/onsite-training.log 2>&1 &
+pids+=($!)
 
 printf '\n\033[1mHaulmind is up: http://127.0.0.1:8000/  (admin: /admin/, API docs: /api/docs/)\033[0m\n'
 printf 'Trucks: %s driving at Cerro Rojo. Logs: var/log/. Stop with Ctrl-C.\n\n' "${DEMO_TRUCKS:-100}"

@@ -51,6 +51,16 @@ def isolated_var_dir(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def isolated_artifact_store(settings, tmp_path):
+    """Registered checkpoints go to a store and a cache of the test's own (never the demo's
+    var/artifacts), so a test that corrupts a stored file harms no other."""
+    settings.ARTIFACT_ROOT = str(tmp_path / "artifact-store")
+    settings.ARTIFACT_ENDPOINT_URL = None
+    settings.ARTIFACT_CACHE = tmp_path / "artifact-cache"
+    return settings.ARTIFACT_ROOT
+
+
+@pytest.fixture(autouse=True)
 def clean_history_after_transactional_tests(request, django_db_blocker):
     """The partitioned history tables are unmanaged, so Django's flush after a transactional
     test leaves them alone: empty them here so no test sees another's rows."""

@@ -43,7 +43,7 @@ SUPERVISOR_MODELS = {
         "dumppoint",
         "area",
     ),
-    "vehicles": ("equipment",),
+    "vehicles": ("equipment", "workshoprecord"),
 }
 # Supervisors decide which model version serves (promote, roll back), which inference nodes
 # take work (drain, undrain), and when a site's all-stop is lifted.

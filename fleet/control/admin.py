@@ -238,9 +238,11 @@ class AlertAdmin(ReadOnlyAdmin):
         "count",
         "reason",
         "assigned_to",
+        "verdict",
     )
     list_filter = (
         "status",
+        "verdict",
         "severity",
         "kind",
         "source",
@@ -267,6 +269,8 @@ class AlertAdmin(ReadOnlyAdmin):
         "last_seen_at",
         "assigned_to",
         "resolved_at",
+        "verdict",
+        "verdict_at",
         "command_ids",
     )
 

@@ -65,6 +65,8 @@ class AlertSerializer(serializers.ModelSerializer):
             "last_seen_at",
             "assigned_to",
             "resolved_at",
+            "verdict",
+            "verdict_at",
             "command_ids",
             "events",
         ]
@@ -96,6 +98,17 @@ class NoteSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=300, required=False, allow_blank=True, default="")
 
 
+class VerdictSerializer(NoteSerializer):
+    verdict = serializers.ChoiceField(
+        choices=Alert.Verdict.choices,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="confirmed (a real fault) or false_alarm: for a fault alert, a label the "
+        "site's own fault head learns from",
+    )
+
+
 class AssignSerializer(NoteSerializer):
     assignee = serializers.SlugRelatedField(
         slug_field="username",
@@ -117,14 +130,14 @@ class AlertActionView(APIView):
 
     @extend_schema(
         parameters=[ALERT_ID],
-        request=NoteSerializer,
+        request=VerdictSerializer,
         responses={
             200: AlertSerializer,
             409: OpenApiResponse(description="Not possible from the alert's status"),
         },
     )
     def post(self, request: Request, pk: int) -> Response:
-        payload = (AssignSerializer if self.action == "assign" else NoteSerializer)(
+        payload = (AssignSerializer if self.action == "assign" else VerdictSerializer)(
             data=request.data
         )
         payload.is_valid(raise_exception=True)
@@ -136,9 +149,13 @@ class AlertActionView(APIView):
                     alert, payload.validated_data["assignee"], actor=request.user, note=note
                 )
             elif self.action == "resolve":
-                alert = alerts.resolve_alert(alert, actor=request.user, note=note)
+                alert = alerts.resolve_alert(
+                    alert, actor=request.user, note=note, verdict=payload.validated_data["verdict"]
+                )
             else:
-                alert = alerts.acknowledge_alert(alert, actor=request.user, note=note)
+                alert = alerts.acknowledge_alert(
+                    alert, actor=request.user, note=note, verdict=payload.validated_data["verdict"]
+                )
         except ValidationError as error:
             return Response({"detail": error.messages[0]}, status=status.HTTP_409_CONFLICT)
         return Response(AlertSerializer(AlertListView.queryset.get(pk=alert.pk)).data)

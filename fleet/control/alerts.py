@@ -116,6 +116,18 @@ def record_action(alert: Alert, command_id: uuid.UUID, *, actor: str, detail: st
     _event(alert, "command", actor, detail)
 
 
+Verdict = Alert.Verdict
+
+
+def _with_verdict(note: str, verdict: str, fields: dict[str, Any]) -> str:
+    """The note as written to the trail, and the verdict's fields, when one is given."""
+    if not verdict:
+        return note
+    fields.update(verdict=verdict, verdict_at=timezone.now())
+    said = f"verdict: {Verdict(verdict).label.lower()}"
+    return f"{said}; {note}" if note else said
+
+
 @transaction.atomic
 def _change(alert: Alert, status: str, *, actor: User, note: str, **fields: Any) -> Alert:
     locked = Alert.objects.select_for_update().get(pk=alert.pk)
@@ -134,9 +146,11 @@ def _change(alert: Alert, status: str, *, actor: User, note: str, **fields: Any)
     return locked
 
 
-def acknowledge_alert(alert: Alert, *, actor: User, note: str = "") -> Alert:
-    """An operator has seen it."""
-    return _change(alert, Status.ACKNOWLEDGED, actor=actor, note=note)
+def acknowledge_alert(alert: Alert, *, actor: User, note: str = "", verdict: str = "") -> Alert:
+    """An operator has seen it; ``verdict`` (``Alert.Verdict``): whether it is a real fault."""
+    fields: dict[str, Any] = {}
+    note = _with_verdict(note, verdict, fields)
+    return _change(alert, Status.ACKNOWLEDGED, actor=actor, note=note, **fields)
 
 
 def assign_alert(alert: Alert, assignee: User, *, actor: User, note: str = "") -> Alert:
@@ -145,6 +159,10 @@ def assign_alert(alert: Alert, assignee: User, *, actor: User, note: str = "") -
     return _change(alert, Status.ASSIGNED, actor=actor, note=detail, assigned_to=assignee)
 
 
-def resolve_alert(alert: Alert, *, actor: User, note: str = "") -> Alert:
-    """Dealt with. The next occurrence of the same finding opens a new alert."""
-    return _change(alert, Status.RESOLVED, actor=actor, note=note, resolved_at=timezone.now())
+def resolve_alert(alert: Alert, *, actor: User, note: str = "", verdict: str = "") -> Alert:
+    """Dealt with. The next occurrence of the same finding opens a new alert. ``verdict``
+    (``Alert.Verdict``): confirmed fault or false alarm, the label the fault head learns from;
+    a verdict given at acknowledgement stands unless this one replaces it."""
+    fields: dict[str, Any] = {"resolved_at": timezone.now()}
+    note = _with_verdict(note, verdict, fields)
+    return _change(alert, Status.RESOLVED, actor=actor, note=note, **fields)

@@ -9,6 +9,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Sequence
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -18,6 +19,7 @@ from fleet.control.models import Command
 from fleet.protocol import topics
 from fleet.vehicles.broker import OUTBOX
 from fleet.vehicles.mqtt import broker_address, service_client
+from inference.health import HealthFile
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,12 @@ BEAT_POLL_S = 0.05  # the heartbeat thread's tick: beats leave within this of th
 
 
 class OutboxDelivery:
-    def __init__(self, client_id: str | None = None) -> None:
+    """``sites``: the slugs whose commands, fleet messages and heartbeats this process delivers
+    (those whose machines reach its broker); None: every site's."""
+
+    def __init__(self, client_id: str | None = None, sites: Sequence[str] | None = None) -> None:
         self.client_id = client_id or f"haulmind-outbox-{socket.gethostname()}"[:64]
+        self.sites = list(sites) if sites is not None else None
         self.connected = threading.Event()
         self._stopping = threading.Event()
         self._client = service_client(OUTBOX, self.client_id)
@@ -42,6 +48,8 @@ class OutboxDelivery:
         self._sites_at = float("-inf")
         self.delivered = 0
         self.heartbeats = 0
+        # Touched after each round the database answered (an orchestrator's liveness probe).
+        self.health = HealthFile()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -67,6 +75,7 @@ class OutboxDelivery:
                 try:
                     sent = self.deliver_due() if self.connected.is_set() else 0
                     self._expire_now_and_then()
+                    self.health.touch()
                 except DatabaseError:
                     log.exception("database unavailable; retrying")
                     connection.close()
@@ -77,6 +86,7 @@ class OutboxDelivery:
                     self._wait_for_notify()
         finally:
             self._stopping.set()
+            self.health.clear()
             beats.join(5)
             self._client.disconnect()
             self._client.loop_stop()
@@ -99,7 +109,7 @@ class OutboxDelivery:
 
     def _deliver_fleet_messages(self) -> int:
         with transaction.atomic():
-            due = services.due_fleet_messages()
+            due = services.due_fleet_messages(self.sites)
             published = 0
             for message in due:
                 topic = topics.fleet_down_topic(message.site.slug, message.message_name)
@@ -115,7 +125,7 @@ class OutboxDelivery:
 
     def _deliver_commands(self) -> int:
         with transaction.atomic():
-            due = services.due_commands()
+            due = services.due_commands(sites=self.sites)
             pending = [(command, self._publish(command)) for command in due]
             deadline = time.monotonic() + PUBACK_TIMEOUT_S
             sent = 0
@@ -143,7 +153,7 @@ class OutboxDelivery:
         if not self.connected.is_set() or now - self._beat_at < interval_s:
             return
         if now - self._sites_at > SITES_REFRESH_S:
-            self._sites = services.heartbeat_sites()
+            self._sites = services.heartbeat_sites(self.sites)
             self._sites_at = now
         payload = services.heartbeat_envelope()
         for slug in self._sites:

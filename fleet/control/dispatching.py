@@ -44,7 +44,7 @@ from fleet.control.models import (
     LoadingUnitStatus,
     SiteDispatch,
 )
-from fleet.control.services import issue_command
+from fleet.control.services import ASSIGNMENT_KEY, issue_command, lock_open_commands
 from fleet.live.broadcast import broadcast_on_commit
 from fleet.mine.models import DumpPoint, LoadingUnit, RoadNetwork, RoadNode, Site, Way
 from fleet.protocol import wire
@@ -460,7 +460,7 @@ def send_assignment(
         _body(sp, unit, dump, load_id),
         reason=reason,
         actor=actor,
-        supersede_key="assignment",
+        supersede_key=ASSIGNMENT_KEY,
     )
     assignment = Assignment.objects.create(
         equipment=truck,
@@ -569,13 +569,17 @@ def replan(site: Site, *, trigger: str, reason: str, force_move: Sequence[int] =
         )
         .exclude(production_state__in=AT_UNIT)
         .select_related("equipment", "assignment")
+        .order_by("pk")  # truck order, as record_production_states locks them
     )
     chooser = _dispatcher(sp, plan, now, exclude=[t.pk for t in movable])
     decisions = reconsider(sp, chooser, movable, force_move=set(force_move))
     solve_ms = plan.solve_ms + (time.perf_counter() - started) * 1e3
+    # Chosen in order of need, sent in lock order: the open commands by serial, then each
+    # truck's rows (TruckState, DispatchTruck) by truck, as the ingest process takes them.
+    lock_open_commands([truck.equipment_id for truck, _ in decisions], ASSIGNMENT_KEY)
     moved = [
         _send_choice(sp, plan, row, truck.equipment, choice, f"re-plan ({reason})")
-        for truck, choice in decisions
+        for truck, choice in sorted(decisions, key=lambda d: d[0].pk)
     ]
     return Replan(row, moved, solve_ms)
 

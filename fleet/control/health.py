@@ -6,7 +6,8 @@ The rule: a fault class whose probability stays above its threshold for ``consec
 decisions of the same truck in a row raises (or folds into) an alert; a gap in the decisions
 (none for 1.5 inference intervals, e.g. a link outage) starts the run again. Thresholds and the
 run length default to what the model version was calibrated with (its manifest's decision rule,
-carried in the prediction), and the policy overrides them per site and class.
+carried in the prediction: a threshold per fault kind where it has one, else its one threshold),
+and the policy overrides them per site and class.
 
 Actions, when the alert is opened (a repeat folded into it does not act again):
 - ``stop``: a targeted stop (MachineAllStopRequestV1 Apply, ``services.stop_truck``);
@@ -63,7 +64,8 @@ class FaultPrediction:
     window_end: datetime
     probabilities: dict[str, float]
     top_channel: str | None = None
-    model_rule: dict[str, Any] | None = None  # {"threshold", "consecutive"} from the manifest
+    # {"threshold", "consecutive", "thresholds" (per kind)}: the manifest's decision rule
+    model_rule: dict[str, Any] | None = None
 
     @classmethod
     def from_outputs(
@@ -100,10 +102,15 @@ def rule_for(
     policy: HealthPolicy, fault_class: str, model_rule: dict[str, Any] | None
 ) -> ClassRule:
     """The policy's rule for one class, with the model's calibrated rule and the defaults under
-    it."""
+    it. The threshold: the policy's for the class, else the model's for the class (its
+    per-kind ``thresholds``), else the model's one ``threshold``, else the default."""
     model_rule = model_rule or {}
     severity, action = DEFAULTS.get(fault_class, GENERIC_DEFAULT)
-    threshold = policy.thresholds.get(fault_class, model_rule.get("threshold", DEFAULT_THRESHOLD))
+    threshold = policy.thresholds.get(fault_class)
+    if threshold is None:
+        threshold = (model_rule.get("thresholds") or {}).get(fault_class)
+    if threshold is None:
+        threshold = model_rule.get("threshold", DEFAULT_THRESHOLD)
     consecutive = policy.consecutive or model_rule.get("consecutive") or DEFAULT_CONSECUTIVE
     return ClassRule(
         threshold=float(threshold),
@@ -246,5 +253,9 @@ def send_to_workshop(equipment: Equipment, way_id: int, *, reason: str) -> Any:
     state.assignment = body
     state.save(update_fields=["assignment"])
     return services.issue_command(
-        equipment, "HaulTruckAssignmentRequestV2", body, reason=reason, supersede_key="assignment"
+        equipment,
+        "HaulTruckAssignmentRequestV2",
+        body,
+        reason=reason,
+        supersede_key=services.ASSIGNMENT_KEY,
     )

@@ -171,6 +171,7 @@ class Command(models.Model):
             still = list(
                 Command.objects.select_for_update()
                 .filter(pk__in=list(pks), status__in=list(when))
+                .order_by("serial")  # the one lock order (services.lock_open_commands)
                 .values_list("pk", flat=True)
             )
             if not still:
@@ -511,6 +512,11 @@ class Alert(models.Model):
         ASSIGNED = "assigned", "Assigned"
         RESOLVED = "resolved", "Resolved"
 
+    class Verdict(models.TextChoices):
+        NONE = "", "No verdict"
+        CONFIRMED = "confirmed", "Confirmed fault"
+        FALSE_ALARM = "false_alarm", "False alarm"
+
     site = models.ForeignKey("mine.Site", on_delete=models.PROTECT, related_name="alerts")
     equipment = models.ForeignKey(
         "vehicles.Equipment", on_delete=models.PROTECT, related_name="alerts"
@@ -547,6 +553,12 @@ class Alert(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
+    # The operator's answer to "was it real?": for a fault alert, a label the site's own fault
+    # head learns from (fleet.learning.onsite). Given when acknowledging or resolving.
+    verdict = models.CharField(
+        max_length=12, choices=Verdict.choices, default="", blank=True, editable=False
+    )
+    verdict_at = models.DateTimeField(null=True, blank=True, editable=False)
     command_ids = ArrayField(
         models.UUIDField(),
         default=list,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -77,6 +77,25 @@ def _notify_on_commit() -> None:
     transaction.on_commit(notify)
 
 
+# The supersede key of a truck's assignment: a new one (dispatch, a re-sync, send to the
+# workshop) replaces the open one.
+ASSIGNMENT_KEY = "assignment"
+
+
+def lock_open_commands(equipment_ids: Sequence[uuid.UUID], supersede_key: str) -> list[Command]:
+    """The open commands of these machines under ``supersede_key``, locked in serial order.
+    Every process that locks several commands takes them in that one order (answers, status
+    changes, re-plans): a re-plan that superseded truck B's command, then A's, against an
+    ingest recording A's answer, then B's, deadlocked (CI, 2026-12-06). A caller about to
+    issue commands to many machines locks them all here first."""
+    return list(
+        Command.objects.select_for_update(of=("self",))
+        .filter(equipment_id__in=list(equipment_ids), supersede_key=supersede_key)
+        .filter(status__in=Command.OPEN)
+        .order_by("serial")
+    )
+
+
 @transaction.atomic
 def issue_command(
     equipment: Equipment,
@@ -98,9 +117,7 @@ def issue_command(
     command_id = command_id or uuid.uuid4()
     wire.encode(message_name, body, equipment_id=equipment.id, command_id=command_id)
     if supersede_key:
-        for old in Command.objects.select_for_update().filter(
-            equipment=equipment, supersede_key=supersede_key, status__in=Command.OPEN
-        ):
+        for old in lock_open_commands([equipment.pk], supersede_key):
             old.change_status(Status.SUPERSEDED, actor="outbox", detail=f"replaced: {reason}")
     now = timezone.now()
     command = Command.objects.create(
@@ -282,28 +299,27 @@ def expire_commands() -> int:
     return len(expired)
 
 
-def due_commands(limit: int = 500) -> list[Command]:
-    """Open commands whose next attempt is due, locked for this delivery process."""
-    return list(
-        Command.objects.select_for_update(skip_locked=True)
-        .filter(
-            status__in=Command.OPEN,
-            next_attempt_at__lte=timezone.now(),
-            expires_at__gt=timezone.now(),
-        )
-        .select_related("equipment__site")
-        .order_by("next_attempt_at")[:limit]
+def due_commands(limit: int = 500, sites: Sequence[str] | None = None) -> list[Command]:
+    """Open commands whose next attempt is due, locked for this delivery process; only those
+    of the machines of ``sites`` (slugs) when given: a delivery process connected to one pit's
+    broker takes only that pit's commands (the site-per-broker layout, docs/scaling.md)."""
+    due = Command.objects.select_for_update(skip_locked=True).filter(
+        status__in=Command.OPEN,
+        next_attempt_at__lte=timezone.now(),
+        expires_at__gt=timezone.now(),
     )
+    if sites is not None:
+        due = due.filter(equipment__site__slug__in=sites)
+    return list(due.select_related("equipment__site").order_by("next_attempt_at")[:limit])
 
 
-def due_fleet_messages() -> list[FleetMessage]:
-    """Fleet-topic messages not yet published, locked for this delivery process."""
-    return list(
-        FleetMessage.objects.select_for_update(skip_locked=True)
-        .filter(published_at__isnull=True)
-        .select_related("site")
-        .order_by("created_at", "id")[:50]
-    )
+def due_fleet_messages(sites: Sequence[str] | None = None) -> list[FleetMessage]:
+    """Fleet-topic messages not yet published, locked for this delivery process (of ``sites``
+    only, when given)."""
+    due = FleetMessage.objects.select_for_update(skip_locked=True).filter(published_at__isnull=True)
+    if sites is not None:
+        due = due.filter(site__slug__in=sites)
+    return list(due.select_related("site").order_by("created_at", "id")[:50])
 
 
 def fleet_envelope(message: FleetMessage) -> bytes:
@@ -336,18 +352,16 @@ def mark_fleet_message_published(message: FleetMessage) -> int:
     )
 
 
-def heartbeat_sites() -> list[str]:
+def heartbeat_sites(sites: Sequence[str] | None = None) -> list[str]:
     """Slugs of the sites whose fleet topic carries the FMS heartbeat: those with autonomous
-    machines in service."""
+    machines in service (among ``sites``, when given)."""
+    machines = Equipment.objects.filter(autonomous=True, status=Equipment.Status.ACTIVE)
+    if sites is not None:
+        machines = machines.filter(site__slug__in=sites)
     # order_by() first: Equipment's default ordering would join the DISTINCT and make it one
     # row per machine, i.e. one heartbeat per truck per interval on the same topic (300 a
     # second to each of 300 trucks, seen in bench shift).
-    return sorted(
-        Equipment.objects.filter(autonomous=True, status=Equipment.Status.ACTIVE)
-        .order_by()
-        .values_list("site__slug", flat=True)
-        .distinct()
-    )
+    return sorted(machines.order_by().values_list("site__slug", flat=True).distinct())
 
 
 def heartbeat_envelope() -> bytes:
@@ -461,7 +475,7 @@ def resync_truck(equipment: Equipment, *, reason: str) -> list[Command]:
                 "HaulTruckAssignmentRequestV2",
                 state.assignment,
                 reason=reason,
-                supersede_key="assignment",
+                supersede_key=ASSIGNMENT_KEY,
             )
         )
     return commands

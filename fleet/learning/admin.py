@@ -6,14 +6,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.views.decorators.http import require_POST
 
 from fleet.audit.admin import AuditAdmin, ReadOnlyAdmin
-from fleet.learning import services
-from fleet.learning.models import AliasChange, ModelAlias, ModelVersion, Prediction
+from fleet.learning import services, shadow
+from fleet.learning.models import (
+    AliasChange,
+    ModelAlias,
+    ModelVersion,
+    Prediction,
+    ShadowPrediction,
+)
 
 PROMOTE_PERMISSION = "learning.promote_modelversion"
 
@@ -36,6 +47,61 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
     def has_promote_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PROMOTE_PERMISSION)
+
+    def get_urls(self) -> list[URLPattern]:
+        site = self.admin_site
+        return [
+            path("shadow/", site.admin_view(self.shadow_view), name="learning_shadow"),
+            path(
+                "shadow/<str:name>/promote/",
+                site.admin_view(require_POST(self.promote_challenger_view)),
+                name="learning_shadow_promote",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {"shadow_url": reverse("admin:learning_shadow"), **(extra_context or {})}
+        return super().changelist_view(request, context)
+
+    def shadow_view(self, request: HttpRequest) -> HttpResponse:
+        """Champions and their challengers in shadow: both versions' live figures side by
+        side, and (for supervisors) the challenger's promotion with those figures audited."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        since = _since(request.GET.get("hours"))
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Champions and challengers in shadow",
+            "can_promote": self.has_promote_permission(request),
+            "models": [
+                figure_table(shadow.side_by_side(n, since=since)) for n in shadow.shadowed_names()
+            ],
+            "hours": request.GET.get("hours", ""),
+            "audit_url": reverse("admin:learning_aliaschange_changelist"),
+        }
+        return TemplateResponse(request, "admin/learning/shadow.html", context)
+
+    def promote_challenger_view(self, request: HttpRequest, name: str) -> HttpResponse:
+        if not self.has_promote_permission(request):
+            raise PermissionDenied
+        row = ModelAlias.objects.select_related("version").filter(
+            name=name, alias=ModelAlias.Alias.CHALLENGER
+        )
+        challenger = row.first()
+        if challenger is None:
+            self.message_user(request, f"{name} has no challenger", messages.ERROR)
+        else:
+            figures = shadow.side_by_side(name, since=_since(request.POST.get("hours")))
+            version = challenger.version
+            promote = partial(
+                services.promote, name, version.version, by=request.user, figures=figures
+            )
+            self._call(request, promote, "Promoted")
+        return HttpResponseRedirect(reverse("admin:learning_shadow"))
 
     @admin.display(description="aliases")
     def aliases_display(self, version: ModelVersion) -> str:
@@ -78,7 +144,10 @@ class ModelVersionAdmin(ReadOnlyAdmin):
                 )
                 continue
             v = versions[0]
-            promote = partial(services.promote, v.name, v.version, alias, by=request.user)
+            figures = shadow.side_by_side(v.name) if alias == ModelAlias.Alias.CHAMPION else {}
+            promote = partial(
+                services.promote, v.name, v.version, alias, by=request.user, figures=figures
+            )
             self._call(request, promote, "Promoted")
 
     def _call(self, request: HttpRequest, action: Callable[[], ModelAlias], done: str) -> None:
@@ -142,3 +211,58 @@ class PredictionAdmin(ReadOnlyAdmin):
     @admin.display(description="compute ms", ordering="compute_ms")
     def compute(self, obj: Prediction) -> str:
         return f"{obj.compute_ms:.1f}"
+
+
+@admin.register(ShadowPrediction)
+class ShadowPredictionAdmin(ReadOnlyAdmin):
+    """What challengers said about live windows in shadow: stored, compared, never acted on."""
+
+    list_display = ("window_end", "equipment", "model_name", "model_id", "compute_ms", "replica")
+    list_filter = ("model_name", "model_id")
+    search_fields = ("equipment__name", "model_id")
+    list_select_related = ("equipment",)
+    date_hierarchy = "window_end"
+
+
+def _since(hours: str | None) -> Any:
+    try:
+        return shadow.since_hours(float(hours or 0))
+    except ValueError:
+        return None
+
+
+# The rows of the side-by-side table, in this order; a figure neither version has is left out.
+FIGURE_ROWS = (
+    ("windows", "windows answered"),
+    ("trucks", "trucks"),
+    ("positive_rate", "share of windows over threshold"),
+    ("alarms", "alarms (its decision rule)"),
+    ("alarms_per_truck_hour", "alarms per truck-hour"),
+    ("labelled_faults", "labelled faults (workshop, verdicts)"),
+    ("precision", "precision against labels"),
+    ("recall", "recall against labels"),
+    ("f1", "event F1 against labels"),
+    ("mae_s", "P50 error against haul cycles (s)"),
+    ("coverage", "P10-P90 coverage"),
+    ("mae_t", "error against the payload meter (t)"),
+    ("ade_m", "ADE against reported positions (m)"),
+    ("labelled", "windows with a label"),
+    ("compute_ms_p50", "compute ms p50"),
+    ("compute_ms_p95", "compute ms p95"),
+    ("queue_ms_p50", "queue ms p50"),
+    ("age_s_p50", "window end to answer, s p50"),
+    ("age_s_p95", "window end to answer, s p95"),
+)
+
+
+def figure_table(figures: dict[str, Any]) -> dict[str, Any]:
+    """``shadow.side_by_side`` as rows of (label, champion's, challenger's) for the admin."""
+    champion = figures.get("champion") or {}
+    challenger = figures.get("challenger") or {}
+    rows = [
+        (label, champion.get(key), challenger.get(key))
+        for key, label in FIGURE_ROWS
+        if key in champion or key in challenger
+    ]
+    agreement = [(k, v) for k, v in (challenger.get("agreement") or {}).items()]
+    return {**figures, "rows": rows, "agreement": agreement}

@@ -3,7 +3,7 @@
 One ``inference.placement.Deployment`` per head with a champion ("fault", "eta", "trajectory",
 "payload": every registered version of kind "head", so a new head is served without code here),
 named after the head (the pool's queue is ``inference.<name>``), pointing at the champion's
-checkpoint directory. ``deploy_champions`` writes them into the pool's store; the registry calls
+checkpoint in the artifact store (``checkpoints/<sha256>``; each worker fetches and verifies it). ``deploy_champions`` writes them into the pool's store; the registry calls
 it again after every champion promotion or roll-back (``services._move``), so the pool follows
 the alias without anyone restarting a worker.
 
@@ -15,6 +15,7 @@ payload answers are read by people and planners at a 10 s cadence, so they are b
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from django.conf import settings
 
 from fleet.learning.models import ModelAlias, ModelVersion
 from fleet.learning.services import read_manifest
+from fleet.learning.shadow_names import is_shadow, shadow_deployment
 from inference.placement import Deployment
 from inference.pool import PoolStore
 
@@ -73,7 +75,8 @@ def deployment_for(version: ModelVersion) -> Deployment:
     batching = {"max_batch_size": MAX_BATCH_SIZE, "bytes_per_row": per_row, **terms["batching"]}
     return Deployment(
         name=version.name,
-        checkpoint=str(directory),
+        # The store's reference, never this host's copy: the workers fetch it by hash.
+        checkpoint=version.path,
         model=version.name,
         model_id=str(manifest.get("id") or version),
         memory_bytes=memory_bytes(directory, manifest, per_row),
@@ -117,21 +120,60 @@ def memory_bytes(directory: Path, manifest: dict[str, Any], per_row: int) -> int
     )
 
 
+def challenger_deployments() -> list[Deployment]:
+    """One shadow deployment per head whose challenger is not its champion, named
+    ``<head>.shadow`` (``shadow_names``). Always best-effort with one replica at most: a
+    challenger's answers are compared, never acted on, so it must not take capacity from what
+    is (the trajectory champion's critical slice above all)."""
+    champions = dict(
+        ModelAlias.objects.filter(alias=ModelAlias.Alias.CHAMPION).values_list("name", "version")
+    )
+    rows = ModelAlias.objects.select_related("version").filter(
+        alias=ModelAlias.Alias.CHALLENGER, version__kind=ModelVersion.Kind.HEAD
+    )
+    out = []
+    for row in rows.order_by("name"):
+        if champions.get(row.name) == row.version_id:
+            continue
+        served = deployment_for(row.version)
+        terms = product_terms("shadow")  # best-effort terms, whatever the head
+        out.append(
+            dataclasses.replace(
+                served,
+                name=shadow_deployment(row.name),
+                priority=terms["priority"],
+                slo_ms=terms["slo_ms"],
+                max_replicas=1,
+                batching={**served.batching, **terms["batching"]},
+            )
+        )
+    return out
+
+
 def deploy_champions(store: PoolStore | None = None) -> list[Deployment]:
-    """Put every champion head into the pool; a deployment already there and unchanged is left
-    alone (no new plan for nothing), one whose champion moved is replaced."""
+    """Put every champion head into the pool, and every challenger beside it in shadow; a
+    deployment already there and unchanged is left alone (no new plan for nothing), one whose
+    version moved is replaced, a shadow whose challenger is gone (or became champion) is
+    removed."""
     store = store or PoolStore()
     deployed = champion_deployments()
-    for deployment in deployed:
+    shadows = challenger_deployments()
+    for deployment in [*deployed, *shadows]:
         if store.deployment(deployment.name) != deployment:
             store.put_deployment(deployment)
             log.info("deployed %s (%s)", deployment.name, deployment.model_id)
-    return deployed
+    wanted = {d.name for d in shadows}
+    for deployment in store.deployments():
+        if is_shadow(deployment.name) and deployment.name not in wanted:
+            store.remove_deployment(deployment.name)
+            log.info("removed %s (no challenger in shadow)", deployment.name)
+    return [*deployed, *shadows]
 
 
 def champion_moved(name: str) -> None:
-    """After a champion alias of ``name`` moved (committed): serve the new champion. Never
-    raises: the alias is already moved, and the next ``deploy_models`` repairs a missed one."""
+    """After a champion or challenger alias of ``name`` moved (committed): serve the new
+    champion, shadow the new challenger. Never raises: the alias is already moved, and the
+    next ``deploy_models`` repairs a missed one."""
     if not ModelVersion.objects.filter(name=name, kind=ModelVersion.Kind.HEAD).exists():
         return
     try:

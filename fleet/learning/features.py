@@ -220,14 +220,16 @@ HISTORY_S = NOW_S + max(LAGS_S)
 
 
 def context_names(lags_s: tuple[int, ...] = LAGS_S) -> tuple[str, ...]:
-    """The fault head's context features, in ``series_context`` order."""
+    """The fault head's context features, in ``series_context`` order: the history features
+    (55 with the default lags: the features-only reference of ``backbone_gain`` is frozen at
+    them, so later features are appended after them, never inserted), then brake fade's."""
     names: list[str] = []
     for lag in lags_s:
         names += [f"{c}_drift_{lag}s" for c in SENSED_CHANNELS]
         names += [f"{c}_vs_tyres_{lag}s" for c in TYRE_PRESSURES]
         names.append(f"elevation_m_change_{lag}s")
     names.append(f"speed_kmh_mean_{max(lags_s)}s")
-    return tuple(names)
+    return (*names, *FADE_FEATURES)
 
 
 def _means(series: np.ndarray, truck: np.ndarray, end: np.ndarray, span: int) -> np.ndarray:
@@ -255,6 +257,7 @@ def series_context(
     sensed = [RAW_CHANNELS.index(c) for c in SENSED_CHANNELS]
     tyres = [SENSED_CHANNELS.index(c) for c in TYRE_PRESSURES]
     elevation, speed = RAW_CHANNELS.index("elevation_m"), RAW_CHANNELS.index("speed_kmh")
+    speed_series, elevation_series = series[:, speed], series[:, elevation]
     series = series[:, [*sensed, elevation, speed]]
     now = _means(series, truck, end, now_rows)
     columns: list[np.ndarray] = []
@@ -266,7 +269,76 @@ def series_context(
         columns.append(drift[:, len(sensed) : len(sensed) + 1])
     longest = max(round(max(lags_s) * hz), 1)
     columns.append(_means(series[:, -1:], truck, end, longest))
+    columns.append(descent_overspeed(speed_series, elevation_series, truck, end, hz))
     return np.concatenate(columns, axis=1).astype(np.float32)
+
+
+# --- brake fade: the deceleration achieved against the grade ----------------------------------------
+#
+# A faded truck loses that share of every braking force (the simulator's fault physics; its
+# retarder too). Its controller closes the gap to the target speed each tick, so on a descent
+# held at a posted limit the truck settles above the limit by the braking it lacks:
+# f x g x |grade + rolling resistance| / (1 - f) per second of control, about +0.3 km/h at
+# 13 % fade on an 8.5 % ramp. Brake oil stays far from its alarm (brakes work only on empty
+# descents here), so this excess speed is what shows a fade. Measured on the validation site
+# D at 1 Hz (docs/models.md, "Validation experiments"): the truck's mean excess over its last
+# 15 minutes of steady descents separates fade windows from normal ones with AUC 0.945 (0.91
+# of them at a 5 % false-positive rate).
+#
+# The limit a truck holds is read off its own speed: the posted limits of a map are multiples
+# of 5 km/h, on ways in km/h and in policy zones in m/s to 0.1 (30 km/h posts as 8.3 m/s,
+# 29.88 km/h); the limit taken is the largest of those at or below the speed. A speed more than
+# 1 km/h above it is not holding a limit (accelerating, or another constraint) and is left out.
+
+FADE_SPAN_S = 900  # the history the excess is averaged over
+FADE_GRADE = -0.03  # a descent: elevation falling faster than 3 m per 100 m
+FADE_GRADE_SPAN_S = 10  # the grade is the elevation change over the distance of the last 10 s
+FADE_FEATURES = ("descent_overspeed_kmh_900s", "descent_share_900s")
+_LIMITS_KMH = np.arange(15.0, 65.0, 5.0)
+POSTED_LIMITS_KMH = np.unique(np.concatenate([_LIMITS_KMH, np.round(_LIMITS_KMH / 3.6, 1) * 3.6]))
+
+
+def descent_overspeed(
+    speed_kmh: np.ndarray, elevation_m: np.ndarray, truck: np.ndarray, end: np.ndarray, hz: float
+) -> np.ndarray:
+    """[n, 2] (``FADE_FEATURES``) from ``[K, T]`` speed and elevation series: the mean excess
+    speed (km/h) over the posted limit held on steady descents in the last ``FADE_SPAN_S``,
+    and the share of that span spent so (0 and 0 without any)."""
+    excess, holding = _descent_excess(speed_kmh.astype(np.float64), elevation_m, hz)
+    span = max(round(FADE_SPAN_S * hz), 1)
+    both = np.stack([np.where(holding, excess, 0.0), holding.astype(np.float64)], axis=1)
+    means = _means(both, truck, end, span)
+    share = means[:, 1]
+    overspeed = np.where(share > 0, means[:, 0] / np.maximum(share, 1e-9), 0.0)
+    return np.stack([overspeed, share], axis=1)
+
+
+def _descent_excess(
+    speed_kmh: np.ndarray, elevation_m: np.ndarray, hz: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample of ``[K, T]`` series: the speed over the posted limit below it (km/h), and
+    whether the truck is holding a limit on a descent then."""
+    back = max(round(FADE_GRADE_SPAN_S * hz), 1)
+    rise = np.zeros_like(speed_kmh)
+    run = np.zeros_like(speed_kmh)
+    rise[:, back:] = elevation_m[:, back:] - elevation_m[:, :-back]
+    # Summed sample by sample, not as a difference of a cumulative sum: a live series and a
+    # run that start at different times then give the same figures bit for bit.
+    for k in range(back):
+        run[:, back:] += speed_kmh[:, k + 1 : speed_kmh.shape[1] - back + k + 1]
+    run /= 3.6 * hz
+    # Under 30 m travelled the GPS's vertical noise (~1 m) swamps the grade.
+    descending = (run > 30.0) & (rise < FADE_GRADE * np.maximum(run, 1e-9))
+    far, near = max(round(4 * hz), 1), max(round(2 * hz), 1)
+    steady = np.zeros_like(descending)
+    steady[:, far:] = (np.abs(speed_kmh[:, far:] - speed_kmh[:, :-far]) < 0.5) & (
+        np.abs(speed_kmh[:, far:] - speed_kmh[:, far - near : -near]) < 0.3
+    )
+    below = np.searchsorted(POSTED_LIMITS_KMH, speed_kmh + 0.05, side="right") - 1
+    limit = POSTED_LIMITS_KMH[np.maximum(below, 0)]
+    excess = speed_kmh - limit
+    holding = descending & steady & (below >= 0) & (excess < 1.0)
+    return excess, holding
 
 
 # --- the trajectory head's motion features --------------------------------------------------------------
@@ -286,6 +358,77 @@ def trajectory_features(windows: np.ndarray) -> np.ndarray:
     yaw_rate = -np.radians(turn) / YAW_SPAN_S
     accel = (speed[:, -1] - speed[:, -1 - ACCEL_SPAN_S]) / ACCEL_SPAN_S
     return np.stack([speed[:, -1], yaw_rate, accel, speed[:, -2]], axis=1).astype(np.float32)
+
+
+# --- the trajectory head's road ahead -----------------------------------------------------------
+
+# The planned route ahead of the truck, in the distance domain: where the road goes, not how
+# fast the truck will be on it. Chosen on site D (docs/models.md, "Validation, 2026-12-07"):
+# with it the trajectory head's ADE fell from 0.90 to 0.78 of constant velocity's.
+AHEAD_M = (5.0, 10.0, 20.0, 30.0, 45.0, 60.0)  # points along the route, m from the truck
+RISE_M = (30.0, 60.0)  # the road's rise over these distances
+STOP_CAP_M = 200.0  # the distance to the next stop is only told up to this
+AHEAD_FEATURES = (
+    *(f"ahead_{int(d)}m_{axis}_m" for d in AHEAD_M for axis in ("fwd", "left")),
+    *(f"rise_{int(d)}m_m" for d in RISE_M),
+    "stop_in_m",
+    "route_known",
+)
+# Where the route is at the distance the truck's present speed covers by each horizon: the
+# constant-velocity guess moved onto the road (a small MLP does not interpolate between the
+# route's points well by itself).
+ON_ROUTE_FEATURES = tuple(f"on_route_{h}s_{axis}_m" for h in HORIZONS_S for axis in ("fwd", "left"))
+TRAJECTORY_INPUTS = (*TRAJECTORY_FEATURES, *AHEAD_FEATURES, *ON_ROUTE_FEATURES)
+
+
+def route_ahead(path: np.ndarray, heading_deg: float) -> np.ndarray:
+    """[len(AHEAD_FEATURES)] float32 from the route ahead of a truck, ``path`` [M, 3] (x east,
+    y north, elevation; local metres) from where the truck is to its next stop (or at least
+    ``STOP_CAP_M`` of it), in the frame of its reported ``heading_deg`` (compass): each point
+    ``AHEAD_M`` along the route as (forward, left) of the first, the rise over ``RISE_M``, the
+    distance to the stop (capped), and 1 for a known route. A route shorter than a distance ends
+    at the stop: its points stay there. Training passes the truck's true path to its next stop,
+    live serving the route the FMS planned (``routes.route_samples``)."""
+    path = np.asarray(path, dtype=np.float64)
+    if path.ndim != 2 or path.shape[0] == 0 or path.shape[1] != 3:
+        return no_route_ahead()
+    step = np.hypot(np.diff(path[:, 0]), np.diff(path[:, 1]))
+    keep = np.concatenate([[True], step > 1e-6])  # a standing truck repeats its position
+    path, along = path[keep], np.concatenate([[0.0], np.cumsum(step[step > 1e-6])])
+    at = np.asarray(AHEAD_M)
+    dx = np.interp(at, along, path[:, 0]) - path[0, 0]
+    dy = np.interp(at, along, path[:, 1]) - path[0, 1]
+    h = math.radians(float(heading_deg))
+    forward = dx * math.sin(h) + dy * math.cos(h)
+    left = -dx * math.cos(h) + dy * math.sin(h)
+    rise = np.interp(np.asarray(RISE_M), along, path[:, 2]) - path[0, 2]
+    stop = min(float(along[-1]), STOP_CAP_M)
+    points = np.stack([forward, left], axis=1).ravel()
+    return np.concatenate([points, rise, [stop, 1.0]]).astype(np.float32)
+
+
+def trajectory_inputs(motion: np.ndarray, ahead: np.ndarray) -> np.ndarray:
+    """[N, len(TRAJECTORY_INPUTS)]: the trajectory head's features from its motion features
+    ([N, 4], ``trajectory_features``) and the road ahead ([N, 16], ``route_ahead``): both, then
+    the route's point (forward, left) at speed x horizon along it, read off the road ahead's
+    points (linear between them, held at the last); zeros where no route is known."""
+    motion = np.asarray(motion, dtype=np.float32).reshape(-1, len(TRAJECTORY_FEATURES))
+    ahead = np.asarray(ahead, dtype=np.float32).reshape(-1, len(AHEAD_FEATURES))
+    points = ahead[:, : 2 * len(AHEAD_M)].reshape(-1, len(AHEAD_M), 2)
+    along = np.concatenate([[0.0], AHEAD_M])
+    reach = np.maximum(motion[:, :1], 0.0) * np.asarray(HORIZONS_S, dtype=np.float32)  # [N, H]
+    on_route = np.zeros((len(motion), len(HORIZONS_S), 2), dtype=np.float32)
+    for i in np.flatnonzero(ahead[:, -1] > 0.5):
+        for axis in (0, 1):
+            on_route[i, :, axis] = np.interp(
+                reach[i], along, np.concatenate([[0.0], points[i, :, axis]])
+            )
+    return np.concatenate([motion, ahead, on_route.reshape(len(motion), -1)], axis=1)
+
+
+def no_route_ahead() -> np.ndarray:
+    """The road-ahead features of a truck with no known route (at a stop, parked, no plan)."""
+    return np.zeros(len(AHEAD_FEATURES), dtype=np.float32)
 
 
 # --- the ETA head's route and per-segment table ----------------------------------------------------------

@@ -1,7 +1,8 @@
 """The model registry (ORM models; "network" in prose means the PyTorch kind).
 
-A ``ModelVersion`` is one checkpoint directory written by ``models.checkpoint`` (safetensors
-weights plus a manifest), registered once its weights match the manifest's sha256. Versions are
+A ``ModelVersion`` is one checkpoint written by ``models.checkpoint`` (safetensors weights plus a
+manifest), registered once its weights match the manifest's sha256 and published into the
+artifact store (``models.artifacts``): ``path`` is its reference there, relative to the root. Versions are
 immutable. ``ModelAlias`` points a name's "champion" (what workers serve) or "challenger" (what
 is compared against it) at one version; every change of an alias is an ``AliasChange`` row:
 who, when, from which version to which. Changes go through ``fleet.learning.services``.
@@ -39,7 +40,10 @@ class ModelVersion(models.Model):
         on_delete=models.PROTECT,  # lineage is evidence: a parent outlives its children
         related_name="children",
     )
-    path = models.CharField(max_length=500, help_text="The checkpoint directory.")
+    path = models.CharField(
+        max_length=500,
+        help_text="The checkpoint in the artifact store, relative to its root: checkpoints/<sha256>.",
+    )
     sha256 = models.CharField(max_length=64, help_text="Of the weights file, as verified.")
     config = models.JSONField()
     metrics = models.JSONField(default=dict, blank=True)
@@ -110,6 +114,9 @@ class AliasChange(AuditRecord):
     at = models.DateTimeField(default=timezone.now)
     # A promotion undone by a roll-back; the next roll-back looks past it.
     rolled_back = models.BooleanField(default=False)
+    # The live figures of the version promoted and of the one it replaced, side by side, as
+    # the person promoting saw them (fleet.learning.shadow.side_by_side): what was decided on.
+    figures = models.JSONField(default=dict, blank=True)
 
     class Meta(AuditRecord.Meta):
         ordering = ["-at", "-pk"]
@@ -156,7 +163,40 @@ class Prediction(models.Model):
             ),
             # The retention purge (tasks.purge_predictions) takes the oldest rows by this.
             models.Index(fields=["window_end"], name="learning_pred_window_end"),
+            # A version's live figures (fleet.learning.shadow) read its rows of a period.
+            models.Index(fields=["model_id", "window_end"], name="learning_pred_version"),
         ]
 
     def __str__(self) -> str:
         return f"{self.model_name} for {self.equipment_id} at {self.window_end:%H:%M:%S}"
+
+
+class ShadowPrediction(models.Model):
+    """What a challenger said about a live window the champion answered too: stored like a
+    ``Prediction`` but in a table of its own, so nothing that acts on predictions (control's
+    health rules, dispatch's ETAs, collision risk, the truck's live panel) can ever read one.
+    Compared with the champion's row of the same truck, head and window end
+    (``fleet.learning.shadow``)."""
+
+    equipment = models.ForeignKey(
+        "vehicles.Equipment", on_delete=models.PROTECT, related_name="shadow_predictions"
+    )
+    model_name = models.CharField(max_length=100)
+    model_id = models.CharField(max_length=120, help_text='The challenger: "fault@4".')
+    created_at = models.DateTimeField(default=timezone.now)
+    window_end = models.DateTimeField()
+    outputs = models.JSONField()
+    queue_ms = models.FloatField(null=True)
+    compute_ms = models.FloatField(null=True)
+    batch_rows = models.PositiveIntegerField(null=True)
+    replica = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-window_end", "-pk"]
+        indexes = [
+            models.Index(fields=["model_id", "window_end"], name="learning_shadow_version"),
+            models.Index(fields=["window_end"], name="learning_shadow_window_end"),
+        ]
+
+    def __str__(self) -> str:
+        return f"shadow {self.model_id} for {self.equipment_id} at {self.window_end:%H:%M:%S}"

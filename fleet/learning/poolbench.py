@@ -17,9 +17,9 @@ import numpy as np
 from django.conf import settings
 
 from fleet.learning.deployments import champion_deployments
+from fleet.learning.services import read_manifest
 from inference.bench import run_batching, run_pool
 from inference.placement import Deployment
-from models.manifest import read_manifest
 
 Log = Callable[[str], None]
 
@@ -33,7 +33,7 @@ def champions() -> dict[str, Deployment]:
 
 def random_inputs(deployment: Deployment, rows: int = 256, seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs of the head's declared shapes (``[None, 25, 64]`` -> ``[rows, 25, 64]``)."""
-    manifest = read_manifest(deployment.checkpoint)
+    _, manifest = read_manifest(deployment.checkpoint)  # a store reference: fetched here
     rng = np.random.default_rng(seed)
     return {
         name: rng.normal(size=(rows, *shape[1:])).astype(np.float32)
@@ -51,6 +51,7 @@ def run_batching_bench(options: dict[str, Any], log: Log) -> dict[str, Any]:
         clients=options.get("clients") or 2,
         seconds=options.get("seconds") or 10.0,
         share=options.get("share") or 0.5,
+        pack=options.get("pack") or 0,
         log=log,
     )
 
@@ -63,13 +64,16 @@ def run_pool_bench(options: dict[str, Any], log: Log) -> dict[str, Any]:
     deployments = [replace(d, compute_share=share) for d in heads.values()]
     log_dir = Path(settings.VAR_DIR) / "bench" / "pool"
     log_dir.mkdir(parents=True, exist_ok=True)
+    rates = options.get("burst_rates")
     figures = run_pool(
         deployments,
         {name: random_inputs(d) for name, d in heads.items()},
         redis_url=settings.REDIS_URL,
         slices=slices,
+        pack=options.get("pack") or 0,
         log_dir=log_dir,
         log=log,
+        **({"burst_rates": [float(r) for r in rates.split(",")]} if rates else {}),
     )
     if options.get("plots_dir"):
         from fleet.learning.pipeline.plots import pool_steps

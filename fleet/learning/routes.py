@@ -1,4 +1,5 @@
-"""Live ETA inputs: the planned route to a truck's next stop and the site's per-segment table.
+"""Live route inputs: the planned route to a truck's next stop, the site's per-segment table
+(the ETA head) and the road ahead (the trajectory head).
 
 The ETA head's features (``features.eta_features``) are the route features of
 ``features.ROUTE_FEATURES`` and the site's own per-segment history (``SegmentMeanETA``, keyed
@@ -15,12 +16,17 @@ stored telemetry (docs/models.md, "Live predictions"):
    with the shorter route onward; route = the rest of that edge + ``World.shortest_path`` to the
    stop's node. distance_left_m is its length; rise, climb and descent come from the road's
    elevation sampled along it every ``SAMPLE_M``; payload_t is the last HaulTruckPayloadV1;
-   to_dump is 1 for a dump.
+   to_dump is 1 for a dump. The road ahead (``features.route_ahead``, the trajectory head's)
+   reads the route's first ``features.STOP_CAP_M`` sampled every ``SAMPLE_M``, in the frame of
+   the last fix's heading: where training reads the path the truck drove to its next stop.
 3. **Per-segment table**: ``SegmentMeanETA.fit`` on the site's last ``HISTORY_S`` of production
    states, resampled to 1 Hz, with ``features.next_stops`` (the training labels' own
    function), a sample every ``SAMPLE_S`` (the training stride), each stop told apart by
    ``features.nearest_destination`` of the position where the truck arrived. Cached per site
    for ``TABLE_TTL_S``.
+
+The history's reads are ``fleet.telemetry.queries`` (``production_of``,
+``site_production_states``, ``fixes_near``): the SQL on telemetry tables lives there.
 
 Keys are ``features.segment_keys`` with site index 0: a live table only ever meets its own
 site's keys.
@@ -37,19 +43,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from django.db import connection
 
 from fleet.learning.features import (
     MOVING_STATES,
     STATES,
+    STOP_CAP_M,
     STRIDE_S,
     SegmentMeanETA,
     eta_features,
     nearest_destination,
     next_stops,
+    no_route_ahead,
+    route_ahead,
     segment_keys,
 )
-from fleet.simulator.world import World, world_for_site
+from fleet.mine.roads import World, world_for_site
+from fleet.telemetry import queries
 
 PRODUCTION_STATE = "HaulTruckProductionStateV2"
 PAYLOAD = "HaulTruckPayloadV1"
@@ -65,19 +74,31 @@ _MOVING = frozenset(STATES[code] for code in MOVING_STATES)
 
 @dataclass(frozen=True)
 class Route:
-    """One truck's ETA inputs but the table: ``route`` as features.ROUTE_FEATURES, the table's
-    keys, and which destination (loading units, then dumps) the stop is."""
+    """One truck's planned route: ``route`` as features.ROUTE_FEATURES (None without a payload
+    reading), the per-segment table's keys, which destination (loading units, then dumps) the
+    stop is, and the road ahead (features.AHEAD_FEATURES)."""
 
-    route: np.ndarray  # [6] float64
+    route: np.ndarray | None  # [6] float64
     segment: int
     stop: int
     dest: int
+    ahead: np.ndarray  # [len(AHEAD_FEATURES)] float32
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What the planned route gives a truck's heads: the ETA head's features, or why not
+    (``outcome``), and the trajectory head's road ahead (no route: ``no_route_ahead``)."""
+
+    outcome: str
+    eta: np.ndarray | None  # [len(ETA_FEATURES)] float32
+    ahead: np.ndarray  # [len(AHEAD_FEATURES)] float32
 
 
 # --- the road graph, per road-network revision -------------------------------------------------
 
 _lock = threading.Lock()
-_worlds: dict[uuid.UUID, tuple[Any, World]] = {}
+_worlds: dict[uuid.UUID, tuple[Any, World | None]] = {}
 _tables: dict[uuid.UUID, tuple[float, Any, SegmentMeanETA]] = {}
 
 
@@ -103,7 +124,10 @@ def site_world(site_id: uuid.UUID) -> World | None:
         cached = _worlds.get(site_id)
     if cached is not None and cached[0] == key:
         return cached[1]
-    world = world_for_site(Site.objects.get(pk=site_id))
+    try:
+        world: World | None = world_for_site(Site.objects.get(pk=site_id))
+    except ValueError:  # no road graph to plan on (no loading unit or dump): kept as none
+        world = None
     with _lock:
         _worlds[site_id] = (key, world)
     return world
@@ -156,15 +180,28 @@ def plan(world: World, way_id: int, x: float, y: float, node: int) -> list[tuple
     return best
 
 
-def route_features(world: World, pieces: list[tuple[int, float]]) -> np.ndarray:
-    """[5]: distance left, rise, climb, descent (m) along a planned route."""
+def route_samples(
+    world: World, pieces: list[tuple[int, float]], limit_m: float = np.inf
+) -> np.ndarray:
+    """[M, 3] (x, y, elevation) along a planned route every ``SAMPLE_M`` from its start, its
+    first ``limit_m`` only (the whole route by default; each edge's end is a sample)."""
     edges, s = [], []
+    left = limit_m
     for edge, start in pieces:
-        end = _edge_len(world, edge)
+        end = min(_edge_len(world, edge), start + left)
         n = max(int(np.ceil((end - start) / SAMPLE_M)), 1)
         edges.append(np.full(n + 1, edge))
         s.append(np.linspace(start, end, n + 1))
+        left -= end - start
+        if left <= 0:
+            break
     xyz, _, _ = world.locate(np.concatenate(edges), np.concatenate(s))
+    return np.asarray(xyz, dtype=np.float64)
+
+
+def route_features(world: World, pieces: list[tuple[int, float]]) -> np.ndarray:
+    """[4]: distance left, rise, climb, descent (m) along a planned route."""
+    xyz = route_samples(world, pieces)
     dz = np.diff(xyz[:, 2])
     distance = sum(_edge_len(world, edge) - start for edge, start in pieces)
     return np.array(
@@ -187,11 +224,12 @@ class TruckState:
 
 
 def truck_route(
-    world: World, truck: TruckState, lon: float, lat: float
+    world: World, truck: TruckState, lon: float, lat: float, heading_deg: float
 ) -> tuple[str, Route | None]:
-    """(outcome, route) of one truck at its last fix (lon, lat): ``planned`` with the route,
-    else ``no_stop`` (not on its way to a stop, or no earlier stop tells which) or
-    ``no_plan`` (no way to plan from, or no road to the stop), ``no_payload``."""
+    """(outcome, route) of one truck at its last fix (lon, lat, heading): ``planned`` with the
+    route, ``no_payload`` with the route but no payload reading for the ETA head, else
+    ``no_stop`` (not on its way to a stop, or no earlier stop tells which) or ``no_plan`` (no
+    way to plan from, or no road to the stop) without one."""
     if truck.state not in _MOVING:
         return "no_stop", None
     loading, dumping = truck.last_loading, truck.last_dumping
@@ -210,48 +248,13 @@ def truck_route(
     pieces = plan(world, truck.way_id, float(x), float(y), dests[dest].node)
     if not pieces:
         return "no_plan", None
-    if truck.payload_t is None:
-        return "no_payload", None
-    route = np.concatenate([route_features(world, pieces), [truck.payload_t, float(to_dump)]])
+    ahead = route_ahead(route_samples(world, pieces, STOP_CAP_M), heading_deg)
     segment, stop = segment_keys(LIVE_SITE, np.array([truck.way_id]), np.array([dest]))
-    return "planned", Route(route, int(segment[0]), int(stop[0]), dest)
-
-
-_STATE_SQL = """
-SELECT DISTINCT ON (equipment_id) equipment_id, body->>'ProductionState', body->>'WayId'
-FROM telemetry_event
-WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(state)s
-    AND sent_at >= %(since)s AND sent_at <= %(until)s
-ORDER BY equipment_id, sent_at DESC, sequence DESC, received_at DESC
-"""
-
-_STOPS_SQL = """
-SELECT s.equipment_id, s.kind, s.sent_at, ST_X(p.location), ST_Y(p.location)
-FROM (
-    SELECT DISTINCT ON (equipment_id, body->>'ProductionState') equipment_id,
-        body->>'ProductionState' AS kind, sent_at
-    FROM telemetry_event
-    WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(state)s
-        AND sent_at >= %(since)s AND sent_at <= %(until)s
-        AND body->>'ProductionState' IN ('Loading', 'Dumping')
-    ORDER BY equipment_id, body->>'ProductionState', sent_at DESC, sequence DESC, received_at DESC
-) s
-LEFT JOIN LATERAL (
-    SELECT location FROM telemetry_position p
-    WHERE p.equipment_id = s.equipment_id
-        AND p.sent_at BETWEEN s.sent_at - %(fix)s AND s.sent_at + %(fix)s
-    ORDER BY abs(extract(epoch FROM p.sent_at - s.sent_at)), p.sent_at
-    LIMIT 1
-) p ON true
-"""
-
-_PAYLOAD_SQL = """
-SELECT DISTINCT ON (equipment_id) equipment_id, body->>'PayloadWeight'
-FROM telemetry_event
-WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(payload)s
-    AND sent_at >= %(since)s AND sent_at <= %(until)s
-ORDER BY equipment_id, sent_at DESC, sequence DESC, received_at DESC
-"""
+    keys = {"segment": int(segment[0]), "stop": int(stop[0]), "dest": dest, "ahead": ahead}
+    if truck.payload_t is None:
+        return "no_payload", Route(None, **keys)
+    route = np.concatenate([route_features(world, pieces), [truck.payload_t, float(to_dump)]])
+    return "planned", Route(route, **keys)
 
 
 def truck_states(trucks: Iterable[uuid.UUID], until: datetime) -> dict[uuid.UUID, TruckState]:
@@ -264,13 +267,7 @@ def truck_states(trucks: Iterable[uuid.UUID], until: datetime) -> dict[uuid.UUID
         "payload": PAYLOAD,
         "fix": timedelta(seconds=STOP_FIX_S),
     }
-    with connection.cursor() as cursor:
-        cursor.execute(_STATE_SQL, params)
-        states = {row[0]: row[1:] for row in cursor.fetchall()}
-        cursor.execute(_STOPS_SQL, params)
-        stops = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
-        cursor.execute(_PAYLOAD_SQL, params)
-        payloads = {row[0]: row[1] for row in cursor.fetchall()}
+    states, stops, payloads = queries.production_of(params)
     out = {}
     for truck in params["trucks"]:
         state, way = states.get(truck, (None, None))
@@ -286,28 +283,6 @@ def truck_states(trucks: Iterable[uuid.UUID], until: datetime) -> dict[uuid.UUID
 
 
 # --- 3. the per-segment table ----------------------------------------------------------------
-
-
-_HISTORY_SQL = """
-SELECT e.equipment_id, floor(extract(epoch FROM e.sent_at))::bigint,
-    e.body->>'ProductionState', e.body->>'WayId'
-FROM telemetry_event e JOIN vehicles_equipment q ON q.id = e.equipment_id
-WHERE q.site_id = %(site)s AND e.message_name = %(state)s
-    AND e.sent_at >= %(since)s AND e.sent_at <= %(until)s
-ORDER BY e.equipment_id, e.sent_at
-"""
-
-_ARRIVALS_SQL = """
-SELECT a.equipment_id, a.second, ST_X(p.location), ST_Y(p.location)
-FROM unnest(%(trucks)s::uuid[], %(seconds)s::bigint[]) AS a(equipment_id, second)
-LEFT JOIN LATERAL (
-    SELECT location FROM telemetry_position p
-    WHERE p.equipment_id = a.equipment_id
-        AND p.sent_at BETWEEN to_timestamp(a.second) - %(fix)s AND to_timestamp(a.second) + %(fix)s
-    ORDER BY abs(extract(epoch FROM p.sent_at) - a.second), p.sent_at
-    LIMIT 1
-) p ON true
-"""
 
 
 def state_series(
@@ -346,9 +321,7 @@ def fit_table(world: World, site_id: uuid.UUID, until: datetime) -> SegmentMeanE
         "until": until,
         "fix": timedelta(seconds=STOP_FIX_S),
     }
-    with connection.cursor() as cursor:
-        cursor.execute(_HISTORY_SQL, params)
-        rows = cursor.fetchall()
+    rows = queries.site_production_states(params)
     by_truck: dict[uuid.UUID, list[tuple[int, str, Any]]] = {}
     for truck, second, name, way in rows:
         by_truck.setdefault(truck, []).append((second, name, way))
@@ -366,9 +339,7 @@ def fit_table(world: World, site_id: uuid.UUID, until: datetime) -> SegmentMeanE
     pairs = sorted({(int(a), int(b)) for a, b in zip(k, arrive, strict=True)})
     params["trucks"] = [trucks[a] for a, _ in pairs]
     params["seconds"] = [start + b for _, b in pairs]
-    with connection.cursor() as cursor:
-        cursor.execute(_ARRIVALS_SQL, params)
-        fixes = {(row[0], int(row[1])): row[2:] for row in cursor.fetchall()}
+    fixes = queries.fixes_near(params)
     dest = np.full(len(k), -1, dtype=np.int64)
     places = {}
     for pair in pairs:
@@ -399,27 +370,29 @@ def site_table(site_id: uuid.UUID, world: World, until: datetime) -> SegmentMean
 # --- all of it for a round's trucks ------------------------------------------------------------
 
 
-def eta_inputs(
-    trucks: Mapping[uuid.UUID, tuple[uuid.UUID, float, float]], until: datetime
-) -> dict[uuid.UUID, tuple[str, np.ndarray | None]]:
-    """Per truck (EquipmentId -> (site id, lon, lat) of its last fix): (outcome, the ETA
-    head's features [9] or None). Outcomes: ``planned``, ``no_stop``, ``no_plan``,
+def route_inputs(
+    trucks: Mapping[uuid.UUID, tuple[uuid.UUID, float, float, float]], until: datetime
+) -> dict[uuid.UUID, Planned]:
+    """Per truck (EquipmentId -> (site id, lon, lat, heading) of its last fix): what its planned
+    route gives the heads (``Planned``). ETA outcomes: ``planned``, ``no_stop``, ``no_plan``,
     ``no_payload``, ``no_history`` (the site's table has nothing yet), ``no_map``."""
 
-    states = truck_states(trucks, until)
-    worlds: dict[uuid.UUID, World | None] = {}
+    worlds = {site: site_world(site) for site in {t[0] for t in trucks.values()}}
+    out = {
+        truck: Planned("no_map", None, no_route_ahead())
+        for truck, (site, *_) in trucks.items()
+        if worlds[site] is None
+    }
+    states = truck_states([truck for truck in trucks if truck not in out], until)
     tables: dict[uuid.UUID, SegmentMeanETA] = {}
-    out: dict[uuid.UUID, tuple[str, np.ndarray | None]] = {}
-    for truck, (site, lon, lat) in trucks.items():
-        if site not in worlds:
-            worlds[site] = site_world(site)
+    for truck, (site, lon, lat, heading) in trucks.items():
         world = worlds[site]
         if world is None:
-            out[truck] = ("no_map", None)
             continue
-        outcome, route = truck_route(world, states[truck], lon, lat)
-        if route is None:
-            out[truck] = (outcome, None)
+        outcome, route = truck_route(world, states[truck], lon, lat, heading)
+        ahead = no_route_ahead() if route is None else route.ahead
+        if route is None or route.route is None:
+            out[truck] = Planned(outcome, None, ahead)
             continue
         if site not in tables:
             tables[site] = site_table(site, world, until)
@@ -430,7 +403,7 @@ def eta_inputs(
         }
         features = eta_features(labels, tables[site])[0]
         if not np.isfinite(features).all():
-            out[truck] = ("no_history", None)
+            out[truck] = Planned("no_history", None, ahead)
             continue
-        out[truck] = ("planned", features)
+        out[truck] = Planned("planned", features, ahead)
     return out

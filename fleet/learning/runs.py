@@ -51,3 +51,17 @@ def champions_exist() -> bool:
     """Whether every network has a champion (``make demo`` trains only when one is missing)."""
     have = set(ModelAlias.objects.filter(alias="champion").values_list("name", flat=True))
     return set(NETWORKS) <= have
+
+
+def stale_champions(inputs: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """The heads whose champion reads other per-window features than ``inputs`` (head ->
+    feature names, as today's feature code makes them): a champion trained before a feature was
+    added would be sent a row it cannot read, so ``make demo`` retrains rather than serve it."""
+    champions = ModelAlias.objects.select_related("version").filter(
+        alias="champion", name__in=list(inputs)
+    )
+    return sorted(
+        row.name
+        for row in champions
+        if tuple(row.version.config.get("head", {}).get("feature_names", ())) != inputs[row.name]
+    )

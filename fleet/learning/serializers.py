@@ -104,6 +104,7 @@ class AliasChangeSerializer(serializers.ModelSerializer):
             "to_version",
             "by",
             "rolled_back",
+            "figures",
         ]
         read_only_fields = fields
 
@@ -112,6 +113,16 @@ class AliasRequestSerializer(serializers.Serializer):
     """Which alias to move; always named, since moving the champion changes what is served."""
 
     alias = serializers.ChoiceField(choices=ModelAlias.Alias.choices)
+
+
+class PromoteRequestSerializer(AliasRequestSerializer):
+    hours = serializers.FloatField(
+        required=False,
+        min_value=0.01,
+        max_value=24,
+        help_text="The live figures shown and audited: over the last hours (default: since the "
+        "challenger took its alias)",
+    )
 
 
 class PredictionSerializer(serializers.Serializer):
@@ -129,3 +140,38 @@ class PredictionSerializer(serializers.Serializer):
     )
     queueMs = serializers.FloatField(allow_null=True)
     computeMs = serializers.FloatField(allow_null=True)
+
+
+class VersionFiguresSerializer(serializers.Serializer):
+    """One version's live figures (``fleet.learning.shadow``); the head's own figures beside
+    these common ones (fault: positive_rate, alarms, alarms_per_truck_hour, labelled_faults,
+    precision, recall, f1; eta: mae_s, coverage; payload: mae_t; trajectory: ade_m; the
+    challenger: agreement with the champion)."""
+
+    version = serializers.CharField(help_text='"fault@4"')
+    version_id = serializers.IntegerField()
+    windows = serializers.IntegerField()
+    trucks = serializers.IntegerField()
+    compute_ms_p50 = serializers.FloatField(required=False, allow_null=True)
+    compute_ms_p95 = serializers.FloatField(required=False, allow_null=True)
+    queue_ms_p50 = serializers.FloatField(required=False, allow_null=True)
+    age_s_p50 = serializers.FloatField(required=False, allow_null=True)
+    age_s_p95 = serializers.FloatField(required=False, allow_null=True)
+    agreement = serializers.DictField(required=False)
+
+
+class SideBySideSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    champion = VersionFiguresSerializer(allow_null=True)
+    challenger = VersionFiguresSerializer(allow_null=True)
+
+
+class PromotionSerializer(ModelAliasSerializer):
+    """The alias as moved, and the live figures the decision was made on (also audited)."""
+
+    figures = SideBySideSerializer(read_only=True)
+
+    class Meta(ModelAliasSerializer.Meta):
+        fields = [*ModelAliasSerializer.Meta.fields, "figures"]

@@ -2,6 +2,11 @@
 an alias back. Each runs in one transaction; a checkpoint whose weights do not hash to the
 manifest's sha256 is refused before anything is written, and checked again before it is
 promoted, so a file corrupted on disk never becomes what workers load.
+
+Registering publishes the checkpoint (and its backbone) into the artifact store
+(``models.artifacts``, ``settings.ARTIFACT_ROOT``) and records its reference there
+(``checkpoints/<sha256>``, relative to the root): every host that reaches the store, and every
+checkout on the same database, finds the same files. A promotion re-checks the store's copy.
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.utils import timezone
 
 from fleet.learning.models import AliasChange, ModelAlias, ModelVersion
+from models import artifacts
 from models import manifest as checkpoint_manifest
 
 DEFAULT_WEIGHTS = checkpoint_manifest.WEIGHTS
@@ -35,11 +42,31 @@ class RegistryConflict(RegistryError):
     roll back, or nothing earlier to roll back to (the API answers 409, not 400)."""
 
 
+def artifact_store() -> artifacts.ArtifactStore:
+    """The store registered versions live in (``settings.ARTIFACT_ROOT``)."""
+    return artifacts.open_store(str(settings.ARTIFACT_ROOT), settings.ARTIFACT_ENDPOINT_URL)
+
+
+def local_checkpoint(path: Path | str) -> Path:
+    """A local directory for a registry path: a store reference is fetched by hash into this
+    host's cache (``settings.ARTIFACT_CACHE``) and verified; a local path stays as it is."""
+    try:
+        return artifacts.resolve_checkpoint(
+            path,
+            root=str(settings.ARTIFACT_ROOT),
+            cache=settings.ARTIFACT_CACHE,
+            endpoint_url=settings.ARTIFACT_ENDPOINT_URL,
+        )
+    except checkpoint_manifest.CheckpointError as exc:
+        raise RegistryError(str(exc)) from exc
+
+
 def read_manifest(manifest_path: Path | str) -> tuple[Path, dict[str, Any]]:
-    """(checkpoint directory, manifest) from a manifest file or its directory: read by
-    ``models.manifest``, checked for what the registry needs (test and imported checkpoints
-    may lack the fields only loading a network needs)."""
-    path = checkpoint_manifest.manifest_path(manifest_path)
+    """(checkpoint directory, manifest) from a manifest file, its directory or a store
+    reference (fetched into the cache): read by ``models.manifest``, checked for what the
+    registry needs (test and imported checkpoints may lack the fields only loading a network
+    needs)."""
+    path = checkpoint_manifest.manifest_path(local_checkpoint(manifest_path))
     try:
         manifest = checkpoint_manifest.load_manifest(path)
     except checkpoint_manifest.CheckpointError as exc:
@@ -59,12 +86,21 @@ def verify_weights(directory: Path, weights: str, sha256: str) -> None:
     path = directory / weights
     if not path.is_file():
         raise RegistryError(f"{path}: weights file missing")
-    actual = checkpoint_manifest.file_sha256(path)
-    if actual != sha256:
+    try:
+        checkpoint_manifest.check_file(path, sha256)
+    except checkpoint_manifest.CheckpointError as exc:
         raise RegistryError(
-            f"{path}: sha256 mismatch (manifest says {sha256}, file has {actual}): "
-            "the checkpoint is corrupt or was altered; not accepted"
-        )
+            f"{exc}: the checkpoint is corrupt or was altered; not accepted"
+        ) from exc
+
+
+def publish(directory: Path | str) -> str:
+    """Put the checkpoint at ``directory`` (and its backbone) into the artifact store; its
+    reference there. Refused (``RegistryError``) when a file does not match its sha256."""
+    try:
+        return artifacts.publish(directory, artifact_store())
+    except checkpoint_manifest.CheckpointError as exc:
+        raise RegistryError(f"{exc}; not published") from exc
 
 
 def _version_number(value: Any, where: Path) -> int:
@@ -120,13 +156,14 @@ def register_version(manifest_path: Path | str, *, by: User = None) -> ModelVers
                 "versions are immutable: save under a new version"
             )
         return existing
+    ref = publish(directory)
     return ModelVersion.objects.create(
         name=manifest["name"],
         version=version,
         kind=manifest["kind"],
         level=_level(manifest),
         parent=_parent(manifest, directory),
-        path=str(directory),
+        path=ref,
         sha256=manifest["sha256"],
         config=manifest["config"],
         metrics=manifest.get("metrics") or {},
@@ -142,12 +179,42 @@ def _user(by: User) -> Any:
 
 
 def _verified(version: ModelVersion) -> ModelVersion:
-    """The version, once its weights on disk still match what was registered."""
-    directory = Path(version.path)
-    _, manifest = read_manifest(directory)
-    weights = str(manifest.get("weights") or DEFAULT_WEIGHTS)
-    verify_weights(directory, weights, version.sha256)
+    """The version, once its files in the store (what workers fetch) still match what was
+    registered; a version left at a local path (not yet published) is checked there."""
+    if not artifacts.is_ref(version.path):
+        directory = Path(version.path)
+        _, manifest = read_manifest(directory)
+        weights = str(manifest.get("weights") or DEFAULT_WEIGHTS)
+        verify_weights(directory, weights, version.sha256)
+        return version
+    try:
+        manifest = artifacts.verify_stored(version.path, artifact_store())
+    except checkpoint_manifest.CheckpointError as exc:
+        raise RegistryError(str(exc)) from exc
+    if manifest.get("sha256") != version.sha256:
+        raise RegistryError(
+            f"{version}: the store's {version.path} holds weights {manifest.get('sha256')}, "
+            f"not the registered {version.sha256}"
+        )
     return version
+
+
+def publish_local_versions(model: Any = ModelVersion) -> tuple[int, list[str]]:
+    """Publish every version still registered at a local path into the artifact store and
+    point it at its reference (what migration 0006 runs, with its historical model). Returns
+    (versions published, those whose directory is gone: left as they are, named)."""
+    published, missing = 0, []
+    for row in model.objects.order_by("pk"):
+        if artifacts.is_ref(row.path):
+            continue
+        directory = Path(row.path)
+        if not (directory / checkpoint_manifest.MANIFEST).is_file():
+            missing.append(f"{row.name}@{row.version} ({row.path})")
+            continue
+        row.path = publish(directory)
+        row.save(update_fields=["path"])
+        published += 1
+    return published, missing
 
 
 def _lock(name: str) -> None:
@@ -157,9 +224,16 @@ def _lock(name: str) -> None:
 
 @transaction.atomic
 def promote(
-    name: str, version: int, alias: str = ModelAlias.Alias.CHAMPION, *, by: User = None
+    name: str,
+    version: int,
+    alias: str = ModelAlias.Alias.CHAMPION,
+    *,
+    by: User = None,
+    figures: dict[str, Any] | None = None,
 ) -> ModelAlias:
-    """Point ``name``'s ``alias`` at ``version`` (after re-checking its weights); audited."""
+    """Point ``name``'s ``alias`` at ``version`` (after re-checking its weights); audited, with
+    ``figures`` (the live figures the decision was made on, ``shadow.side_by_side``) kept in
+    the audit record."""
     if alias not in ModelAlias.Alias.values:
         raise RegistryError(f"unknown alias {alias!r}: use {', '.join(ModelAlias.Alias.values)}")
     _lock(name)
@@ -170,7 +244,7 @@ def promote(
     current = ModelAlias.objects.filter(name=name, alias=alias).first()
     if current is not None and current.version_id == target.pk:
         return current
-    return _move(name, alias, current, target, AliasChange.Action.PROMOTE, by)
+    return _move(name, alias, current, target, AliasChange.Action.PROMOTE, by, figures)
 
 
 @transaction.atomic
@@ -207,6 +281,7 @@ def _move(
     target: ModelVersion,
     action: str,
     by: User,
+    figures: dict[str, Any] | None = None,
 ) -> ModelAlias:
     who, now = _user(by), timezone.now()
     AliasChange.objects.create(
@@ -217,16 +292,17 @@ def _move(
         to_version=target,
         by=who,
         at=now,
+        figures=figures or {},
     )
     row, _ = ModelAlias.objects.update_or_create(
         name=name, alias=alias, defaults={"version": target, "updated_by": who, "updated_at": now}
     )
-    if alias == ModelAlias.Alias.CHAMPION:
-        # The pool serves champions: once the move is committed (never a rolled-back one),
-        # point its deployment at the new version. Imported here: deployments reads the pool.
-        from fleet.learning.deployments import champion_moved
+    # The pool serves champions and shadows challengers: once the move is committed (never a
+    # rolled-back one), point its deployments at the new versions. Imported here: deployments
+    # reads the pool.
+    from fleet.learning.deployments import champion_moved
 
-        transaction.on_commit(partial(champion_moved, name), robust=True)
+    transaction.on_commit(partial(champion_moved, name), robust=True)
     return row
 
 

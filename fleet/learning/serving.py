@@ -10,15 +10,19 @@ The path (docs/models.md, "Live predictions"):
    ``INFERENCE_INTERVAL_S``, default 10 s: the cadence the fault rule was chosen at). A key
    per truck, set only if absent with that expiry, so every ingest replica agrees on one
    dispatch per truck per interval.
-3. For the due trucks it reads the last ``HISTORY_S`` seconds of positions and health readings
-   in one query each, resamples them to 1 Hz (the last reading of each second, a missed one
-   held, as the training data holds a GPS dropout) and builds each head's inputs with the
-   feature module the training pipeline uses too (``fleet.learning.features``:
-   ``window_inputs`` cuts the 64 s window and computes the fault head's history features and
-   the trajectory features). Where the pool serves ETA, ``routes.eta_inputs`` adds the
-   planned route to each truck's next stop and the site's per-segment table
-   (``features.eta_features``); a truck not on its way to a known stop is counted and
-   skipped.
+3. For the due trucks it takes the last ``HISTORY_S`` seconds of positions and health
+   readings at 1 Hz (the last reading of each second, a missed one held, as the training data
+   holds a GPS dropout) from the process's rolling buffers (``fleet.learning.recent``: a ring
+   per truck that every batch ingest admits feeds), reading the history back
+   (``fleet.telemetry.queries``) only to fill a gap: a truck first seen, a reconnect, messages
+   another replica received. It builds each head's inputs with the feature module the
+   training pipeline uses too (``fleet.learning.features``: ``window_inputs`` cuts the 64 s
+   window and computes the fault head's history features and the trajectory features). Where
+   the pool serves ETA or trajectory, ``routes.route_inputs`` plans each truck's route to its
+   next stop: the ETA head gets it with the site's per-segment table
+   (``features.eta_features``; a truck not on its way to a known stop is counted and skipped),
+   the trajectory head the road ahead (``features.route_ahead``; none known: zeros and a 0
+   flag, as in training).
 4. One pack per head (every due truck's window for that head, as one array; ``send_pack_of``)
    goes to the head's queue from the pool's routing table (``PoolStore.routes``) through
    ``inference.client.send_pack``, with ``fleet.learning.tasks.store_predictions`` linked as
@@ -41,7 +45,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -52,19 +56,11 @@ from django.db import close_old_connections, connection, transaction
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram
 
-from fleet.learning import features
-from fleet.learning.features import (
-    HEADS,
-    HISTORY_S,
-    POSITION_CHANNELS,
-    RAW_CHANNELS,
-    SENSED_CHANNELS,
-    WINDOW_S,
-    LocalFrame,
-    health_readings,
-    hold_last,
-)
-from fleet.telemetry import latest
+from fleet.learning import features, recent
+from fleet.learning.features import HEADS, HISTORY_S, WINDOW_S
+from fleet.learning.recent import RECENT, RecentTelemetry
+from fleet.learning.shadow_names import is_shadow, shadow_deployment
+from fleet.telemetry import latest, queries
 from fleet.telemetry.intake import Admitted
 
 log = logging.getLogger(__name__)
@@ -74,7 +70,6 @@ log = logging.getLogger(__name__)
 # A truck whose last health reading is older than this (1 Hz stream) is not decided on: its
 # held values would read as a frozen sensor.
 HEALTH_STALE_S = 5
-HEALTH = "BasicMachineHealthV2"
 
 REQUESTS = PromCounter(
     "haulmind_inference_requests_total",
@@ -89,6 +84,22 @@ WINDOWS = PromCounter(
     "Trucks due for a decision, by outcome: built, short_history (under a window of "
     "positions), no_health (no recent health reading), incomplete (a channel never reported), "
     "failed.",
+    ["outcome"],
+)
+FILLED = PromCounter(
+    "haulmind_inference_history_reads_total",
+    "Trucks whose recent telemetry was read back from the history to fill a gap in this "
+    "process's buffers (first seen, a reconnect, messages another replica received).",
+)
+DISPATCH_CPU = PromCounter(
+    "haulmind_inference_dispatch_cpu_seconds_total",
+    "CPU of the rounds that had due trucks (the dispatching thread's own clock: reading the "
+    "buffers, filling their gaps, building the inputs, sending the packs).",
+)
+ROUNDS = PromCounter(
+    "haulmind_inference_rounds_total",
+    "Rounds with due trucks, by outcome: on_time, late (not finished within the decision "
+    "interval: its trucks were due again before their windows were sent).",
     ["outcome"],
 )
 DISPATCH_SECONDS = Histogram(
@@ -106,9 +117,11 @@ def interval_s() -> float:
 
 
 def on_messages_admitted(sender: Any, admitted: list[Admitted], **kwargs: Any) -> None:
-    """Receiver of ``messages_admitted`` (inside the batch's transaction): after the commit,
-    the batch's trucks go to the dispatcher. Late (back-filled) messages describe the past and
+    """Receiver of ``messages_admitted`` (inside the batch's transaction): the batch feeds the
+    trucks' rolling buffers (``recent.RECENT``) and, after the commit, its trucks go to the
+    dispatcher. Late (back-filled) messages describe the past and
     never trigger a decision."""
+    RECENT.record(admitted)
     trucks = {item.truck.equipment_id: item.truck.site_id for item in admitted if not item.late}
     if trucks:
         transaction.on_commit(partial(DISPATCHER.add, trucks), robust=True)
@@ -181,7 +194,8 @@ class TruckInputs:
     context: np.ndarray  # [F] float32: the fault head's history features
     trajectory: np.ndarray  # [4] float32: speed, yaw rate, acceleration, previous speed
     eta: np.ndarray | None = None  # [9] float32: route features + per-segment table
-    eta_outcome: str = "no_inputs"  # why ``eta`` is None (routes.eta_inputs)
+    eta_outcome: str = "no_inputs"  # why ``eta`` is None (routes.route_inputs)
+    ahead: np.ndarray = field(default_factory=features.no_route_ahead)  # the road ahead
 
     def inputs(self, head: str) -> dict[str, np.ndarray] | None:
         """The request's inputs for ``head`` (a batch of one), or None where live telemetry
@@ -190,7 +204,10 @@ class TruckInputs:
         if head == "fault":
             return {"window": window, "features": self.context[None]}
         if head == "trajectory":
-            return {"window": window, "features": self.trajectory[None]}
+            return {
+                "window": window,
+                "features": features.trajectory_inputs(self.trajectory, self.ahead),
+            }
         if head == "payload":
             return {"window": window}
         if head == "eta" and self.eta is not None:
@@ -208,7 +225,7 @@ def dispatch(
     """Send requests for the due ones of ``trucks`` (EquipmentId -> site id). Returns the
     round's outcomes ("<head>:<outcome>" and "window:<outcome>") as also counted in the
     metrics."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.thread_time()
     report: Counter[str] = Counter()
     due = claim_due(trucks)
     if not due:
@@ -221,26 +238,50 @@ def dispatch(
             _count(report, head, "no_route", len(due))
     if served:
         built = build_inputs(due, now=now)
-        if "eta" in served:
-            add_eta(built, now=now)
-        limits = current_pack_limits(served) if live and built else {}
+        if "eta" in served or "trajectory" in served:
+            add_routes(built, now=now)
+        shadows = [shadow_deployment(h) for h in served if shadow_deployment(h) in routes]
+        limits = current_pack_limits([*served, *shadows]) if live and built else {}
         _send_all(built, served, routes, app, report, limits)
-    DISPATCH_SECONDS.observe(time.perf_counter() - started)
+    took = time.perf_counter() - started
+    DISPATCH_SECONDS.observe(took)
+    DISPATCH_CPU.inc(time.thread_time() - cpu_started)
+    ROUNDS.labels("late" if took > interval_s() else "on_time").inc()
     return report
+
+
+# Decision slots this process knows are taken, by key -> until when (monotonic) it does not ask
+# Redis again: its own claims until they expire, another holder's for a moment. Ingest hands
+# the dispatcher the trucks of every batch (at 1,000 trucks, every truck every batch), and one
+# SET per truck per batch was about 5 % of an ingest replica's CPU (py-spy, issue 14).
+_TAKEN: dict[str, float] = {}
+_TAKEN_BY_OTHERS_S = 1.0
 
 
 def claim_due(trucks: Mapping[uuid.UUID, uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
     """The trucks whose last decision is an interval old or more, claimed for this process."""
     ttl_ms = max(int(interval_s() * 1000), 1)
-    ids = list(trucks)
+    now = time.monotonic()
+    prefix = decision_key("")
+    keys = {truck: f"{prefix}{truck}" for truck in trucks}
+    ids = [truck for truck, key in keys.items() if _TAKEN.get(key, 0.0) <= now]
+    if not ids:
+        return {}
     with latest.redis_client().pipeline(transaction=False) as pipe:
         for truck in ids:
-            pipe.set(decision_key(truck), b"1", nx=True, px=ttl_ms)
+            pipe.set(keys[truck], b"1", nx=True, px=ttl_ms)
         claimed = pipe.execute()
+    if len(_TAKEN) > 100_000:  # forget the expired ones (trucks gone, old key prefixes)
+        for key in [key for key, until in _TAKEN.items() if until <= now]:
+            del _TAKEN[key]
+    ours = now + ttl_ms / 1000
+    theirs = now + min(_TAKEN_BY_OTHERS_S, ttl_ms / 1000)
+    for truck, ok in zip(ids, claimed, strict=True):
+        _TAKEN[keys[truck]] = ours if ok else theirs
     return {truck: trucks[truck] for truck, ok in zip(ids, claimed, strict=True) if ok}
 
 
-def decision_key(truck: uuid.UUID) -> str:
+def decision_key(truck: uuid.UUID | str) -> str:
     """The Redis key whose holder makes the truck's decision of the current interval."""
     return f"{settings.REDIS_KEY_PREFIX}:inference:decided:{truck}"
 
@@ -285,6 +326,20 @@ def _send_all(
             else:
                 ready.append((truck, inputs))
         _send_packs(head, ready, routes[head], (limits or {}).get(head), app, expires, report)
+        shadow = shadow_deployment(head)
+        if ready and shadow in routes:
+            # The challenger answers the very windows the champion got; its answers are
+            # stored apart and acted on by no one (fleet.learning.shadow).
+            _send_packs(
+                head,
+                ready,
+                routes[shadow],
+                (limits or {}).get(shadow),
+                app,
+                expires,
+                report,
+                deployment=shadow,
+            )
 
 
 # Rows of a pack where the pool has no limits for the head (none measured, no pool store).
@@ -312,6 +367,7 @@ def _send_packs(
         else pack_sizes(len(ready), DEFAULT_PACK_ROWS)
     )
     start = 0
+    counted = head if deployment is None or deployment == head else deployment
     for size in sizes:
         part, start = ready[start : start + size], start + size
         try:
@@ -324,10 +380,10 @@ def _send_packs(
                 deployment=deployment,
             )
         except Exception:
-            log.exception("could not send a pack of %d %s windows", len(part), head)
-            _count(report, head, "send_failed", len(part))
+            log.exception("could not send a pack of %d %s windows", len(part), counted)
+            _count(report, counted, "send_failed", len(part))
         else:
-            _count(report, head, "sent", len(part))
+            _count(report, counted, "sent", len(part))
 
 
 def send_pack_of(
@@ -349,7 +405,10 @@ def send_pack_of(
 
     trucks = [truck for truck, _ in rows]
     stacked = {name: np.concatenate([inputs[name] for _, inputs in rows]) for name in rows[0][1]}
-    callback = store_predictions.s(pack_meta(trucks, head)).set(
+    meta = pack_meta(trucks, head)
+    if deployment is not None and is_shadow(deployment):
+        meta["shadow"] = True
+    callback = store_predictions.s(meta).set(
         queue=callback_queue or settings.CELERY_TASK_DEFAULT_QUEUE
     )
     return send_pack(
@@ -428,131 +487,84 @@ def _count(report: Counter[str], head: str, outcome: str, n: int = 1) -> None:
 
 # --- building the inputs -------------------------------------------------------------------------
 
-_POSITIONS_SQL = """
-SELECT DISTINCT ON (equipment_id, second) equipment_id, second, lon, lat, heading_deg,
-    speed_kmh, elevation_m
-FROM (
-    SELECT equipment_id, sent_at, sequence, received_at,
-        floor(extract(epoch FROM sent_at))::bigint AS second,
-        ST_X(location) AS lon, ST_Y(location) AS lat, heading_deg, speed_kmh, elevation_m
-    FROM telemetry_position
-    WHERE equipment_id = ANY(%(trucks)s) AND sent_at >= %(since)s
-) p
-ORDER BY equipment_id, second, sent_at DESC, sequence DESC, received_at DESC
-"""
-
-_HEALTH_SQL = """
-SELECT equipment_id, floor(extract(epoch FROM sent_at))::bigint, body
-FROM telemetry_event
-WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(name)s AND sent_at >= %(since)s
-ORDER BY equipment_id, sent_at, sequence, received_at
-"""
-
 
 def build_inputs(
     trucks: Mapping[uuid.UUID, uuid.UUID], *, now: datetime | None = None
 ) -> list[TruckInputs]:
-    """Every head's inputs for the trucks that have enough recent history, from two queries
-    for all of them. Trucks without are counted (``WINDOWS``) and left out."""
-    since = (now or datetime.now(UTC)) - timedelta(seconds=HISTORY_S + interval_s())
-    params: dict[str, Any] = {"trucks": list(trucks), "since": since, "name": HEALTH}
-    with connection.cursor() as cursor:
-        cursor.execute(_POSITIONS_SQL, params)
-        positions = cursor.fetchall()
-        cursor.execute(_HEALTH_SQL, params)
-        health = cursor.fetchall()
-    history = _by_truck(positions, health)
+    """Every head's inputs for the trucks that have enough recent history, from the process's
+    rolling buffers (``recent.RECENT``, fed by ingest), the history read back only where they
+    have a gap (``fill_gaps``). Trucks without are counted (``WINDOWS``) and left out."""
+    now = now or datetime.now(UTC)
+    since = now - timedelta(seconds=HISTORY_S + interval_s())
+    fill_gaps(trucks, now)
     out: list[TruckInputs] = []
     for truck, site in trucks.items():
-        outcome, inputs = _truck_inputs(truck, site, *history.get(truck, ([], [])))
+        outcome, inputs = truck_inputs(truck, site, RECENT.seconds(truck, since))
         WINDOWS.labels(outcome).inc()
         if inputs is not None:
             out.append(inputs)
     return out
 
 
-def add_eta(built: list[TruckInputs], *, now: datetime | None = None) -> None:
-    """The ETA head's features of each built truck (``routes.eta_inputs``), or why not."""
+# Trucks read back per query pair: a first sight of 1,000 trucks is about two million rows; in
+# parts, the buffers' lock (which ingest's writer takes for every batch, inside its transaction)
+# is held a fraction of a second at a time instead of for the whole read.
+FILL_TRUCKS = 25
+
+
+def fill_gaps(
+    trucks: Iterable[uuid.UUID], now: datetime, buffers: RecentTelemetry | None = None
+) -> int:
+    """Read back from the history what the buffers lack of the trucks' last ``HISTORY_S``
+    (plus an interval) seconds: two queries for all of them, each truck from where its gap
+    starts (``RecentTelemetry.gaps``). Returns how many trucks were read."""
+    buffers = RECENT if buffers is None else buffers
+    wanted = list(buffers.gaps(trucks, now, HISTORY_S + interval_s()).items())
+    for at in range(0, len(wanted), FILL_TRUCKS):
+        part = dict(wanted[at : at + FILL_TRUCKS])
+        buffers.merge(
+            queries.recent_positions(part),
+            queries.recent_events(part, recent.HEALTH),
+            covered=dict.fromkeys(part, now),
+        )
+        FILLED.inc(len(part))
+    return len(wanted)
+
+
+def add_routes(built: list[TruckInputs], *, now: datetime | None = None) -> None:
+    """Each built truck's planned-route inputs (``routes.route_inputs``): the ETA head's
+    features, or why not, and the trajectory head's road ahead."""
     from fleet.learning import routes
 
     if not built:
         return
     until = max(now or datetime.now(UTC), max(t.window_end for t in built))
-    trucks = {t.equipment_id: (t.site_id, t.origin[0], t.origin[1]) for t in built}
+    trucks = {t.equipment_id: (t.site_id, *t.origin) for t in built}
     try:
-        found = routes.eta_inputs(trucks, until)
+        found = routes.route_inputs(trucks, until)
     except Exception:
-        log.exception("could not plan the ETA inputs")
+        log.exception("could not plan the trucks' routes")
         found = {}
     for truck in built:
-        truck.eta_outcome, truck.eta = found.get(truck.equipment_id, ("failed", None))
+        planned = found.get(truck.equipment_id)
+        if planned is None:
+            truck.eta_outcome, truck.eta = "failed", None
+            continue
+        truck.eta_outcome, truck.eta, truck.ahead = planned.outcome, planned.eta, planned.ahead
 
 
-def _by_truck(
-    positions: Iterable[tuple], health: Iterable[tuple]
-) -> dict[uuid.UUID, tuple[list[tuple], list[tuple]]]:
-    out: dict[uuid.UUID, tuple[list[tuple], list[tuple]]] = {}
-    for row in positions:
-        out.setdefault(row[0], ([], []))[0].append(row[1:])
-    for row in health:
-        out.setdefault(row[0], ([], []))[1].append(row[1:])
-    return out
-
-
-def _truck_inputs(
-    truck: uuid.UUID, site: uuid.UUID, positions: list[tuple], health: list[tuple]
+def truck_inputs(
+    truck: uuid.UUID, site: uuid.UUID, seconds: recent.Seconds | None
 ) -> tuple[str, TruckInputs | None]:
-    """(outcome, inputs) of one truck from its rows (second, ...) in time order."""
-    if not positions:
+    """(outcome, inputs) of one truck from its buffered seconds (``RecentTelemetry.seconds``)."""
+    if seconds is None or seconds.end - seconds.start + 1 < WINDOW_S:
         return "short_history", None
-    end_second = int(positions[-1][0])
-    start = max(end_second - HISTORY_S + 1, int(positions[0][0]))
-    if end_second - start + 1 < WINDOW_S:
-        return "short_history", None
-    if not health or int(health[-1][0]) < end_second - HEALTH_STALE_S:
+    if seconds.newest_health < seconds.end - HEALTH_STALE_S:
         return "no_health", None
-    series, last_fix = resample(positions, health, start, end_second)
+    series, last_fix = recent.series(seconds)
     if series is None:
         return "incomplete", None
-    return "built", live_inputs(truck, site, series, end_second, last_fix)
-
-
-def resample(
-    positions: list[tuple], health: list[tuple], start: int, end: int
-) -> tuple[np.ndarray | None, tuple[float, float, float]]:
-    """``[len(RAW_CHANNELS), end - start + 1]`` float32 at 1 Hz over seconds [start, end]: the
-    last reading of each second, a missing second held from the one before (or the first
-    after, before any), exactly as the training runs hold a GPS dropout. x / y are local
-    metres east / north around the last fix (the simulator's frame; a window only uses
-    displacements from its last fix). Payload and WayId are no input of any head and stay
-    NaN. None if a channel never reported."""
-    n = end - start + 1
-    series = np.full((1, len(RAW_CHANNELS), n), np.nan, dtype=np.float32)
-    pos_ok = np.zeros((1, n), dtype=bool)
-    rows = np.asarray([p[1:] for p in positions if start <= p[0] <= end], dtype=np.float64)
-    cols = np.asarray([p[0] - start for p in positions if start <= p[0] <= end], dtype=np.int64)
-    lon, lat, heading = float(rows[-1, 0]), float(rows[-1, 1]), float(rows[-1, 2])
-    x, y = LocalFrame(lon, lat).to_local(rows[:, 0], rows[:, 1])
-    for name, values in zip(
-        POSITION_CHANNELS,
-        (x, y, rows[:, 2], rows[:, 3], rows[:, 4]),
-        strict=True,
-    ):
-        series[0, RAW_CHANNELS.index(name), cols] = values
-    pos_ok[0, cols] = True
-    health_ok = np.zeros((1, n), dtype=bool)
-    for second, body in health:
-        if start <= second <= end:
-            readings = health_readings(body)
-            for name, value in readings.items():
-                series[0, RAW_CHANNELS.index(name), second - start] = value
-            health_ok[0, second - start] = bool(readings)
-    hold_last(series, pos_ok)
-    hold_last(series, health_ok, SENSED_CHANNELS)
-    used = [RAW_CHANNELS.index(c) for c in (*POSITION_CHANNELS, *SENSED_CHANNELS)]
-    if not np.isfinite(series[0, used]).all():
-        return None, (lon, lat, heading)
-    return series[0], (lon, lat, heading)
+    return "built", live_inputs(truck, site, series, seconds.end, last_fix)
 
 
 def live_inputs(

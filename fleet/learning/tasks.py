@@ -27,7 +27,7 @@ from django.utils import timezone
 from prometheus_client import Histogram
 
 from fleet.learning.features import FAULT_CLASSES, HORIZONS_S, WINDOW_S, LocalFrame
-from fleet.learning.models import ModelVersion, Prediction
+from fleet.learning.models import ModelVersion, Prediction, ShadowPrediction
 from fleet.learning.pipeline.detection import DecisionRule
 from fleet.learning.services import read_manifest
 from fleet.learning.signals import prediction_recorded
@@ -100,6 +100,8 @@ def store_predictions(result: Mapping[str, Any], meta: Mapping[str, Any]) -> lis
     sites = dict(
         Equipment.objects.filter(id__in={m["truck"] for m in metas}).values_list("id", "site_id")
     )
+    if meta.get("shadow"):
+        return _store_shadow(head, model_id, replica, rows, metas, sites)
     stored: list[tuple[Prediction, datetime]] = []
     for response, row in zip(rows, metas, strict=True):
         truck = uuid.UUID(str(row["truck"]))
@@ -127,6 +129,35 @@ def store_predictions(result: Mapping[str, Any], meta: Mapping[str, Any]) -> lis
         broadcast_on_commit(sites[prediction.equipment_id], "prediction", live_event(prediction))
         hand_over(prediction, window_start)
     return [p.pk for p, _ in stored]
+
+
+def _store_shadow(
+    head: str,
+    model_id: str,
+    replica: str,
+    rows: list[Any],
+    metas: list[Mapping[str, Any]],
+    sites: Mapping[uuid.UUID, uuid.UUID],
+) -> list[int]:
+    """A challenger's answers to live windows: stored apart (``ShadowPrediction``), never
+    broadcast nor handed to control. Compared with the champion's by ``fleet.learning.shadow``."""
+    shadow = [
+        ShadowPrediction(
+            equipment_id=uuid.UUID(str(row["truck"])),
+            model_name=head,
+            model_id=model_id,
+            window_end=datetime.fromisoformat(row["window_end"]),
+            outputs=interpret(head, model_id, response.outputs, {**row, "head": head}),
+            queue_ms=response.queue_ms,
+            compute_ms=response.compute_ms,
+            batch_rows=response.batch_rows,
+            replica=replica,
+        )
+        for response, row in zip(rows, metas, strict=True)
+        if uuid.UUID(str(row["truck"])) in sites
+    ]
+    ShadowPrediction.objects.bulk_create(shadow)
+    return [p.pk for p in shadow]
 
 
 def hand_over(prediction: Prediction, window_start: datetime) -> None:
@@ -159,19 +190,20 @@ def purge_predictions(days: int | None = None) -> int:
     Scheduled hourly by Celery beat; returns how many rows went."""
     keep = int(settings.PREDICTION_RETENTION_DAYS if days is None else days)
     cutoff = timezone.now() - timedelta(days=keep)
-    table = Prediction._meta.db_table
-    sql = (
-        f"DELETE FROM {table} WHERE id IN "  # noqa: S608 (the table name is our own)
-        f"(SELECT id FROM {table} WHERE window_end < %s LIMIT %s)"
-    )
     deleted = 0
-    while True:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [cutoff, PURGE_BATCH])
-            n = cursor.rowcount
-        deleted += n
-        if n < PURGE_BATCH:
-            break
+    # Challengers' shadow answers age out with the champions' (same retention, same index).
+    for table in (Prediction._meta.db_table, ShadowPrediction._meta.db_table):
+        sql = (
+            f"DELETE FROM {table} WHERE id IN "  # noqa: S608 (the table name is our own)
+            f"(SELECT id FROM {table} WHERE window_end < %s LIMIT %s)"
+        )
+        while True:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [cutoff, PURGE_BATCH])
+                n = cursor.rowcount
+            deleted += n
+            if n < PURGE_BATCH:
+                break
     if deleted:
         log.info("purged %d predictions older than %d days", deleted, keep)
     return deleted

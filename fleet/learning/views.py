@@ -10,14 +10,14 @@ from typing import Any
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, permissions, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from fleet.accounts.permissions import RolePermission
 from fleet.api.sites import visible_or_404
-from fleet.learning import services
+from fleet.learning import services, shadow
 from fleet.learning.admin import PROMOTE_PERMISSION
 from fleet.learning.filters import AliasChangeFilter, ModelAliasFilter, ModelVersionFilter
 from fleet.learning.models import AliasChange, ModelAlias, ModelVersion, Prediction
@@ -27,6 +27,9 @@ from fleet.learning.serializers import (
     ModelAliasSerializer,
     ModelVersionSerializer,
     PredictionSerializer,
+    PromoteRequestSerializer,
+    PromotionSerializer,
+    SideBySideSerializer,
 )
 from fleet.learning.tasks import live_event
 from fleet.vehicles.models import Equipment
@@ -78,23 +81,31 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         return super().get_permissions()
 
     @extend_schema(
-        request=AliasRequestSerializer,
-        responses=ALIAS_CHANGED,
-        summary="Point an alias of this version's name at it (weights re-verified first)",
+        request=PromoteRequestSerializer,
+        responses={**ALIAS_CHANGED, 200: PromotionSerializer},
+        summary="Point an alias of this version's name at it (weights re-verified first); the "
+        "answer and the audit carry both versions' live figures as they stood",
     )
     @action(detail=True, methods=["post"])
     def promote(self, request: Request, pk: str | None = None) -> Response:
         """Point ``alias`` of this version's name at this version; the user is audited."""
         version = self.get_object()
-        payload = AliasRequestSerializer(data=request.data)
+        payload = PromoteRequestSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
+        # The figures in front of the supervisor are the ones audited with the decision.
+        since = shadow.since_hours(payload.validated_data.get("hours"))
+        figures = shadow.side_by_side(version.name, since=since)
         try:
             row = services.promote(
-                version.name, version.version, payload.validated_data["alias"], by=request.user
+                version.name,
+                version.version,
+                payload.validated_data["alias"],
+                by=request.user,
+                figures=figures,
             )
         except services.RegistryError as exc:
             return _refused(exc)
-        return Response(ModelAliasSerializer(row).data)
+        return Response({**ModelAliasSerializer(row).data, "figures": figures})
 
 
 class RollBackView(APIView):
@@ -157,3 +168,39 @@ class TruckPredictionsView(APIView):
             .distinct("model_name")
         )
         return Response([live_event(prediction) for prediction in newest])
+
+
+class ShadowListView(APIView):
+    """Every model name with a challenger in shadow: its champion's and challenger's live
+    figures side by side (``fleet.learning.shadow``). Viewers and up."""
+
+    permission_classes = [RolePermission]
+    queryset = ModelVersion.objects.none()  # names the model whose permissions apply
+
+    @extend_schema(
+        responses=SideBySideSerializer(many=True),
+        summary="Champions and challengers in shadow, their live figures side by side",
+    )
+    def get(self, request: Request) -> Response:
+        return Response([shadow.side_by_side(name) for name in shadow.shadowed_names()])
+
+
+class ShadowView(APIView):
+    """One model name's champion and challenger, their live figures side by side over the
+    period the challenger has run in shadow (``?hours=`` for the last hours instead)."""
+
+    permission_classes = [RolePermission]
+    queryset = ModelVersion.objects.none()
+
+    @extend_schema(
+        responses=SideBySideSerializer,
+        summary="A champion and its challenger in shadow, their live figures side by side",
+    )
+    def get(self, request: Request, name: str) -> Response:
+        if not ModelVersion.objects.filter(name=name).exists():
+            raise NotFound(f"no model named {name!r} is registered")
+        try:
+            since = shadow.since_hours(float(request.query_params.get("hours") or 0))
+        except ValueError:
+            raise ValidationError({"hours": "a number of hours"}) from None
+        return Response(shadow.side_by_side(name, since=since))

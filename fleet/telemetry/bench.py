@@ -33,8 +33,10 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
+import orjson
 from django.conf import settings
 from django.db import connection
 
@@ -45,6 +47,7 @@ from fleet.protocol import topics
 from fleet.telemetry import loadgen, replicas
 from fleet.telemetry.intake import Admitted, Inbound, TimeRules, admit
 from fleet.telemetry.models import Position
+from fleet.telemetry.partitions import ensure_history_partitions
 from fleet.telemetry.services import EquipmentDirectory
 from fleet.telemetry.signals import messages_arrived
 from fleet.vehicles.broker import INGEST
@@ -127,12 +130,16 @@ def bench_trucks(site: Site, trucks: int, *, prefix: str, key: str) -> list[Equi
     return fleet
 
 
-def provision_bench_trucks(trucks: int) -> tuple[Site, list[tuple[str, str, str]]]:
-    """The benchmark's own site and trucks, with fresh MQTT credentials (secrets in memory)."""
+def provision_bench_trucks(
+    trucks: int, *, prefix: str = "BT", key: str = "bench"
+) -> tuple[Site, list[tuple[str, str, str]]]:
+    """The benchmark's own site and trucks, with fresh MQTT credentials (secrets in memory).
+    ``prefix``/``key``: a benchmark that counts rows per truck takes trucks of its own, so
+    another benchmark publishing at the same time (they share ``BT``) does not add to them."""
     import_site_map(_bench_map())
     site = Site.objects.get(slug=BENCH_SLUG)
     identities = []
-    for truck in bench_trucks(site, trucks, prefix="BT", key="bench"):
+    for truck in bench_trucks(site, trucks, prefix=prefix, key=key):
         secrets = issue_credentials(truck)
         identities.append(
             (
@@ -148,6 +155,46 @@ def provision_bench_trucks(trucks: int) -> tuple[Site, list[tuple[str, str, str]
     if missing:
         raise RuntimeError(f"the broker lacks the logins of {len(missing)} bench truck(s)")
     return site, identities
+
+
+_SEED_POSITIONS_SQL = """
+INSERT INTO telemetry_position (equipment_id, sent_at, received_at, location, elevation_m,
+    heading_deg, speed_kmh, sequence, body_digest, late)
+SELECT t.id, s.at, s.at, ST_SetSRID(ST_MakePoint(%(lon)s + 1e-6 * (s.n %% 100), %(lat)s), 4326),
+    3000.0, 90, 35.0, s.n, 0, false
+FROM unnest(%(trucks)s::uuid[]) AS t(id),
+    LATERAL (SELECT n, %(start)s::timestamptz + n * interval '1 second' AS at
+             FROM generate_series(0, %(seconds)s - 1) AS n) AS s
+ON CONFLICT DO NOTHING
+"""
+_SEED_EVENTS_SQL = """
+INSERT INTO telemetry_event (equipment_id, message_name, sent_at, received_at, body, sequence,
+    body_digest, late)
+SELECT t.id, %(name)s, s.at, s.at, %(body)s::jsonb, s.n, 0, false
+FROM unnest(%(trucks)s::uuid[]) AS t(id),
+    LATERAL (SELECT n, %(start)s::timestamptz + n * interval '1 second' + interval '300 ms' AS at
+             FROM generate_series(0, %(seconds)s - 1) AS n) AS s
+ON CONFLICT DO NOTHING
+"""
+
+
+def seed_history(
+    trucks: list[uuid.UUID], start: datetime, seconds: int, events: dict[str, dict]
+) -> int:
+    """A benchmark's history made by the database itself: each truck's position and each of
+    ``events`` (message name -> body) once a second over ``seconds`` from ``start``, what a
+    replica that starts later finds stored. Returns the rows written."""
+    ensure_history_partitions()
+    params = {"trucks": trucks, "start": start, "seconds": seconds, "lon": LON0, "lat": LAT0}
+    with connection.cursor() as cursor:
+        cursor.execute(_SEED_POSITIONS_SQL, params)
+        written = cursor.rowcount
+        for name, body in events.items():
+            cursor.execute(
+                _SEED_EVENTS_SQL, {**params, "name": name, "body": orjson.dumps(body).decode()}
+            )
+            written += cursor.rowcount
+    return written
 
 
 def _run_publishers(identities, options: dict) -> tuple[int, float]:
@@ -441,7 +488,10 @@ def _ingest(site: Site, identities, options: dict, log: Log, replicas_n: int = 1
     started_replicas = []  # (name, port, process)
     try:
         for number in range(replicas_n):
-            name, port = f"bench-{os.getpid()}-{number}", free_port()
+            # A name (client id) per phase: the one-replica phase's session lives on at the broker
+            # (expiry 60 s), subscribed in its own group, and a replica resuming it would get
+            # every message twice (both groups), stored once and counted as duplicates.
+            name, port = f"bench-{os.getpid()}-{replicas_n}-{number}", free_port()
             started_replicas.append(
                 (name, port, _start_replica(name, group, port, options, log_path))
             )
@@ -510,8 +560,84 @@ def wait_for_metrics(port: int, replica: subprocess.Popen, limit_s: float = 60.0
     raise RuntimeError("the ingest replica did not start within a minute")
 
 
+def in_process(options: dict, log: Log) -> dict:
+    """``--in-process``: what a replica does per message, less paho and the broker, on this
+    process's CPU clock (``time.process_time``: every thread, the inference dispatcher's too):
+    the MQTT thread's part on groups of messages as read together (admission, the live rules),
+    then the writer's (``ingest_batch``: COPY and insert, the listeners, Redis latest state)
+    and the live feed's flush, against the real PostgreSQL and Redis. One batch holds one
+    position of each of ``--trucks`` trucks (what 1,000 trucks at 10 Hz send in 0.1 s); the
+    first batch warms up and is not counted."""
+    from datetime import UTC, datetime, timedelta
+
+    from fleet.protocol import wire
+    from fleet.telemetry.ingest import READ_PACKETS, IngestOptions, IngestRunner
+    from fleet.telemetry.signals import ingest_starting
+
+    import_site_map(_bench_map())
+    site = Site.objects.get(slug=BENCH_SLUG)
+    trucks = bench_trucks(site, options["trucks"], prefix="BI", key="bench-ingest")
+    batches = max(2, int(options["seconds"] * 10) + 1)
+    Position.objects.filter(equipment_id__in=[t.id for t in trucks]).delete()
+    runner = IngestRunner(IngestOptions(replica=f"bench-in-process-{os.getpid()}"))
+    ingest_starting.send(sender=IngestRunner)
+    body = _position()
+    start = datetime.now(UTC) - timedelta(seconds=batches * 0.1 + 1)
+    work = [
+        [
+            (
+                wire.encode(
+                    "MachinePositionV1",
+                    body,
+                    equipment_id=truck.id,
+                    timestamp=start + timedelta(milliseconds=100 * number),
+                    sequence=number + 1,
+                ),
+                topics.up_topic(site.slug, str(truck.id), "MachinePositionV1"),
+            )
+            for truck in trucks
+        ]
+        for number in range(batches)
+    ]
+    log(f"in-process: {batches} batches of {len(trucks)} positions")
+    per_batch_us = []
+    try:
+        for number, batch in enumerate(work):
+            started = time.process_time()
+            now = datetime.now(UTC)
+            items = [
+                Inbound("mqtt", payload, now, topic=topic, ack=(1, 1)) for payload, topic in batch
+            ]
+            for at in range(0, len(items), READ_PACKETS):
+                runner._admit_now(items[at : at + READ_PACKETS])
+            runner._store_until_committed(items)
+            runner.live.flush()
+            if number:
+                per_batch_us.append((time.process_time() - started) / len(items) * 1e6)
+    finally:
+        stored = Position.objects.filter(equipment_id__in=[t.id for t in trucks])
+        count = stored.count()
+        stored.delete()
+    ordered = sorted(per_batch_us)
+    return {
+        "trucks": len(trucks),
+        "batches": len(per_batch_us),
+        "group": READ_PACKETS,
+        "stored": count,
+        "in_process_cpu_us_per_msg": round(sum(per_batch_us) / len(per_batch_us), 1),
+        "median_batch_us_per_msg": round(ordered[len(ordered) // 2], 1),
+        "best_batch_us_per_msg": round(ordered[0], 1),
+        "load_average": os.getloadavg()[0],
+    }
+
+
 def run(options: dict, log: Log) -> dict:
-    site, identities = provision_bench_trucks(options["trucks"])
+    if options.get("in_process"):
+        return in_process(options, log)
+    # Trucks of its own: ``stored`` and ``lost`` count this run's trucks' rows, and bench
+    # serving (or control's benches) publishing to the shared ``BT`` trucks meanwhile made
+    # stored exceed sent (2026-12-06).
+    site, identities = provision_bench_trucks(options["trucks"], prefix="BI", key="bench-ingest")
     zones = _bench_zones(site, options.get("zones") or 0)
     hook_us = None if options.get("no_live_rules") else round(_hook_cost(identities), 2)
     connection.close()  # the spawned publishers and the replica open their own

@@ -52,7 +52,9 @@ def cycles_from_states(states: list[tuple[datetime, str]]) -> list[CycleDraft]:
     cycles: list[CycleDraft] = []
     current: CycleDraft | None = None
     previous = ""
-    for (at, state), (next_at, _) in zip(states, [*states[1:], (None, None)], strict=True):
+    # Each state with the time of the next one (None for the last: its phase has not ended).
+    following = [at for at, _ in states[1:]] + [None] if states else []
+    for (at, state), next_at in zip(states, following, strict=True):
         if state == "Loading" and previous != "Loading":
             if current is not None:
                 current.ended_at = at

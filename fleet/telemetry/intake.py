@@ -84,6 +84,8 @@ class Admitted:
     truck: TruckRef
     late: bool
     judged_live: bool = False  # the live rules saw it as it arrived, not with its batch
+    # fleet.telemetry.latest.position_summary, made once for the latest state and the live feed
+    summary: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -117,11 +119,9 @@ def admit(
     rules: TimeRules,
 ) -> Admitted | Refused:
     """Validate one message; never raises for bad input."""
-    claimed: uuid.UUID | None = inbound.sender
+    address = None
     try:
         address = parse_up_topic(inbound.topic) if inbound.channel == "mqtt" else None
-        if address is not None:
-            claimed = _uuid_or_none(address.equipment_id)
         envelope = (
             wire.parse_decoded_message(inbound.decoded)
             if inbound.decoded is not None
@@ -129,9 +129,9 @@ def admit(
         )
         truck = _check_sender(envelope, address, inbound.sender, directory)
         late = _check_time(envelope.timestamp, inbound.received_at, rules)
-    except wire.WireError as error:
-        return Refused(inbound, error.reason, error.detail, claimed)
-    except AdmissionError as error:
+    except (wire.WireError, AdmissionError) as error:
+        # Who it claims to be (the topic's truck, or the REST token's): only a refusal needs it.
+        claimed = inbound.sender if address is None else _uuid_or_none(address.equipment_id)
         return Refused(inbound, error.reason, error.detail, claimed)
     return Admitted(inbound, envelope, truck, late)
 

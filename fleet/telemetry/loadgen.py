@@ -37,28 +37,8 @@ def publish_positions(
     ``per_timestamp``: how many successive positions of a truck share one envelope Timestamp
     (a truck batching its fixes); ``header_id``: whether they carry a HeaderId. Either way each
     position is a different message (its heading moves on), which the history must keep."""
-    acked = [0]
-    lock = threading.Lock()
-
-    def on_publish(client, userdata, mid, reason_code, properties) -> None:
-        with lock:
-            acked[0] += 1
-
-    clients = []
-    for username, password, topic in identities:
-        client = paho.Client(
-            # The broker binds a machine's login to its EquipmentId as the client id.
-            CallbackAPIVersion.VERSION2,
-            client_id=username,
-            protocol=paho.MQTTv5,
-        )
-        client.username_pw_set(username, password)
-        client.max_inflight_messages_set(200)
-        client.max_queued_messages_set(400)
-        client.on_publish = on_publish
-        client.connect(host, port)
-        client.loop_start()
-        clients.append((client, uuid.UUID(username), topic))
+    acked, lock, connected = _truck_clients(identities, host, port)
+    clients = [(client, uuid.UUID(username), topic) for client, username, topic in connected]
     body = {
         "Heading": 90,
         "Latitude": LAT0,
@@ -96,6 +76,59 @@ def publish_positions(
         sequence += 1
         if interval:
             time.sleep(max(0.0, interval - (time.monotonic() - round_started)))
+    drain_until = time.monotonic() + 30
+    while time.monotonic() < drain_until and any(c._out_messages for c, _, _ in clients):
+        time.sleep(0.05)
+    with lock:
+        sent.value += acked[0]
+    for client, _, _ in clients:
+        client.disconnect()
+        client.loop_stop()
+
+
+def publish_streams(
+    identities: list[tuple[str, str, str]],
+    host: str,
+    port: int,
+    seconds: float,
+    streams: list[tuple[str, dict, float]],
+    sent: Any,
+    start_at: float,
+) -> None:
+    """One publisher process: a client per truck publishing ``streams``, each (message name,
+    body, Hz), as a truck does (positions at 2 Hz and health at 1 Hz, say), for ``seconds``
+    from the wall-clock ``start_at``; each topic its own HeaderId. The identities' topics name
+    the truck's up-topic of any message (its last level is replaced). Adds the broker-acked
+    count to ``sent``."""
+    acked, lock, connected = _truck_clients(identities, host, port)
+    clients = [
+        (client, uuid.UUID(username), topic.rsplit("/", 1)[0])
+        for client, username, topic in connected
+    ]
+    tick_s = 1.0 / max(hz for _, _, hz in streams)
+    every = [max(1, round(1.0 / (hz * tick_s))) for _, _, hz in streams]
+    while time.time() < start_at:
+        time.sleep(0.01)
+    started = time.monotonic()
+    tick = 0
+    while time.monotonic() - started < seconds:
+        at = datetime.now(UTC)
+        for (name, body, _), each in zip(streams, every, strict=True):
+            if tick % each:
+                continue
+            for client, equipment_id, up in clients:
+                payload = wire.encode(
+                    name,
+                    body,
+                    equipment_id=equipment_id,
+                    timestamp=at,
+                    sequence=tick // each,
+                    validate=False,
+                )
+                while client.publish(f"{up}/{name}", payload, qos=1).rc == paho.MQTT_ERR_QUEUE_SIZE:
+                    time.sleep(0.001)
+        tick += 1
+        time.sleep(max(0.0, started + tick * tick_s - time.monotonic()))
     drain_until = time.monotonic() + 30
     while time.monotonic() < drain_until and any(c._out_messages for c, _, _ in clients):
         time.sleep(0.05)
@@ -168,3 +201,33 @@ def answer_all_stops(
         client.disconnect()
         client.loop_stop()
     latencies.put(seen)
+
+
+def _truck_clients(
+    identities: list[tuple[str, str, str]], host: str, port: int
+) -> tuple[list[int], threading.Lock, list[tuple[Any, str, str]]]:
+    """A connected MQTT client per truck identity (username, password, topic), looping; the
+    one-element list their broker acknowledgements are counted in, and its lock."""
+    acked = [0]
+    lock = threading.Lock()
+
+    def on_publish(client, userdata, mid, reason_code, properties) -> None:
+        with lock:
+            acked[0] += 1
+
+    clients = []
+    for username, password, topic in identities:
+        client = paho.Client(
+            # The broker binds a machine's login to its EquipmentId as the client id.
+            CallbackAPIVersion.VERSION2,
+            client_id=username,
+            protocol=paho.MQTTv5,
+        )
+        client.username_pw_set(username, password)
+        client.max_inflight_messages_set(200)
+        client.max_queued_messages_set(400)
+        client.on_publish = on_publish
+        client.connect(host, port)
+        client.loop_start()
+        clients.append((client, username, topic))
+    return acked, lock, clients

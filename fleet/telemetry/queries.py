@@ -385,3 +385,205 @@ def arrival_lag(trucks: list[uuid.UUID], start: datetime, end: datetime) -> dict
         "p99": round(float(quantiles[1]), 2),
         "max": round(float(top), 2),
     }
+
+
+# --- live serving: the history a truck's rolling buffer lacks ----------------------------------
+#
+# Live serving keeps each truck's recent telemetry in memory (fleet.learning.recent) and reads
+# the history only to fill a gap: a truck first seen after a restart, a reconnect, messages that
+# another ingest replica received. Each truck is read from its own start (``since``), in one
+# query for all of them.
+
+_RECENT_POSITIONS_SQL = """
+SELECT DISTINCT ON (p.equipment_id, second) p.equipment_id, second, lon, lat, heading_deg,
+    speed_kmh, elevation_m, sent_ms, sequence
+FROM (
+    SELECT p.equipment_id, p.sent_at, p.sequence, p.received_at,
+        floor(extract(epoch FROM p.sent_at))::bigint AS second,
+        floor(extract(epoch FROM p.sent_at) * 1000)::bigint AS sent_ms,
+        ST_X(p.location) AS lon, ST_Y(p.location) AS lat, p.heading_deg, p.speed_kmh,
+        p.elevation_m
+    FROM unnest(%(trucks)s::uuid[], %(since)s::timestamptz[]) AS w(equipment_id, since)
+    JOIN telemetry_position p ON p.equipment_id = w.equipment_id AND p.sent_at >= w.since
+        AND p.sent_at >= %(earliest)s
+) p
+ORDER BY p.equipment_id, second, sent_at DESC, sequence DESC, received_at DESC
+"""
+
+_RECENT_EVENTS_SQL = """
+SELECT e.equipment_id, floor(extract(epoch FROM e.sent_at) * 1000)::bigint, e.sequence, e.body
+FROM unnest(%(trucks)s::uuid[], %(since)s::timestamptz[]) AS w(equipment_id, since)
+JOIN telemetry_event e ON e.equipment_id = w.equipment_id AND e.sent_at >= w.since
+    AND e.sent_at >= %(earliest)s
+WHERE e.message_name = %(name)s
+ORDER BY e.equipment_id, e.sent_at, e.sequence, e.received_at
+"""
+
+
+def _since_params(since: dict[uuid.UUID, datetime]) -> dict[str, Any]:
+    trucks = list(since)
+    return {
+        "trucks": trucks,
+        "since": [since[truck] for truck in trucks],
+        # A constant bound as well, so the planner prunes the day partitions before it.
+        "earliest": min(since.values()),
+    }
+
+
+def recent_positions(since: dict[uuid.UUID, datetime]) -> list[tuple]:
+    """Each truck's stored positions sent at or after its own ``since``, the last of each
+    second (by sent_at, then HeaderId, then arrival): rows (truck, second, lon, lat,
+    heading_deg, speed_kmh, elevation_m, sent_ms, sequence), per truck in time order."""
+    if not since:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_RECENT_POSITIONS_SQL, _since_params(since))
+        return cursor.fetchall()
+
+
+def recent_events(since: dict[uuid.UUID, datetime], name: str) -> list[tuple]:
+    """Each truck's stored ``name`` messages sent at or after its own ``since``: rows (truck,
+    sent_ms, sequence, body), per truck in the order they were sent."""
+    if not since:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_RECENT_EVENTS_SQL, {**_since_params(since), "name": name})
+        return cursor.fetchall()
+
+
+# --- live ETA: production states, stops and payloads (fleet.learning.routes) -------------------
+
+_STATE_SQL = """
+SELECT DISTINCT ON (equipment_id) equipment_id, body->>'ProductionState', body->>'WayId'
+FROM telemetry_event
+WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(state)s
+    AND sent_at >= %(since)s AND sent_at <= %(until)s
+ORDER BY equipment_id, sent_at DESC, sequence DESC, received_at DESC
+"""
+
+_STOPS_SQL = """
+SELECT s.equipment_id, s.kind, s.sent_at, ST_X(p.location), ST_Y(p.location)
+FROM (
+    SELECT DISTINCT ON (equipment_id, body->>'ProductionState') equipment_id,
+        body->>'ProductionState' AS kind, sent_at
+    FROM telemetry_event
+    WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(state)s
+        AND sent_at >= %(since)s AND sent_at <= %(until)s
+        AND body->>'ProductionState' IN ('Loading', 'Dumping')
+    ORDER BY equipment_id, body->>'ProductionState', sent_at DESC, sequence DESC, received_at DESC
+) s
+LEFT JOIN LATERAL (
+    SELECT location FROM telemetry_position p
+    WHERE p.equipment_id = s.equipment_id
+        AND p.sent_at BETWEEN s.sent_at - %(fix)s AND s.sent_at + %(fix)s
+    ORDER BY abs(extract(epoch FROM p.sent_at - s.sent_at)), p.sent_at
+    LIMIT 1
+) p ON true
+"""
+
+_PAYLOAD_SQL = """
+SELECT DISTINCT ON (equipment_id) equipment_id, body->>'PayloadWeight'
+FROM telemetry_event
+WHERE equipment_id = ANY(%(trucks)s) AND message_name = %(payload)s
+    AND sent_at >= %(since)s AND sent_at <= %(until)s
+ORDER BY equipment_id, sent_at DESC, sequence DESC, received_at DESC
+"""
+
+
+def production_of(params: dict[str, Any]) -> tuple[dict, dict, dict]:
+    """For ``params["trucks"]`` over [since, until]: their latest production state
+    (truck -> (ProductionState, WayId text)), their last Loading and Dumping with the fix
+    nearest each within ``fix`` ((truck, kind) -> (sent_at, lon, lat)), and their last payload
+    (truck -> PayloadWeight text). ``params``: trucks, since, until, state and payload (the
+    message names), fix (a timedelta)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_STATE_SQL, params)
+        states = {row[0]: row[1:] for row in cursor.fetchall()}
+        cursor.execute(_STOPS_SQL, params)
+        stops = {(row[0], row[1]): row[2:] for row in cursor.fetchall()}
+        cursor.execute(_PAYLOAD_SQL, params)
+        payloads = {row[0]: row[1] for row in cursor.fetchall()}
+    return states, stops, payloads
+
+
+_HISTORY_SQL = """
+SELECT e.equipment_id, floor(extract(epoch FROM e.sent_at))::bigint,
+    e.body->>'ProductionState', e.body->>'WayId'
+FROM telemetry_event e JOIN vehicles_equipment q ON q.id = e.equipment_id
+WHERE q.site_id = %(site)s AND e.message_name = %(state)s
+    AND e.sent_at >= %(since)s AND e.sent_at <= %(until)s
+ORDER BY e.equipment_id, e.sent_at
+"""
+
+_ARRIVALS_SQL = """
+SELECT a.equipment_id, a.second, ST_X(p.location), ST_Y(p.location)
+FROM unnest(%(trucks)s::uuid[], %(seconds)s::bigint[]) AS a(equipment_id, second)
+LEFT JOIN LATERAL (
+    SELECT location FROM telemetry_position p
+    WHERE p.equipment_id = a.equipment_id
+        AND p.sent_at BETWEEN to_timestamp(a.second) - %(fix)s AND to_timestamp(a.second) + %(fix)s
+    ORDER BY abs(extract(epoch FROM p.sent_at) - a.second), p.sent_at
+    LIMIT 1
+) p ON true
+"""
+
+
+def site_production_states(params: dict[str, Any]) -> list[tuple]:
+    """A site's (``params["site"]``) production states over [since, until] (message name
+    ``state``): rows (truck, second, ProductionState, WayId text), per truck in time order."""
+    with connection.cursor() as cursor:
+        cursor.execute(_HISTORY_SQL, params)
+        return cursor.fetchall()
+
+
+def fixes_near(params: dict[str, Any]) -> dict[tuple[uuid.UUID, int], tuple]:
+    """The fix nearest each (truck, epoch second) of ``params["trucks"]`` /
+    ``params["seconds"]`` within ``params["fix"]``: (truck, second) -> (lon, lat), None where
+    there is none."""
+    with connection.cursor() as cursor:
+        cursor.execute(_ARRIVALS_SQL, params)
+        return {(row[0], int(row[1])): row[2:] for row in cursor.fetchall()}
+
+
+# --- scoring and on-site training: payload readings and position fixes (fleet.learning) --------
+
+_PAYLOAD_READINGS_SQL = """
+SELECT equipment_id, extract(epoch FROM sent_at), (body->>'PayloadWeight')::float
+FROM telemetry_event
+WHERE equipment_id = ANY(%(trucks)s) AND message_name = 'HaulTruckPayloadV1'
+    AND sent_at >= %(since)s AND sent_at <= %(until)s AND body ? 'PayloadWeight'
+ORDER BY equipment_id, sent_at
+"""
+
+_POSITION_FIXES_SQL = """
+SELECT equipment_id, extract(epoch FROM sent_at), ST_X(location), ST_Y(location)
+FROM telemetry_position
+WHERE equipment_id = ANY(%(trucks)s) AND sent_at >= %(since)s AND sent_at <= %(until)s
+ORDER BY equipment_id, sent_at
+"""
+
+
+def payload_readings(
+    trucks: list[uuid.UUID], since: datetime, until: datetime
+) -> list[tuple[uuid.UUID, float, float]]:
+    """The on-board meter's readings (HaulTruckPayloadV1's PayloadWeight) sent in
+    [since, until]: rows (truck, epoch seconds, tonnes), per truck in time order."""
+    if not trucks:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_PAYLOAD_READINGS_SQL, {"trucks": trucks, "since": since, "until": until})
+        return [(truck, float(at), float(value)) for truck, at, value in cursor.fetchall()]
+
+
+def position_fixes(
+    trucks: list[uuid.UUID], since: datetime, until: datetime
+) -> list[tuple[uuid.UUID, float, float, float]]:
+    """Every stored position sent in [since, until]: rows (truck, epoch seconds, lon, lat),
+    per truck in time order."""
+    if not trucks:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_POSITION_FIXES_SQL, {"trucks": trucks, "since": since, "until": until})
+        return [
+            (truck, float(at), float(lon), float(lat)) for truck, at, lon, lat in cursor.fetchall()
+        ]

@@ -73,10 +73,10 @@ def announce(name: str, client_id: str) -> IngestReplica:
     whose other process is still beating is refused. A replica restarted after a crash finds
     its own last beat still fresh: on the same host the old pid is checked; elsewhere (a pod
     rescheduled on another node) it waits up to three beats for the old one to fall silent."""
-    here = (socket.gethostname(), os.getpid())
+    me = here()
     deadline = time.monotonic() + 3 * BEAT_S + 1
     while True:
-        other = _other_running(name, here)
+        other = _other_running(name, me)
         if other is None:
             break
         if time.monotonic() > deadline:
@@ -92,8 +92,8 @@ def announce(name: str, client_id: str) -> IngestReplica:
         name=name,
         defaults={
             "client_id": client_id,
-            "host": here[0],
-            "pid": here[1],
+            "host": me[0],
+            "pid": me[1],
             "started_at": now,
             "last_seen_at": now,
             "retired_at": None,
@@ -126,11 +126,52 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def beat(name: str, stored: int) -> None:
-    """A running replica is alive and stored ``stored`` more rows."""
-    IngestReplica.objects.filter(name=name).update(
+def here() -> tuple[str, int]:
+    """This process's (host, pid): who a replica's record says is running it."""
+    return socket.gethostname(), os.getpid()
+
+
+def beat(name: str, stored: int, *, owner: tuple[str, int] | None = None) -> bool:
+    """A running replica is alive and stored ``stored`` more rows. With ``owner`` (the beating
+    process's host and pid) the beat counts only while the record is still that process's:
+    False means another process took the name over (a survivor adopted it while this one was
+    cut off), and this one must stop rather than fight over the broker session."""
+    replica = IngestReplica.objects.filter(name=name)
+    if owner is not None:
+        replica = replica.filter(host=owner[0], pid=owner[1], retired_at__isnull=True)
+    updated = replica.update(
         last_seen_at=timezone.now(), stored=F("stored") + stored, silent_alerted_at=None
     )
+    return updated > 0
+
+
+def _dead_since() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.INGEST_REPLICA_ADOPT_S)
+
+
+def adoptable(exclude: str) -> list[str]:
+    """Known replicas other than ``exclude`` whose heartbeat expired INGEST_REPLICA_ADOPT_S ago
+    (off when 0): a survivor takes each one's session over and drains it (``claim``)."""
+    if not settings.INGEST_REPLICA_ADOPT_S:
+        return []
+    return list(
+        known()
+        .filter(last_seen_at__lte=_dead_since())
+        .exclude(name=exclude)
+        .values_list("name", flat=True)
+    )
+
+
+def claim(name: str, owner: tuple[str, int]) -> bool:
+    """Take the dead replica ``name`` over for draining, atomically: one survivor wins. The
+    record then beats as ``owner``'s (the drain renews it), so no other survivor adopts it too
+    and the cut-off original, should it come back, sees its name taken and stops."""
+    updated = (
+        known()
+        .filter(name=name, last_seen_at__lte=_dead_since())
+        .update(last_seen_at=timezone.now(), host=owner[0], pid=owner[1])
+    )
+    return updated == 1
 
 
 def check_retirable(name: str) -> IngestReplica:

@@ -6,8 +6,9 @@ from django.dispatch import Signal
 
 # Sent with ``admitted``, Admitted messages, as soon as they are admitted: before they are stored,
 # outside any transaction. For the rules that must act on a message at once (control's live
-# compliance): storage is for history and must not delay them. With ``live=True`` it is one
-# message, sent from the ingest replica's MQTT thread the moment it arrives: a receiver must not
+# compliance): storage is for history and must not delay them. With ``live=True`` they are the
+# messages that arrived together (one read of the socket, at most a few dozen, in order), sent
+# from the ingest replica's MQTT thread the moment they are read: a receiver must not
 # block there (no query per message; a cache refreshed every few seconds at most) and may return
 # a list of callables, the database work of what it decided, which the replica's writer runs
 # (each in its own transaction, retried through a database outage) before it stores the next

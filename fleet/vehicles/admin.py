@@ -19,7 +19,7 @@ from django.utils.cache import add_never_cache_headers
 from fleet.audit.admin import KeepsHistoryMixin
 from fleet.vehicles.credentials import IssuedCredentials, issue_credentials, revoke_credentials
 from fleet.vehicles.logins import confirm_logins
-from fleet.vehicles.models import Credential, Equipment
+from fleet.vehicles.models import Credential, Equipment, WorkshopRecord
 from fleet.vehicles.services import retire_equipment
 
 PROVISION_PERMISSION = "vehicles.provision_equipment"
@@ -222,3 +222,16 @@ class CredentialAdmin(ProvisioningMixin, admin.ModelAdmin):
             return
         names = ", ".join(f"{name} ({n})" for name, n in sorted(revoked.items()))
         self.message_user(request, f"Revoked credentials of {names}; {_broker_note()}.")
+
+
+@admin.register(WorkshopRecord)
+class WorkshopRecordAdmin(admin.ModelAdmin):
+    """The faults the workshop found: kept by supervisors, read by every role; the labels a
+    site's own fault head learns from. Imported ones say so in their source."""
+
+    list_display = ("found_at", "equipment", "kind", "channel", "onset_at", "repaired_at", "source")
+    list_filter = ("source", "kind", "equipment__site")
+    search_fields = ("equipment__name", "channel", "note")
+    date_hierarchy = "found_at"
+    list_select_related = ("equipment",)
+    readonly_fields = ("recorded_at",)

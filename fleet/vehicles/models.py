@@ -101,3 +101,62 @@ class Credential(models.Model):
     def __str__(self) -> str:
         state = "revoked" if self.revoked_at else "live"
         return f"{self.get_kind_display()} credential of {self.equipment} ({state})"
+
+
+class WorkshopRecord(models.Model):
+    """A fault the workshop found on a machine: what it was, when it was found, when it began
+    (as far as the workshop can tell) and when the machine was repaired. The labels a site's
+    own fault head learns from (``fleet.learning.onsite``), beside operators' verdicts on
+    alerts. Records imported from the simulator's fault-label log say so (``source``): the
+    demo mine has no workshop, so the simulator's ground truth stands in for one."""
+
+    class Kind(models.TextChoices):
+        # The fault head's classes (fleet.learning.features.FAULT_CLASSES, less "normal"),
+        # and what the workshop may find beyond them.
+        OVERHEATING = "overheating", "Overheating"
+        TYRE_LEAK = "tyre_leak", "Tyre leak"
+        BRAKE_FADE = "brake_fade", "Brake fade"
+        STUCK_SENSOR = "stuck_sensor", "Stuck sensor"
+        GPS_DROPOUT = "gps_dropout", "GPS dropout"
+        OTHER = "other", "Other"
+
+    class Source(models.TextChoices):
+        WORKSHOP = "workshop", "Workshop"
+        SIMULATOR = "simulator", "Imported from the simulator's fault-label log"
+
+    equipment = models.ForeignKey(
+        Equipment, on_delete=models.PROTECT, related_name="workshop_records"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    channel = models.CharField(
+        max_length=80, blank=True, help_text="The part or sensor, e.g. tyre_pressure_kpa_2.1."
+    )
+    found_at = models.DateTimeField(help_text="When the workshop found it.")
+    onset_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it began, as far as can be told."
+    )
+    repaired_at = models.DateTimeField(
+        null=True, blank=True, help_text="Back in service; empty while it is being repaired."
+    )
+    source = models.CharField(max_length=12, choices=Source.choices, default=Source.WORKSHOP)
+    external_key = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="The record's key where it came from (an import is idempotent by it).",
+    )
+    note = models.CharField(max_length=300, blank=True)
+    recorded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-found_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "external_key"],
+                condition=~Q(external_key=""),
+                name="workshop_record_external_key",
+            )
+        ]
+        indexes = [models.Index(fields=["equipment", "found_at"], name="workshop_equipment_found")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} on {self.equipment_id} found {self.found_at:%Y-%m-%d %H:%M}"

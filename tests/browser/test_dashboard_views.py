@@ -91,7 +91,7 @@ def test_the_production_view_plots_a_shifts_history(dashboard, site, viewer):  #
         page.wait_for_url(f"{dashboard}/#production")
         assert page.locator("#view-live").is_hidden()
         page.click("button[data-range=hour]")
-        page.wait_for_selector("#loading-units tr[data-unit]")
+        page.wait_for_selector(".view-status[data-range=hour]")  # the hour's answer drawn
         plotted = page.evaluate("() => window.haulmindViews.view('production').plotted()")
         # Last hour in 5-minute buckets: 12 (13 when the hour does not start on a bucket).
         assert plotted["tph"] >= 12 and plotted["availability"] == plotted["tph"]

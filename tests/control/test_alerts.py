@@ -31,16 +31,29 @@ def truck(site):
     return haul_truck(site)
 
 
+def register_fault_head(root, decision: dict):
+    manifest_path = write_checkpoint(root, "fault", 3)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["channel_names"] = CHANNELS
+    manifest["extra"] = {"decision": decision}
+    manifest_path.write_text(json.dumps(manifest))
+    return registry.register_version(manifest_path)
+
+
 @pytest.fixture
 def fault_head(tmp_path, db):
     """A registered fault head whose manifest names its channels and calibrated rule, as
-    training writes them."""
-    manifest_path = write_checkpoint(tmp_path, "fault", 3)
-    manifest = json.loads(manifest_path.read_text())
-    manifest["channel_names"] = CHANNELS
-    manifest["extra"] = {"decision": {"threshold": 0.85, "consecutive": 2}}
-    manifest_path.write_text(json.dumps(manifest))
-    return registry.register_version(manifest_path)
+    training wrote them before there were per-kind thresholds."""
+    return register_fault_head(tmp_path, {"threshold": 0.85, "consecutive": 2})
+
+
+@pytest.fixture
+def per_kind_head(tmp_path, db):
+    """A fault head calibrated with a threshold per kind for two kinds (chosen on site D)."""
+    return register_fault_head(
+        tmp_path,
+        {"threshold": 0.85, "consecutive": 2, "thresholds": {"tyre_leak": 0.98, "brake_fade": 0.6}},
+    )
 
 
 def response(probabilities: dict[str, float], top_channel: int = 1) -> dict:
@@ -151,6 +164,48 @@ def test_the_sites_policy_overrides_threshold_run_and_action(truck, fault_head, 
     assert Command.objects.get(equipment=truck).message_name == "MachineAllStopRequestV1"
 
 
+def test_the_versions_threshold_per_kind_comes_before_its_one_threshold(
+    truck, per_kind_head, workshop, settings
+):
+    settings.INFERENCE_INTERVAL_S = 10
+    for step in range(2):
+        decide(
+            truck,
+            T0 + timedelta(seconds=10 * step),
+            tyre_leak=0.97,  # under its own 0.98, though above the one 0.85
+            brake_fade=0.7,  # above its own 0.6, though under the one 0.85
+            overheating=0.9,  # no threshold of its own: the one 0.85
+        )
+
+    thresholds = {a.kind: a.inputs["threshold"] for a in Alert.objects.all()}
+    assert thresholds == {"fault:brake_fade": 0.6, "fault:overheating": 0.85}
+    assert "above 0.60" in Alert.objects.get(kind="fault:brake_fade").reason
+
+
+def test_the_sites_threshold_for_a_class_wins_over_the_versions_per_kind_one(
+    truck, per_kind_head, settings
+):
+    settings.INFERENCE_INTERVAL_S = 10
+    HealthPolicy.objects.create(site=truck.site, thresholds={"tyre_leak": 0.9, "brake_fade": 0.8})
+    for step in range(2):
+        decide(truck, T0 + timedelta(seconds=10 * step), tyre_leak=0.95, brake_fade=0.7)
+
+    alert = Alert.objects.get()
+    assert (alert.kind, alert.inputs["threshold"]) == ("fault:tyre_leak", 0.9)
+
+
+def test_rule_for_takes_the_policy_then_the_versions_kind_then_its_one_threshold():
+    model_rule = {"threshold": 0.85, "consecutive": 3, "thresholds": {"brake_fade": 0.6}}
+    policy = HealthPolicy(thresholds={"tyre_leak": 0.5})
+    assert health.rule_for(policy, "brake_fade", model_rule).threshold == 0.6
+    assert health.rule_for(policy, "overheating", model_rule).threshold == 0.85
+    assert health.rule_for(policy, "tyre_leak", model_rule).threshold == 0.5
+    assert health.rule_for(policy, "brake_fade", model_rule).consecutive == 3
+    # A rule from before per-kind thresholds, and none at all.
+    assert health.rule_for(HealthPolicy(), "brake_fade", {"threshold": 0.8}).threshold == 0.8
+    assert health.rule_for(HealthPolicy(), "brake_fade", None).threshold == health.DEFAULT_THRESHOLD
+
+
 def test_a_workshop_action_without_a_workshop_stops_and_says_why(truck, fault_head, settings):
     settings.INFERENCE_INTERVAL_S = 10
     decide(truck, T0, overheating=0.99)
@@ -204,6 +259,28 @@ def test_operators_acknowledge_assign_and_resolve_and_each_step_is_audited(
     ]
     # A resolved alert stays closed: the next occurrence is a new alert.
     assert an_alert(truck).pk != alert.pk
+
+
+def test_an_operators_verdict_on_resolving_is_kept_and_audited(api_client, truck, operator):
+    alert = an_alert(truck)
+    base = f"/api/v1/alerts/{alert.pk}"
+    api_client.force_authenticate(operator)
+    bad = api_client.post(f"{base}/resolve/", {"verdict": "maybe"})
+    assert bad.status_code == 400 and "verdict" in bad.json()
+    seen = api_client.post(f"{base}/acknowledge/", {"verdict": "false_alarm"})
+    assert seen.status_code == 200 and seen.json()["verdict"] == "false_alarm"
+    # The workshop found the leak after all: the resolving verdict replaces the first one.
+    done = api_client.post(f"{base}/resolve/", {"verdict": "confirmed", "note": "tyre changed"})
+    assert done.status_code == 200
+    body = done.json()
+    assert body["verdict"] == "confirmed" and body["verdict_at"]
+    assert [e["detail"] for e in body["events"]][1:] == [
+        "verdict: false alarm",
+        "verdict: confirmed fault; tyre changed",
+    ]
+    # Without a verdict, a resolution leaves none.
+    other = an_alert(truck)
+    assert alerts.resolve_alert(other, actor=operator).verdict == ""
 
 
 def test_the_alert_trail_cannot_be_changed(truck):

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from fleet.control import dispatching
 from fleet.control.models import Assignment, Command, DispatchPlan, DispatchTruck
@@ -155,6 +157,33 @@ def test_a_loading_unit_down_moves_the_trucks_heading_to_it(pit, operator):
         # The earlier assignment's command is replaced, not queued behind.
         statuses = Command.objects.filter(equipment=truck).values_list("status", flat=True)
         assert sorted(statuses) == ["issued", "superseded"]
+
+
+@pytest.mark.django_db
+def test_a_replan_locks_the_open_commands_in_serial_order_before_replacing_any(pit, operator):
+    """The ingest process locks commands by serial when it records answers; a re-plan that
+    locked them truck by truck in its own order deadlocked against it (CI, 2026-12-06)."""
+    trucks = autonomous_trucks(pit, 3)
+    dispatching.set_enabled(pit, True)
+    for truck in reversed(trucks):
+        report_state(truck, "Dumping", 10)
+        report_state(truck, "Driving", 10)
+    with CaptureQueriesContext(connection) as queries:
+        dispatching.set_unit_availability(
+            unit(pit, "SH-01"), available=False, reason="hydraulic leak", actor=operator
+        )
+    on_commands = [
+        q["sql"]
+        for q in queries.captured_queries
+        if '"control_command"' in q["sql"].split("WHERE")[0]
+    ]
+    first_lock = next(
+        i for i, sql in enumerate(on_commands) if sql.endswith('FOR UPDATE OF "control_command"')
+    )
+    first_change = next(i for i, sql in enumerate(on_commands) if sql.startswith("UPDATE"))
+    assert first_lock < first_change
+    assert 'ORDER BY "control_command"."serial" ASC' in on_commands[first_lock]
+    assert all(str(t.id).replace("-", "") in on_commands[first_lock] for t in trucks)
 
 
 @pytest.mark.django_db

@@ -4,13 +4,15 @@ records, and its probe's telemetry as a window live serving builds."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
 from fleet.control.loopbench import ModelRound, figures_of_model_rounds
 from fleet.learning import serving
 from fleet.learning.loopbench import SentWindow, probe_history, probe_messages
+from fleet.learning.recent import RecentTelemetry
 from fleet.protocol import wire
 
 T0 = 1_800_000_000.0  # seconds since the epoch
@@ -75,17 +77,13 @@ def test_a_probes_telemetry_is_valid_on_the_wire_and_a_window_live_serving_build
     end = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
     messages = probe_history(end) + probe_messages(end.replace(second=1), serving.WINDOW_S)
     truck = uuid.uuid4()
-    positions, health = [], []
+    buffers = RecentTelemetry()
     for name, body, at in messages:
-        wire.encode(name, body, equipment_id=truck, timestamp=at)  # validates, raises if not
-        second = int(at.timestamp())
-        if name == "MachinePositionV1":
-            fix = (body["Longitude"], body["Latitude"], body["Heading"], body["Speed"])
-            positions.append((second, *fix, body["Elevation"]))
-        else:
-            health.append((second, body))
+        payload = wire.encode(name, body, equipment_id=truck, timestamp=at)  # validates
+        buffers.record([SimpleNamespace(envelope=wire.parse_message(payload))])
+    since = end - timedelta(seconds=serving.HISTORY_S + 10)
 
-    outcome, inputs = serving._truck_inputs(truck, uuid.uuid4(), positions, health)
+    outcome, inputs = serving.truck_inputs(truck, uuid.uuid4(), buffers.seconds(truck, since))
 
     assert outcome == "built"
     assert inputs.window_end == end.replace(second=1)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import paho.mqtt.client as paho
 import pytest
+from django.db import transaction
 from paho.mqtt.enums import CallbackAPIVersion
 from rest_framework.test import APIClient
 
@@ -23,6 +24,7 @@ from fleet.telemetry.ingest import IngestOptions, IngestRunner
 from fleet.telemetry.intake import Inbound
 from fleet.telemetry.services import EquipmentDirectory, ingest_batch
 from fleet.vehicles.credentials import issue_credentials
+from inference.health import problem
 from tests.factories import haul_truck, truck_message
 
 Status = Command.Status
@@ -309,3 +311,41 @@ def test_a_truck_out_of_sync_is_resynchronised(site, truck):
 
     (sync,) = Command.objects.filter(equipment=truck, message_name="SyncActiveZonesRequestV1")
     assert sync.reason == "truck reported it is out of sync"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_delivery_touches_its_health_file_while_its_rounds_succeed(
+    mqtt_broker, site, monkeypatch, tmp_path
+):
+    health = tmp_path / "delivery-healthy"
+    monkeypatch.setenv("HAULMIND_HEALTH_FILE", str(health))
+    delivery = OutboxDelivery("outbox-health-test")
+    thread = threading.Thread(target=delivery.run, daemon=True)
+    thread.start()
+    try:
+        assert delivery.connected.wait(10)
+        deadline = time.monotonic() + 10
+        while not health.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert problem(health, 5) is None
+    finally:
+        delivery.stop()
+        thread.join(10)
+    assert not health.exists(), "a delivery process that stopped leaves no health file"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_process_of_one_pits_broker_takes_only_that_pits_commands(site):
+    from fleet.mine.mapfile import import_site_map
+    from tests.factories import small_site_map
+
+    other = import_site_map(small_site_map(slug="pit-b")).site
+    here, there = haul_truck(site, "HT-001"), haul_truck(other, "HT-101")
+    services.stop_truck(here, reason="blast")
+    services.stop_truck(there, reason="blast")
+    with transaction.atomic():
+        assert {c.equipment_id for c in services.due_commands(sites=["pit-b"])} == {there.id}
+        assert {c.equipment_id for c in services.due_commands()} == {here.id, there.id}
+    assert services.heartbeat_sites(["pit-b"]) == ["pit-b"]
+    assert services.heartbeat_sites() == sorted([site.slug, "pit-b"])
+    assert OutboxDelivery("outbox-sites-test", sites=["pit-b"]).sites == ["pit-b"]

@@ -3,6 +3,9 @@
 - ``small_data``: a small version of the models' data, built once per session (about 15 s on 2
   cores): the four sites, 8 trucks each for an hour, faults twice as often as in the default
   build so an hour holds enough of them.
+- ``trained``: one tiny training run on ``small_data`` (backbone, adaptation, every head, one
+  epoch each), trained once per session and shared read-only by the modules that serve, deploy
+  or challenge champions (three module-scoped copies cost three trainings).
 - ``write_checkpoint``, ``backbone``, ``heads``: checkpoint directories as ``models.checkpoint``
   writes them, registered in the model registry (the registry and its API tests).
 """
@@ -25,6 +28,7 @@ from fleet.learning.pipeline.datasets import (
     build_datasets,
     ranges,
 )
+from fleet.learning.pipeline.training import TrainConfig, TrainingRun, train_models
 
 SMALL = DataConfig(
     pretrain=(
@@ -32,9 +36,21 @@ SMALL = DataConfig(
         RunSpec("B", 8, 1.0, seed=2, fault_rate=2.0),
     ),
     adapt=RunSpec("C", 8, 1.0, seed=3, fault_rate=2.0),
-    heldout=RunSpec("D", 8, 1.0, seed=4, fault_rate=2.0, intensities=ranges(HELD_OUT_INTENSITIES)),
+    validation=RunSpec(
+        "D", 8, 1.0, seed=4, fault_rate=2.0, intensities=ranges(HELD_OUT_INTENSITIES)
+    ),
     adapt_trucks=2,
     adapt_hours=0.5,
+)
+# The smallest budgets that still make every checkpoint (quality is not tested with them).
+TINY = TrainConfig(
+    pretrain_seconds=1.0,
+    pretrain_epochs=1,
+    adapt_seconds=0.5,
+    adapt_epochs=1,
+    head_epochs=1,
+    head_seconds=1.0,
+    latency_runs=10,
 )
 
 
@@ -42,6 +58,12 @@ SMALL = DataConfig(
 def small_data(tmp_path_factory: pytest.TempPathFactory) -> Datasets:
     directory = tmp_path_factory.mktemp("learning")
     return build_datasets(SMALL, directory=directory, workers=2, progress=False)
+
+
+@pytest.fixture(scope="session")
+def trained(small_data: Datasets, tmp_path_factory: pytest.TempPathFactory) -> TrainingRun:
+    root = tmp_path_factory.mktemp("tiny-checkpoints")
+    return train_models(TINY, root=root, datasets=small_data, progress=False)
 
 
 def write_checkpoint(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from django.conf import settings
 
 from fleet.learning import services
 from fleet.learning.models import AliasChange, ModelAlias, ModelVersion
@@ -150,7 +151,7 @@ def test_a_version_corrupted_after_registration_cannot_be_promoted(
     api_client.force_authenticate(supervisor)
     response = api_client.post(promote_url(first), {"alias": "champion"}, format="json")
     assert response.status_code == 200
-    weights = Path(second.path) / "weights.safetensors"
+    weights = Path(settings.ARTIFACT_ROOT) / second.path / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-64] + b"\0" * 64)  # bit rot in the tensors
 
     response = api_client.post(promote_url(second), {"alias": "champion"}, format="json")

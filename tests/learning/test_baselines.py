@@ -90,7 +90,7 @@ def test_the_replayed_alarms_are_the_ones_the_trucks_raised(small_data):
 
 
 def test_the_threshold_baseline_raises_no_alarm_outside_a_fault(small_data):
-    ws = small_data["heldout"]
+    ws = small_data["val_site"]
     score = score_faults(ws.fault_events(), bl.window_set_alarms(ws))
     assert score.fp == 0
     assert score.delay_s > 0 or np.isnan(score.delay_s)
@@ -110,7 +110,7 @@ def test_the_segment_mean_falls_back_from_segment_and_stop_to_stop_to_all():
 
 
 def test_the_segment_mean_learns_a_site_from_its_own_history(small_data):
-    history, test = small_data["heldout_history"].labels, small_data["heldout_test"].labels
+    history, test = small_data["val_site_history"].labels, small_data["val_site_test"].labels
     model = bl.SegmentMeanETA.fit(history["segment"], history["stop"], history["eta_s"])
     p = model.predict(test["segment"], test["stop"])
     ok = np.isfinite(test["eta_s"])

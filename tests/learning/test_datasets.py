@@ -12,13 +12,17 @@ from fleet.learning.pipeline.datasets import (
     INPUT_CHANNELS,
     STOP_STATES,
     TRAINING_INTENSITIES,
+    UNSEAL,
     RunSpec,
+    SealedSiteError,
     SiteRun,
     fault_intensities,
     load_runs,
     simulate_run,
+    site_sets,
     split_trucks,
 )
+from fleet.learning.pipeline.training import set_task_data
 from fleet.simulator import faults
 from tests.learning.conftest import SMALL
 
@@ -73,7 +77,7 @@ def test_a_truck_is_in_one_split_only_and_training_ends_before_the_time_cut(smal
     cut = int(small_data.runs["A"].rows * SMALL.time_cut)
     assert train.end.max() < cut
     assert (test.end - test.length + 1).min() >= cut
-    held, history, later = sets["heldout"], sets["heldout_history"], sets["heldout_test"]
+    held, history, later = sets["val_site"], sets["val_site_history"], sets["val_site_test"]
     assert [r.spec.site for r in held.runs] == ["D"]
     cut = int(held.runs[0].rows * SMALL.time_cut)
     assert history.end.max() < cut <= (later.end - later.length + 1).min()
@@ -125,7 +129,7 @@ def test_windows_are_cut_in_the_frame_of_their_last_fix(small_data):
 
 
 def test_window_labels_name_the_fault_the_simulator_injected(small_data):
-    ws = small_data["heldout"]
+    ws = small_data["val_site"]
     run, labels = ws.runs[0], ws.labels
     ev = run.events
     for i in range(len(ws)):
@@ -187,3 +191,19 @@ def test_the_data_hash_follows_the_windows_taken(small_data):
     assert sets["pretrain_train"].data_hash != sets["pretrain_val"].data_hash
     assert len(small_data.data_hash) == 64
     assert small_data.data_hash == small_data.data_hash
+
+
+def test_the_sealed_test_site_is_refused_to_everything_but_its_evaluation(small_data, tmp_path):
+    spec = RunSpec("E", 2, 0.1, seed=9)
+    with pytest.raises(SealedSiteError, match="sealed test site"):
+        load_runs([spec], directory=tmp_path, workers=1, progress=False)
+    assert not list(tmp_path.iterdir())  # nothing was simulated either
+    assert "E" not in small_data.runs
+    assert not any(ws.sealed for ws in small_data.sets.values())
+    (run,) = load_runs([spec], directory=tmp_path, workers=1, progress=False, unseal=UNSEAL)
+    sealed = site_sets(SMALL, run, "test_site")["test_site"]
+    assert sealed.sealed
+    with pytest.raises(SealedSiteError):
+        set_task_data("fault", sealed, sealed.windows(), training=True)
+    scored = set_task_data("fault", sealed, sealed.windows(), training=False)
+    assert len(scored.rows) == len(sealed)

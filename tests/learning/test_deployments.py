@@ -19,29 +19,13 @@ from fleet.learning.deployments import (
     deploy_champions,
     weights_bytes,
 )
-from fleet.learning.pipeline.training import HEADS, TrainConfig, TrainingRun, train_models
+from fleet.learning.pipeline.training import HEADS, TrainingRun
 from fleet.learning.runs import register_run
 from inference.batching import BatchingConfig
 from inference.pool import PoolStore
 
+
 # The smallest budgets that still make every checkpoint (quality is not tested here).
-TINY = TrainConfig(
-    pretrain_seconds=1.0,
-    pretrain_epochs=1,
-    adapt_seconds=0.5,
-    adapt_epochs=1,
-    head_epochs=1,
-    head_seconds=1.0,
-    latency_runs=10,
-)
-
-
-@pytest.fixture(scope="module")
-def trained(small_data, tmp_path_factory) -> TrainingRun:
-    root = tmp_path_factory.mktemp("deploy-checkpoints")
-    return train_models(TINY, root=root, datasets=small_data, progress=False)
-
-
 @pytest.fixture
 def champions(db, trained) -> TrainingRun:
     register_run(trained)

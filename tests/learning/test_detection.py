@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from fleet.learning.pipeline.detection import DecisionRule, choose_rule, detections, run_lengths
-from fleet.learning.pipeline.evaluation import FaultEvent
+from fleet.learning.pipeline.evaluation import FaultEvent, score_faults
 
 CLASSES = ("normal", "overheating", "tyre_leak")
 
@@ -48,3 +48,61 @@ def test_the_rule_is_chosen_for_the_best_event_f1_on_validation():
     rule, score = choose_rule(events, unit, time, probs, CLASSES)
     assert rule.threshold >= 0.75
     assert score.f1 == 1.0
+    assert rule.thresholds == {}  # no kind's own threshold does better than the one
+
+
+def test_a_rule_round_trips_through_its_manifest_form_and_old_manifests_still_load():
+    rule = DecisionRule(0.9, 2, {"brake_fade": 0.7})
+    assert rule.as_dict() == {"threshold": 0.9, "consecutive": 2, "thresholds": {"brake_fade": 0.7}}
+    assert DecisionRule(**rule.as_dict()) == rule
+    assert hash(DecisionRule(**rule.as_dict())) == hash(rule)
+    assert rule.threshold_for("brake_fade") == 0.7 and rule.threshold_for("overheating") == 0.9
+    old = DecisionRule(**{"threshold": 0.85, "consecutive": 3})  # a manifest from before
+    assert old.thresholds == {} and old.threshold_for("brake_fade") == 0.85
+
+
+def test_each_kind_raises_alarms_at_its_own_threshold():
+    unit, time, probs = _stream([0.95] * 4)
+    probs[:, 1] = 0.95  # overheating as likely as the tyre leak
+    rule = DecisionRule(0.9, 1, {"tyre_leak": 0.97})
+    assert [a.kind for a in detections(unit, time, probs, CLASSES, rule)] == ["overheating"]
+
+
+KINDS = ("normal", "overheating", "brake_fade")
+
+
+def _two_trucks() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[FaultEvent]]:
+    """Truck 0 has a brake fade the head is only 0.78 sure of; truck 1 an overheating it is 0.97
+    sure of, and later a burst of overheating noise at 0.9: no one threshold finds the fade
+    without the false alarm, a threshold per kind does."""
+    n = 200  # decisions per truck, every 10 s
+    time = np.tile(np.arange(n) * 10.0, 2)
+    unit = np.repeat([0, 1], n)
+    probs = np.zeros((2 * n, 3))
+    t = time[:n]
+    fault = (t >= 500) & (t < 700)
+    probs[:n, 2] = np.where(fault, 0.78, 0.01)
+    probs[n:, 1] = np.where(fault, 0.97, np.where((t >= 1500) & (t < 1600), 0.9, 0.01))
+    probs[:, 0] = 1 - probs[:, 1:].max(axis=1)
+    events = [
+        FaultEvent(0, 0, "brake_fade", 500.0, 800.0),
+        FaultEvent(1, 1, "overheating", 500.0, 800.0),
+    ]
+    return unit, time, probs, events
+
+
+def test_a_kind_whose_scores_need_another_cut_gets_its_own_threshold():
+    unit, time, probs, events = _two_trucks()
+    one = score_faults(events, detections(unit, time, probs, KINDS, DecisionRule(0.5, 1)))
+    assert (one.tp, one.fp) == (2, 1)  # the one threshold that finds the fade: a false alarm
+
+    rule, score = choose_rule(events, unit, time, probs, KINDS)
+
+    assert (rule.threshold, rule.consecutive) == (0.5, 1)  # the one threshold's grid, as before
+    assert rule.thresholds == {"overheating": 0.9}  # the noise (0.9) is not above 0.9
+    assert (score.f1, score.tp, score.fp) == (1.0, 2, 0)
+    # The score returned is the rule's own, as detections raise its alarms.
+    again = score_faults(events, detections(unit, time, probs, KINDS, rule))
+    assert (again.f1, again.fp, again.delay_s) == (score.f1, score.fp, score.delay_s)
+    # Deterministic.
+    assert choose_rule(events, unit, time, probs, KINDS)[0] == rule

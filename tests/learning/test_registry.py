@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
@@ -96,7 +97,7 @@ def test_champion_and_challenger_are_separate_aliases(heads):
 
 def test_a_version_corrupted_after_registration_is_never_promoted(heads):
     services.promote("fault-head", 1)
-    weights = Path(heads[1].path) / "weights.safetensors"
+    weights = Path(settings.ARTIFACT_ROOT) / heads[1].path / "weights.safetensors"
     weights.write_bytes(b"bit rot")
     with pytest.raises(RegistryError, match="sha256 mismatch"):
         services.promote("fault-head", 2)

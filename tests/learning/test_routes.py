@@ -1,5 +1,5 @@
-"""Live ETA inputs (fleet.learning.routes): the planned route and the per-segment table from
-stored telemetry equal the training labels of the same simulated run."""
+"""Live route inputs (fleet.learning.routes): the planned route, the per-segment table and
+the road ahead from stored telemetry equal the training labels of the same simulated run."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import orjson
 import pytest
 from django.db import connection
 
-from fleet.learning import routes, serving
+from fleet.learning import features, routes, serving
 from fleet.learning.features import LOADING, STATES
 from fleet.learning.pipeline.baselines import SegmentMeanETA
-from fleet.learning.pipeline.datasets import STOP_STATES, SiteRun, _eta_labels
+from fleet.learning.pipeline.datasets import STOP_STATES, SiteRun, _eta_labels, _route_ahead
 from fleet.learning.pipeline.sites import SITES, site_map, site_world
 from fleet.mine.mapfile import import_site_map
 from fleet.telemetry.partitions import ensure_history_partitions
@@ -103,11 +103,22 @@ def store(
         )
 
 
-def last_fix(run: SiteRun, k: int, r: int) -> tuple[float, float]:
+def last_fix(run: SiteRun, k: int, r: int) -> tuple[float, float, float]:
+    """(lon, lat, heading) the truck reported at row ``r``."""
     lon, lat = site_world("D").frame.to_lonlat(
         float(run.channel("x_m")[k, r]), float(run.channel("y_m")[k, r])
     )
-    return float(lon), float(lat)
+    return float(lon), float(lat), float(run.channel("heading_deg")[k, r])
+
+
+def planned_truck(truck, site, until: datetime, fix: tuple[float, float, float]):
+    """A standing truck's inputs at ``fix`` (lon, lat, heading) with the dispatcher's route
+    step applied (``serving.add_routes``)."""
+    built = serving.TruckInputs(
+        truck, site, until, fix, np.zeros((25, 64)), np.zeros(55), np.zeros(4)
+    )
+    serving.add_routes([built], now=until)
+    return built
 
 
 @pytest.mark.parametrize(("k", "far_m"), [(0, 800.0), (2, 300.0), (5, 1500.0)])
@@ -131,20 +142,32 @@ def test_the_planned_route_matches_the_training_route_features(run, site_d, k, f
     assert abs(route.route[4] - want[4]) <= 0.5
     assert route.route[5] == want[5]
     assert route.segment == int(run.channel("way_id")[k, e])  # live keys: site index 0
+    # The road ahead: the planned route's geometry is the path training reads, within the
+    # GPS noise of where the route starts (the fix projected onto the road) and its heading.
+    want_ahead = _route_ahead(run, np.array([k]), np.array([e]))[0]
+    assert route.ahead[-1] == want_ahead[-1] == 1.0  # a known route
+    np.testing.assert_allclose(route.ahead[:12], want_ahead[:12], atol=3.0)  # points, m
+    np.testing.assert_allclose(route.ahead[12:14], want_ahead[12:14], atol=0.5)  # rises, m
+    np.testing.assert_allclose(route.ahead[14], want_ahead[14], atol=0.01)  # the stop: past
+    assert abs(want_ahead[14] - features.STOP_CAP_M) < 0.01  # the cap (the route's samples)
     # The head's features: the route, then the site's table for that way and stop.
     table = routes.site_table(site_d.id, world, until)
-    lon, lat = last_fix(run, k, e)
-    outcome, features = routes.eta_inputs({truck.id: (site_d.id, lon, lat)}, until)[truck.id]
-    assert outcome == "planned"
+    lon, lat, heading = last_fix(run, k, e)
+    planned = routes.route_inputs({truck.id: (site_d.id, lon, lat, heading)}, until)[truck.id]
+    assert planned.outcome == "planned"
     want_table = table.predict(np.array([route.segment]), np.array([route.stop]))[0]
-    np.testing.assert_allclose(features, np.concatenate([route.route, want_table]), rtol=1e-5)
-    built = serving.TruckInputs(
-        truck.id, site_d.id, until, (lon, lat, 0.0), np.zeros((25, 64)), np.zeros(55), np.zeros(4)
-    )
-    serving.add_eta([built], now=until)
+    np.testing.assert_allclose(planned.eta, np.concatenate([route.route, want_table]), rtol=1e-5)
+    np.testing.assert_array_equal(planned.ahead, route.ahead)
+    built = planned_truck(truck.id, site_d.id, until, (lon, lat, heading))
     inputs = built.inputs("eta")
     assert inputs["features"].shape == (1, 9) and inputs["window"].shape == (1, 25, 64)
-    np.testing.assert_allclose(inputs["features"][0], features)
+    np.testing.assert_allclose(inputs["features"][0], planned.eta)
+    # The trajectory head's: the motion (a standing truck here), the road ahead, and where
+    # the route is at speed x horizon (at the start, standing).
+    trajectory = built.inputs("trajectory")["features"][0]
+    assert trajectory.shape == (len(features.TRAJECTORY_INPUTS),)
+    np.testing.assert_array_equal(trajectory[4:20], route.ahead)
+    assert not trajectory[:4].any() and not trajectory[20:].any()
 
 
 def test_the_live_table_is_the_training_table_of_the_same_history(run, site_d):
@@ -184,14 +207,14 @@ def test_a_truck_without_a_known_next_stop_is_skipped_and_counted(run, site_d):
     t0 = start_at(before)
     store(run, {k: truck}, t0, before)
     until = t0 + timedelta(seconds=before)
-    lon, lat = last_fix(run, k, before)
-    found = routes.eta_inputs({truck.id: (site_d.id, lon, lat)}, until)
-    assert found[truck.id] == ("no_stop", None)
+    lon, lat, heading = last_fix(run, k, before)
+    found = routes.route_inputs({truck.id: (site_d.id, lon, lat, heading)}, until)[truck.id]
+    assert (found.outcome, found.eta) == ("no_stop", None)
+    # No route known: the road ahead is all zeros, its flag 0 (training's value for a truck
+    # not on its way to a stop).
+    np.testing.assert_array_equal(found.ahead, np.zeros(len(found.ahead)))
     # Through the dispatcher's send step: counted, nothing sent.
-    built = serving.TruckInputs(
-        truck.id, site_d.id, until, (lon, lat, 0.0), np.zeros((25, 64)), np.zeros(55), np.zeros(4)
-    )
-    serving.add_eta([built], now=until)
+    built = planned_truck(truck.id, site_d.id, until, (lon, lat, heading))
     report: Counter[str] = Counter()
     serving._send_all([built], ["eta"], {"eta": {"queue": "unused"}}, None, report)
     assert report == Counter({"eta:no_stop": 1})

@@ -21,6 +21,7 @@ from fleet.learning import serving
 from fleet.learning.features import (
     HEALTH_EXTRAS,
     TYRES,
+    context_names,
     cut_windows,
     series_context,
     trajectory_features,
@@ -28,7 +29,6 @@ from fleet.learning.features import (
 from fleet.learning.models import Prediction
 from fleet.learning.pipeline.datasets import FAULT_CLASSES, RAW_CHANNELS, SiteRun
 from fleet.learning.pipeline.sites import site_world
-from fleet.learning.pipeline.training import train_models
 from fleet.learning.runs import register_run
 from fleet.learning.signals import prediction_recorded
 from fleet.learning.tasks import store_prediction, store_predictions
@@ -40,16 +40,9 @@ from inference.pool import PackLimit
 from inference.wire import encode_arrays
 from models import load_runtime
 from tests.factories import haul_truck, truck_message
-from tests.learning.test_deployments import TINY
 
 TRUCK_IN_RUN = 1
 END_ROW = 1500  # a window end with more than HISTORY_S of history before it
-
-
-@pytest.fixture(scope="module")
-def trained(small_data, tmp_path_factory):
-    root = tmp_path_factory.mktemp("serving-checkpoints")
-    return train_models(TINY, root=root, datasets=small_data, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +160,9 @@ def test_live_inputs_are_the_training_features_of_the_same_telemetry(run, site, 
     np.testing.assert_allclose(
         live.trajectory, trajectory_features(window[None])[0], rtol=1e-4, atol=1e-4
     )
-    assert live.window.shape == (25, serving.WINDOW_S) and live.context.shape == (55,)
+    assert live.window.shape == (25, serving.WINDOW_S) and live.context.shape == (
+        len(context_names()),
+    )
 
 
 def test_a_truck_with_less_than_a_window_of_history_is_left_out(run, site, truck):

@@ -16,7 +16,7 @@ from django.urls import reverse
 
 from fleet.mine.models import PolicyZone, ZoneResponse
 from fleet.vehicles.credentials import authenticate_api_token, issue_credentials
-from fleet.vehicles.models import Credential, Equipment
+from fleet.vehicles.models import Credential, Equipment, WorkshopRecord
 from fleet.vehicles.passwords import check_mosquitto_hash
 from tests.factories import LAT0, LON0, square
 
@@ -53,6 +53,12 @@ def every_model(site, truck) -> None:
         request="activate",
         accepted=True,
         responded_at=datetime.now(tz=UTC),
+    )
+    WorkshopRecord.objects.create(
+        equipment=truck,
+        kind=WorkshopRecord.Kind.BRAKE_FADE,
+        channel="brake_temp_c",
+        found_at=datetime.now(tz=UTC),
     )
 
 
@@ -101,6 +107,7 @@ def test_every_model_of_the_mine_and_the_fleet_is_registered():
         "area",
         "equipment",
         "credential",
+        "workshoprecord",
     }
 
 

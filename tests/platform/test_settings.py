@@ -90,6 +90,11 @@ def test_a_malformed_boolean_is_named():
     assert "DEBUG='maybe' is not a boolean" in line
 
 
+def test_an_adoption_delay_shorter_than_three_heartbeats_is_named():
+    error = one_line_error(manage("check", INGEST_REPLICA_ADOPT_S="5"))
+    assert "INGEST_REPLICA_ADOPT_S=5 is too short" in error
+
+
 @pytest.mark.parametrize("variable", ["REDIS_URL", "MQTT_URL", "CELERY_BROKER_URL"])
 def test_a_service_url_with_the_wrong_scheme_is_named(variable):
     line = one_line_error(manage("check", **{variable: "http://127.0.0.1:80"}))
@@ -108,3 +113,11 @@ def test_check_deploy_is_clean_with_production_settings():
     )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
+
+
+def test_every_periodic_task_expires_when_its_next_run_is_due():
+    """A worker that fell behind skips stale periodic runs instead of queueing them up."""
+    from django.conf import settings
+
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        assert 0 < entry["options"]["expires"] <= entry["schedule"], name

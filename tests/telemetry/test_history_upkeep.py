@@ -94,6 +94,7 @@ def test_a_cycle_runs_from_one_loading_to_the_next_split_into_phases():
 
 
 def test_haul_cycles_are_derived_from_stored_states_with_shovel_dump_and_tonnes(site):
+    haul_truck(site, "HT-IDLE")  # reported no state in the window: no cycle, and no failure
     truck = haul_truck(site)
     shovel = site.loading_units.get()
     crusher = site.dump_points.get()

@@ -229,3 +229,24 @@ def test_the_web_metrics_report_each_replicas_silence(db, client, settings):
     text = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
     assert 'haulmind_ingest_replica_seconds_since_seen{replica="quiet"}' in text
     assert "haulmind_ingest_replicas_silent 1.0" in text
+
+
+def test_a_replica_whose_heartbeat_expired_is_claimed_by_one_survivor_only(db, settings):
+    settings.INGEST_REPLICA_ADOPT_S = 15
+    replicas.announce("gone", replicas.client_id_for("gone"))
+    replicas.announce("alive", replicas.client_id_for("alive"))
+    IngestReplica.objects.filter(name="gone").update(
+        host="host-a", pid=1, last_seen_at=timezone.now() - timedelta(seconds=20)
+    )
+    assert replicas.adoptable(exclude="alive") == ["gone"]
+    assert replicas.claim("gone", ("host-b", 2))
+    assert not replicas.claim("gone", ("host-c", 3)), "a second survivor finds it claimed"
+    assert replicas.adoptable(exclude="alive") == [], "the claim beats for it"
+    # The original, cut off and back, finds its record taken and must stop.
+    assert not replicas.beat("gone", 5, owner=("host-a", 1))
+    assert replicas.beat("gone", 0, owner=("host-b", 2))
+    settings.INGEST_REPLICA_ADOPT_S = 0
+    IngestReplica.objects.filter(name="gone").update(
+        last_seen_at=timezone.now() - timedelta(hours=1)
+    )
+    assert replicas.adoptable(exclude="alive") == [], "adoption off"

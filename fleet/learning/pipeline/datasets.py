@@ -39,6 +39,7 @@ from fleet.learning.features import (
     POSITION_CHANNELS,
     RAW_CHANNELS,
     ROUTE_FEATURES,
+    STOP_CAP_M,
     STOP_STATES,
     STRIDE_S,
     WINDOW_S,
@@ -46,10 +47,12 @@ from fleet.learning.features import (
     hold_last,
     nearest_destination,
     next_stops,
+    no_route_ahead,
+    route_ahead,
     segment_keys,
 )
 from fleet.learning.pipeline.evaluation import FaultEvent
-from fleet.learning.pipeline.sites import SITES, site_world
+from fleet.learning.pipeline.sites import SEALED_SITES, site_index, site_world
 from fleet.simulator import faults
 from fleet.simulator.engine import TruckSpec, simulate_arrays
 from fleet.simulator.world import World
@@ -81,8 +84,9 @@ __all__ = [
     "window_set",
 ]
 
-# Degradation intensities. Training sees the simulator's own ranges; the held-out scenario is
-# weaker (lower ranges, partly below anything training saw). Fixed before any training.
+# Degradation intensities. Training sees the simulator's own ranges; the validation site (D) and
+# the sealed test site (E) are weaker (lower ranges, partly below anything training saw). Fixed
+# before any training.
 TRAINING_INTENSITIES: dict[str, tuple[float, float]] = {
     "overheating": faults.OVERHEAT_RATE_C_PER_MIN,  # deg C / min
     "tyre_leak": faults.LEAK_RATE_KPA_PER_MIN,  # kPa / min
@@ -109,7 +113,7 @@ FORMAT = 1  # bump when a run's arrays change meaning
 class RunSpec:
     """One simulated shift of one site."""
 
-    site: str  # A-D (fleet.learning.pipeline.sites)
+    site: str  # A-E (fleet.learning.pipeline.sites; E is sealed: see load_runs)
     trucks: int
     hours: float
     seed: int
@@ -136,14 +140,15 @@ class DataConfig:
 
     # Fleets sized to their loading units (queued 8-15 % of the time, as a dispatcher runs
     # them). Faults at 1 per truck-hour on every site (far above a real mine's rate, so an
-    # hour holds enough of them); the held-out shift differs only in layout and in weaker
-    # intensities.
+    # hour holds enough of them); the validation shift differs only in layout and in weaker
+    # intensities. The sealed test site's run is not here: fleet.learning.pipeline.testsite
+    # holds it, and nothing built from this config can read it.
     pretrain: tuple[RunSpec, ...] = (
         RunSpec("A", 28, 3.0, seed=101, fault_rate=1.0),
         RunSpec("B", 28, 3.0, seed=102, fault_rate=1.0),
     )
     adapt: RunSpec = RunSpec("C", 16, 2.0, seed=103, fault_rate=1.0)
-    heldout: RunSpec = RunSpec(
+    validation: RunSpec = RunSpec(
         "D", 20, 4.0, seed=104, fault_rate=1.0, intensities=ranges(HELD_OUT_INTENSITIES)
     )
     window: int = WINDOW_S  # samples (s at 1 Hz)
@@ -441,15 +446,33 @@ def cache_dir() -> Path:
     return Path(var) / "learning"
 
 
+class SealedSiteError(PermissionError):
+    """Training or selection code asked for the sealed test site's data."""
+
+
+# The test-site evaluation's key (fleet.learning.pipeline.testsite passes it; an import-linter
+# contract keeps every other pipeline module from importing that module). A sealed site's runs
+# are neither simulated nor read without it, so no training or selection path can see them.
+UNSEAL = object()
+
+
 def load_runs(
     specs: Sequence[RunSpec],
     *,
     directory: Path | None = None,
     workers: int | None = None,
     progress: bool = True,
+    unseal: object = None,
 ) -> list[SiteRun]:
     """The runs of ``specs``, read from the cache or simulated (in parallel, one process per
-    run, up to ``workers``; default the CPU count)."""
+    run, up to ``workers``; default the CPU count). A sealed site (``sites.SEALED_SITES``) is
+    refused unless ``unseal`` is the test-site evaluation's key (``UNSEAL``)."""
+    sealed = sorted({s.site for s in specs if s.site in SEALED_SITES})
+    if sealed and unseal is not UNSEAL:
+        raise SealedSiteError(
+            f"site {', '.join(sealed)} is the sealed test site: only the test-site evaluation "
+            "(fleet.learning.pipeline.testsite, run by bench models) reads it"
+        )
     directory = directory or cache_dir()
     paths = [directory / f"run-{s.site}-{s.key()[:20]}.npz" for s in specs]
     runs: dict[int, SiteRun] = {i: SiteRun.load(p) for i, p in enumerate(paths) if p.exists()}
@@ -502,6 +525,11 @@ class WindowSet:
 
     def __len__(self) -> int:
         return len(self.end)
+
+    @property
+    def sealed(self) -> bool:
+        """Windows of the sealed test site: training and selection refuse them."""
+        return any(r.spec.site in SEALED_SITES for r in self.runs)
 
     @property
     def data_hash(self) -> str:
@@ -588,7 +616,9 @@ def _run_labels(
     t_end = run.time_s[e]
     event = run.fault_event[k, e]
     has = event >= 0
-    onset = np.where(has, run.events["onset_s"][np.maximum(event, 0)], np.nan)
+    # A shift without faults has an empty table: nothing to look up.
+    onsets = run.events["onset_s"] if len(run.events["onset_s"]) else np.full(1, np.nan)
+    onset = np.where(has, onsets[np.maximum(event, 0)], np.nan)
     return {
         "t_end_s": t_end,
         "fault_class": run.fault_class[k, e],
@@ -600,12 +630,13 @@ def _run_labels(
         "fault_elapsed_s": t_end - onset,
         **_eta_labels(run, k, e),
         "traj": _trajectory(run, k, e),
+        "route_ahead": _route_ahead(run, k, e),
         "payload_t": run.payload_true[k, e],
         "payload_meter_t": run.channel("payload_t")[k, e],
         "capacity_t": run.capacity_t[k],
         "speed_mps": run.channel("speed_kmh")[k, e] / 3.6,  # reported, at the window's end
         "gps_gap": _gps_gap(run, k, e, length),
-        "site": np.full(len(k), SITES.index(run.spec.site), dtype=np.int8),
+        "site": np.full(len(k), site_index(run.spec.site), dtype=np.int8),
         "way": run.channel("way_id")[k, e].astype(np.int32),
     }
 
@@ -634,7 +665,7 @@ def _eta_labels(run: SiteRun, k: np.ndarray, e: np.ndarray) -> dict[str, np.ndar
         axis=1,
     )
     # Keys of the per-segment baseline, unique across sites (WayIds repeat between maps).
-    segment, stop_key = segment_keys(SITES.index(run.spec.site), run.channel("way_id")[k, e], dest)
+    segment, stop_key = segment_keys(site_index(run.spec.site), run.channel("way_id")[k, e], dest)
     return {
         "eta_s": np.where(ok, run.time_s[s] - run.time_s[e], np.nan),
         "route": np.where(ok[:, None], route, np.nan).astype(np.float32),
@@ -656,6 +687,30 @@ def _trajectory(run: SiteRun, k: np.ndarray, e: np.ndarray) -> np.ndarray:
     ok = run.gps_ok[k, e] & (e + steps[-1] < run.rows)
     out = np.stack([fwd, left], axis=-1).astype(np.float32)
     out[~ok] = np.nan
+    return out
+
+
+def _route_ahead(run: SiteRun, k: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """[n, len(AHEAD_FEATURES)]: ``features.route_ahead`` of the truck's true path from the
+    window's end to its next stop (the simulator drives the route the FMS planned, so the path
+    it drove is the plan live serving has), in the frame of the reported heading; no route
+    where the truck is not on its way to a stop. Only the path's first ``STOP_CAP_M`` are read:
+    how long the truck then waits in a queue is not part of a route."""
+    step = np.hypot(*np.diff(run.true_xy, axis=1).transpose(2, 0, 1))
+    along = np.concatenate([np.zeros((run.trucks, 1)), np.cumsum(step, axis=1)], axis=1)
+    heading = run.channel("heading_deg")
+    out = np.empty((len(k), len(no_route_ahead())), dtype=np.float32)
+    for i, (truck, end) in enumerate(zip(k.tolist(), e.tolist(), strict=True)):
+        stop = int(run.next_stop[truck, end])
+        if stop < 0:
+            out[i] = no_route_ahead()
+            continue
+        far = int(np.searchsorted(along[truck], along[truck, end] + STOP_CAP_M))
+        last = min(stop, far)
+        path = np.column_stack(
+            [run.true_xy[truck, end : last + 1], run.true_z[truck, end : last + 1]]
+        )
+        out[i] = route_ahead(path, float(heading[truck, end]))
     return out
 
 
@@ -728,31 +783,35 @@ def build_datasets(
       training before the time cut, val / test after it (test at the evaluation cadence);
     - ``adapt_train``: site C, ``adapt_trucks`` trucks for ``adapt_hours`` (the small budget);
       ``adapt_test``: site C's other trucks after the time cut, evaluation cadence;
-    - ``heldout``: site D (weaker faults), every truck, the whole shift, evaluation cadence:
-      the fault figures; ``heldout_history`` (before D's time cut) is the site's own past for
-      the baselines that need one (the per-segment ETA table), never for training a network;
-      ``heldout_test`` (after the cut) is where ETA, trajectory and payload are scored.
+    - ``val_site``: site D (weaker faults), every truck, the whole shift, evaluation cadence:
+      where the fault decision rule is chosen and the validation fault figures come from;
+      ``val_site_history`` (before D's time cut) is the site's own past for the baselines
+      that need one (the per-segment ETA table), never for training a network;
+      ``val_site_test`` (after the cut) is where ETA, trajectory and payload are validated.
+
+    The sealed test site (E) is not among them (``testsite.test_sets`` builds its sets the
+    same way, with ``site_sets``).
     """
     c = config or DataConfig()
-    specs = [*c.pretrain, c.adapt, c.heldout]
+    specs = [*c.pretrain, c.adapt, c.validation]
     runs = load_runs(specs, directory=directory, workers=workers, progress=progress)
-    pre, adapt, held = runs[: len(c.pretrain)], runs[-2], runs[-1]
+    pre, adapt, val = runs[: len(c.pretrain)], runs[-2], runs[-1]
     sets = _pretrain_sets(c, pre)
     sets |= _adapt_sets(c, adapt)
-    sets |= _heldout_sets(c, held)
+    sets |= site_sets(c, val, "val_site")
     return Datasets(c, {r.spec.site: r for r in runs}, sets)
 
 
-def _heldout_sets(c: DataConfig, run: SiteRun) -> dict[str, WindowSet]:
+def site_sets(c: DataConfig, run: SiteRun, prefix: str) -> dict[str, WindowSet]:
+    """A new site's three sets: ``prefix`` (every truck, the whole shift, evaluation cadence),
+    ``prefix_history`` (before the time cut, training stride: the site's own past for the
+    baselines' tables) and ``prefix_test`` (after the cut, evaluation cadence)."""
     every, cut = np.arange(run.trucks), int(run.rows * c.time_cut)
+    history, test = f"{prefix}_history", f"{prefix}_test"
     return {
-        "heldout": window_set("heldout", [run], [(0, every, 0, run.rows)], c.window, c.eval_stride),
-        "heldout_history": window_set(
-            "heldout_history", [run], [(0, every, 0, cut)], c.window, c.stride
-        ),
-        "heldout_test": window_set(
-            "heldout_test", [run], [(0, every, cut, run.rows)], c.window, c.eval_stride
-        ),
+        prefix: window_set(prefix, [run], [(0, every, 0, run.rows)], c.window, c.eval_stride),
+        history: window_set(history, [run], [(0, every, 0, cut)], c.window, c.stride),
+        test: window_set(test, [run], [(0, every, cut, run.rows)], c.window, c.eval_stride),
     }
 
 

@@ -1,4 +1,4 @@
-"""PNG plots of a training run: the loss curves and the held-out evaluation against the
+"""PNG plots of a training run: the loss curves and a site's evaluation against the
 baselines (what a reviewer would rather look at than read)."""
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ def draw_all(run: TrainingRun, predictions: dict[str, Any], directory: Path) -> 
     directory.mkdir(parents=True, exist_ok=True)
     return [
         losses(run, directory / "training-loss.png"),
-        heldout(run, predictions, directory / "heldout-evaluation.png"),
+        site_evaluation(
+            run,
+            predictions,
+            directory / "validation-evaluation.png",
+            "Validation site D (weaker faults) against the baselines, version " + run.version,
+        ),
     ]
 
 
@@ -46,7 +51,9 @@ def losses(run: TrainingRun, path: Path) -> Path:
     return _save(fig, path)
 
 
-def heldout(run: TrainingRun, predictions: dict[str, Any], path: Path) -> Path:
+def site_evaluation(run: Any, predictions: dict[str, Any], path: Path, title: str) -> Path:
+    """Six panels of one site's figures; ``run`` is anything with the ``figures`` and
+    ``details`` of a TrainingRun (the test-site evaluation passes its own)."""
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
     _fault_recall(axes[0][0], run)
     _fault_delays(axes[0][1], predictions["fault"])
@@ -54,10 +61,28 @@ def heldout(run: TrainingRun, predictions: dict[str, Any], path: Path) -> Path:
     _trajectory(axes[1][0], run, predictions["trajectory"])
     _payload(axes[1][1], run, predictions["payload"])
     _l1_gain(axes[1][2], run)
-    fig.suptitle(
-        "Held-out site D (weaker faults) against the baselines, version " + run.version,
-        fontsize=12,
-    )
+    fig.suptitle(title, fontsize=12)
+    return _save(fig, path)
+
+
+def learning_curve(curves: dict[str, list[tuple[float, float]]], path: Path, title: str) -> Path:
+    """Fault event F1 against labelled data (hours of one truck), one line per backbone."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, points in curves.items():
+        xs, ys = zip(*sorted(points), strict=True)
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xscale("log")
+    # Ticks at the budgets measured, as plain numbers (a log axis labels its minor ticks in
+    # overlapping powers of ten).
+    budgets = sorted({x for points in curves.values() for x, _ in points})
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks(budgets, [f"{x:g}" for x in budgets])
+    ax.set_xlabel("labelled truck-hours of fault-head training data")
+    ax.set_ylabel("event F1")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 

@@ -1,12 +1,17 @@
-"""Four simulated open pits for the domain models: map documents as pure functions (no database).
+"""Five simulated open pits for the domain models: map documents as pure functions (no database).
 
 - A, Cerro Rojo: the demo mine (``fleet.mine.demo``), pretraining.
 - B, Quebrada Azul: deeper, steeper (10 %), ramp counter-clockwise, pretraining.
 - C, Loma Verde: shallow, 8 % ramp, three shovels, the L1 adaptation site.
-- D, Pampa Alta: held out for generalisation: 8.5 % counter-clockwise ramp, a one-lane shovel
-  road under a traffic-permission zone, an ore stockpile beside the crusher.
+- D, Pampa Alta: the validation site (every design choice is made on it): 8.5 %
+  counter-clockwise ramp, a one-lane shovel road under a traffic-permission zone, an ore
+  stockpile beside the crusher.
+- E, Salar Grande: the sealed test site (``SEALED_SITES``): 9.5 % clockwise ramp, three
+  shovels, the floor one on a one-lane road, a stockpile. Its data is simulated and read
+  by ``fleet.learning.pipeline.testsite`` alone (``bench models``), never by training or
+  selection (docs/models.md, "The sealed evaluation").
 
-B to D are built like Cerro Rojo (a ramp spiralling down the benches at a design grade, bench
+B to E are built like Cerro Rojo (a ramp spiralling down the benches at a design grade, bench
 roads to the shovels, rim haul roads to the crusher, the waste dump and the park) with the demo's
 ``Layout``, curve and map-document helpers. Only the wall geometry is re-stated here, with the
 pit's shape as a parameter: ``demo.wall_point`` reads the demo's module constants.
@@ -377,15 +382,53 @@ PAMPA_ALTA = PitDesign(
     ramp_limit_kmh=30.0,
 )
 
-DESIGNS = {pit.key: pit for pit in (QUEBRADA_AZUL, LOMA_VERDE, PAMPA_ALTA)}
-SITES = ("A", "B", "C", "D")
+SALAR_GRANDE = PitDesign(
+    key="E",
+    name="Salar Grande",
+    slug="salar-grande",
+    centre=(-68.90, -21.00),
+    utm_srid=32719,
+    half_axes_m=(560.0, 360.0),
+    axis_deg=-40.0,
+    wobble_phase=0.7,
+    rim_z=3900.0,
+    bench_height_m=13.0,
+    benches=6,
+    bench_step_m=27.0,
+    ramp_grade=0.095,
+    ramp_start_deg=200.0,
+    ramp_clockwise=True,
+    shovels=(
+        ShovelPlace(_shovel("SG", 1, "waste", 4000.0), 2, 240.0),
+        ShovelPlace(_shovel("SG", 2, "ore", 3500.0), 4, -35.0),
+        ShovelPlace(_shovel("SG", 3, "ore", 4500.0), 6, -100.0, one_lane=True),
+    ),
+    crusher_at=(125.0, 720.0),
+    dump_at=(200.0, 790.0),
+    park_at=(160.0, 900.0),
+    stockpile_at=(105.0, 840.0),
+    ramp_limit_kmh=25.0,
+)
+
+DESIGNS = {pit.key: pit for pit in (QUEBRADA_AZUL, LOMA_VERDE, PAMPA_ALTA, SALAR_GRANDE)}
+SITES = ("A", "B", "C", "D")  # the sites training and selection may read
+# The sealed test site: its map is public (a site is a road graph), its data is read by the
+# test-site evaluation alone (datasets.load_runs refuses it without the evaluation's key).
+SEALED_SITES = ("E",)
+ALL_SITES = SITES + SEALED_SITES
+VALIDATION_SITE, TEST_SITE = "D", "E"
 SITE_NAMES = {"A": demo.SITE_NAME, **{k: p.name for k, p in DESIGNS.items()}}
 
 
+def site_index(key: str) -> int:
+    """A site's index in labels and segment keys (A-E = 0-4)."""
+    return ALL_SITES.index(key)
+
+
 def site_map(key: str) -> dict:
-    """The map document of site ``key`` (A-D); a fresh copy each call."""
-    if key not in SITES:
-        raise ValueError(f"unknown site {key!r}: the sites are {', '.join(SITES)}")
+    """The map document of site ``key`` (A-E); a fresh copy each call."""
+    if key not in ALL_SITES:
+        raise ValueError(f"unknown site {key!r}: the sites are {', '.join(ALL_SITES)}")
     return copy.deepcopy(_site_map(key))
 
 

@@ -25,6 +25,7 @@ BENCHMARKS = {
     "dispatch": "fleet.simulator.dispatchbench",
     "shift": "fleet.control.shift_bench",
     "dashboard": "fleet.live.dashboard_bench",
+    "serving": "fleet.learning.servingbench",
 }
 
 
@@ -72,6 +73,11 @@ class Command(BaseCommand):
             "--no-model", action="store_true", help="loop: the rule path alone (no pool)."
         )
         parser.add_argument("--plots-dir", default=None, help="models: where to draw the plots.")
+        parser.add_argument(
+            "--test-log",
+            default=None,
+            help="models: the file whose 'Test-site log' records this read (docs/models.md).",
+        )
         parser.add_argument("--head", default=None, help="batching: which head (default fault).")
         parser.add_argument(
             "--concurrency", type=int, default=64, help="batching: requests in flight."
@@ -85,6 +91,19 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--slices", default=None, help="pool: the node's slice plan (equal CPU slices)."
+        )
+        parser.add_argument(
+            "--pack",
+            type=int,
+            default=0,
+            metavar="N",
+            help="batching: also run with packs of N windows per message (send_pack); "
+            "pool: send every window in packs of N.",
+        )
+        parser.add_argument(
+            "--burst-rates",
+            default=None,
+            help="pool: best-effort burst rates stepped up, windows/s (e.g. 200,400,800).",
         )
 
         parser.add_argument(
@@ -121,6 +140,12 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--loading-units", type=int, default=25, help="shift: loading units of its mine."
+        )
+        parser.add_argument(
+            "--in-process",
+            action="store_true",
+            help="ingest: no broker; the replica's own work per message in this process (CPU "
+            "clock), batches of --trucks positions for --seconds (a batch is 0.1 s of trucks).",
         )
 
         parser.add_argument(

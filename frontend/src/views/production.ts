@@ -30,6 +30,7 @@ function percent(value: number | null | undefined): string {
 export class ProductionView implements View {
   private choice: RangeChoice = "shift";
   private timer: number | undefined;
+  private loads = 0;
   private readonly picker = h("div", { class: "range-picker", role: "group", "aria-label": "Time range" });
   private readonly status = h("span", { class: "muted view-status" });
   private readonly kpis = h("div", { class: "kpis", id: "production-kpis" });
@@ -93,18 +94,25 @@ export class ProductionView implements View {
   }
 
   async load(): Promise<void> {
-    const range = rangeFor(this.choice, new Date());
+    const choice = this.choice;
+    const range = rangeFor(choice, new Date());
     const site = `/api/v1/sites/${this.siteId}`;
+    // A range picked while an earlier one loads: the earlier answer, arriving last, must not
+    // replace the newer one on screen.
+    const ticket = ++this.loads;
     this.status.textContent = "loading…";
     try {
       const [production, availability] = await Promise.all([
         api<Production>(`${site}/production/?${rangeQuery(range)}`),
         api<Availability>(`${site}/availability/?${rangeQuery(range)}`),
       ]);
+      if (ticket !== this.loads) return;
       this.render(production, availability, [range.from.getTime() / 1000, range.to.getTime() / 1000]);
       this.status.textContent = `${range.from.toLocaleString()} to ${range.to.toLocaleTimeString()} · ${range.bucketS / 60} min buckets`;
+      this.status.dataset.range = choice;
       this.status.classList.remove("error");
     } catch (error) {
+      if (ticket !== this.loads) return;
       this.status.textContent = error instanceof ApiError ? error.message : `Could not reach the server: ${String(error)}`;
       this.status.classList.add("error");
     }

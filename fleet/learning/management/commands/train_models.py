@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from fleet.learning.pipeline.training import TrainConfig, train_models
-from fleet.learning.runs import champions_exist, next_version, register_run
+from fleet.learning.features import HEADS
+from fleet.learning.pipeline.training import TrainConfig, head_config, train_models
+from fleet.learning.runs import champions_exist, next_version, register_run, stale_champions
 
 
 class Command(BaseCommand):
@@ -37,18 +39,52 @@ class Command(BaseCommand):
         )
         parser.add_argument("--device", default="cpu", help='"cpu", "cuda:0", "npu:0"...')
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--pretrain-seconds", type=float, default=TrainConfig.pretrain_seconds)
+        parser.add_argument(
+            "--pretrain-epochs",
+            type=int,
+            default=TrainConfig.pretrain_epochs,
+            help="L0's budget in epochs (budgets are epochs: the figures do not depend on load).",
+        )
+        parser.add_argument(
+            "--pretrain-seconds",
+            type=float,
+            default=None,
+            help="An optional wall-clock cap on L0's pretraining on top of its epochs.",
+        )
         parser.add_argument("--json", action="store_true", help="Print the figures as JSON last.")
+        parser.add_argument(
+            "--site",
+            metavar="SLUG",
+            help="Train the heads on this site's own stored history instead (windows and labels "
+            "from the history tables) and register them as challengers (fleet.learning.onsite).",
+        )
+        parser.add_argument(
+            "--since",
+            metavar="ISO-DATETIME",
+            help="With --site: the history from this moment on (e.g. 2026-12-06T08:00Z).",
+        )
+        parser.add_argument(
+            "--head-seconds", type=float, default=None, help="With --site: budget per head."
+        )
 
     def handle(self, *args, **options) -> None:
-        if options["if_missing"] and champions_exist():
-            self.stdout.write("every network has a champion: nothing to train")
+        if options["site"]:
+            self._on_site(options)
             return
+        if options["if_missing"] and champions_exist():
+            stale = stale_champions({head: head_config(head).feature_names for head in HEADS})
+            if not stale:
+                self.stdout.write("every network has a champion: nothing to train")
+                return
+            self.stdout.write(
+                f"the champion of {', '.join(stale)} reads other features than today's: training"
+            )
         root = options["root"] or settings.MODELS_DIR
         version = next_version(root)
         config = TrainConfig(
             device=options["device"],
             seed=options["seed"],
+            pretrain_epochs=options["pretrain_epochs"],
             pretrain_seconds=options["pretrain_seconds"],
         )
         self.stderr.write(f"training version {version} into {root}")
@@ -72,3 +108,42 @@ class Command(BaseCommand):
         else:
             for key, value in run.figures.items():
                 self.stdout.write(f"{key:>20}: {value}")
+
+    def _on_site(self, options: dict) -> None:
+        from fleet.learning.onsite import train_challengers
+        from fleet.mine.models import Site
+
+        site = Site.objects.filter(slug=options["site"]).first()
+        if site is None:
+            raise CommandError(f"no site {options['site']!r}")
+        if not options["since"]:
+            raise CommandError("--site needs --since ISO-DATETIME")
+        try:
+            since = datetime.fromisoformat(options["since"].replace("Z", "+00:00"))
+        except ValueError:
+            raise CommandError(f"--since {options['since']!r} is not an ISO date-time") from None
+        if since.tzinfo is None:
+            raise CommandError("--since needs a time zone (e.g. 2026-12-06T08:00Z)")
+        try:
+            run = train_challengers(
+                site,
+                since,
+                head_seconds=options["head_seconds"],
+                device=options["device"],
+                seed=options["seed"],
+                root=options["root"],
+                say=self.stderr.write,
+            )
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+        for line in run.lines:
+            self.stderr.write(line)
+        summary = {
+            "site": run.site,
+            "since": run.since.isoformat(),
+            "until": run.until.isoformat(),
+            "windows": run.windows,
+            "labels": run.labels,
+            "challengers": [str(v) for v in run.registered],
+        }
+        self.stdout.write(json.dumps(summary) if options["json"] else str(summary))

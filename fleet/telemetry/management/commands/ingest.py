@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -44,6 +45,13 @@ class Command(BaseCommand):
             help="Seconds the broker keeps this replica's session (and its backlog) offline.",
         )
         parser.add_argument(
+            "--leave-if",
+            metavar="FILE",
+            help="On SIGTERM, when FILE exists, leave for good: drain this replica's session and "
+            "end it (a scale-down; deploy/'s preStop hook writes FILE), instead of stopping with "
+            "the session kept for a restart.",
+        )
+        parser.add_argument(
             "--metrics-port",
             type=int,
             default=settings.INGEST_METRICS_PORT,
@@ -65,8 +73,12 @@ class Command(BaseCommand):
             )
         except ReplicaError as error:
             raise CommandError(str(error)) from None
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda *_: runner.stop())
+        signal.signal(signal.SIGINT, lambda *_: runner.stop())
+        leave_if = options["leave_if"]
+        signal.signal(
+            signal.SIGTERM,
+            lambda *_: runner.leave() if leave_if and Path(leave_if).exists() else runner.stop(),
+        )
         if options["metrics_port"]:
             start_http_server(options["metrics_port"], addr="127.0.0.1")
         if runner.retiring:
@@ -84,6 +96,9 @@ class Command(BaseCommand):
             raise CommandError(f"stopped before {runner.options.replica}'s session was drained")
         if runner.retiring:
             drain = runner.drain
+            # Left for good (--leave-if): the file has served; a new pod of this name starts afresh.
+            if leave_if:
+                Path(leave_if).unlink(missing_ok=True)
             self.stdout.write(
                 f"retired {runner.options.replica}: its session held {drain.messages} "
                 f"message(s), stored; lag p50 {drain.lag_p50_s} s, max {drain.lag_max_s} s; "
