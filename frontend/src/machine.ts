@@ -115,31 +115,56 @@ export function findTruck(trucks: Iterable<{ id: string; name: string }>, typed:
 
 
 /** The truck's recent commands, newest first, their status kept up to date by `command.changed`. */
+// How far on a command is: issued, then sent, then one of the ends.
+const STATUS_RANK: Record<CommandStatus, number> = {
+  issued: 0,
+  sent: 1,
+  acknowledged: 2,
+  rejected: 2,
+  expired: 2,
+  superseded: 2,
+};
+
 export class CommandList {
   private commands: Command[] = [];
 
   constructor(readonly equipmentId: string) {}
 
+  /** The list as read from the server; a command's status held from a live change stays where
+   * it is further on than the read's (a read can start before the change and end after it). */
   load(commands: Command[]): void {
-    this.commands = [...commands].sort((a, b) => b.serial - a.serial);
+    this.commands = commands.map((c) => this.furthest(c)).sort((a, b) => b.serial - a.serial);
   }
 
   list(): Command[] {
     return this.commands;
   }
 
-  /** Apply a live change; false when it names a command not held (a new one: read the list). */
+  /** Apply a live change; false when it names a command not held (a new one: read the list).
+   * An older status never replaces a newer one: "sent" (from the outbox's process) and
+   * "acknowledged" (from ingest's) can arrive in either order. */
   applyChange(change: CommandChange): boolean {
     if (change.equipmentId !== this.equipmentId) return true;
     const held = this.commands.find((c) => c.command_id === change.commandId);
     if (!held) return false;
-    held.status = change.status;
-    held.answer = change.answer ?? held.answer;
+    if (STATUS_RANK[change.status] >= STATUS_RANK[held.status]) {
+      held.status = change.status;
+      held.answer = change.answer ?? held.answer;
+    }
     return true;
   }
 
+  /** Add a command or replace the one held, keeping the held status where it is further on:
+   * the answer to a POST can reach the page after the truck's acknowledgement did. */
   upsert(command: Command): void {
-    this.commands = [command, ...this.commands.filter((c) => c.command_id !== command.command_id)].sort((a, b) => b.serial - a.serial);
+    const kept = this.furthest(command);
+    this.commands = [kept, ...this.commands.filter((c) => c.command_id !== command.command_id)].sort((a, b) => b.serial - a.serial);
+  }
+
+  private furthest(command: Command): Command {
+    const held = this.commands.find((c) => c.command_id === command.command_id);
+    if (!held || STATUS_RANK[held.status] <= STATUS_RANK[command.status]) return command;
+    return { ...command, status: held.status, answer: held.answer, answered_at: held.answered_at };
   }
 }
 

@@ -95,6 +95,20 @@ describe("a machine's commands", () => {
     expect(list.list().map((c) => c.serial)).toEqual([4, 3, 1]);
   });
 
+  it("never go back to an earlier status: a late POST answer or a late 'sent' leaves 'acknowledged'", () => {
+    const list = new CommandList(ID);
+    list.load([command(5, "acknowledged")]);
+    list.upsert(command(5, "issued"));
+    expect(list.list()[0]!.status).toBe("acknowledged");
+    expect(list.applyChange({ commandId: "c5", equipmentId: ID, message: "MachineAllStopRequestV1", status: "sent", reason: "", answer: "" })).toBe(true);
+    expect(list.list()[0]!.status).toBe("acknowledged");
+    list.load([command(5, "sent")]);
+    expect(list.list()[0]!.status).toBe("acknowledged");
+    list.upsert(command(6, "issued"));
+    expect(list.applyChange({ commandId: "c6", equipmentId: ID, message: "MachineAllStopRequestV1", status: "rejected", reason: "", answer: "brakes hot" })).toBe(true);
+    expect(list.list()[0]).toMatchObject({ status: "rejected", answer: "brakes hot" });
+  });
+
   it("are said in words: stop and resume, the truck's reason for a refusal", () => {
     expect(commandTitle(command(1, "sent"))).toBe("Stop");
     expect(commandTitle(command(1, "sent", { ModeAllStop: "Remove" }))).toBe("Resume (stop removed)");
