@@ -18,7 +18,7 @@ from django.dispatch import receiver
 from fleet.accounts.roles import ADMIN, OPERATOR, SUPERVISOR, VIEWER, sync_roles
 from fleet.mine.mapfile import import_site_map
 from fleet.mine.models import Site
-from tests.factories import small_site_map
+from tests.factories import small_site_map, user_with_password
 
 # The suite never goes green by skipping (tests/strict.py): a missing service stops the run with
 # one line naming it, and a skip for anything but missing hardware fails. pytester runs the
@@ -96,7 +96,7 @@ def _crew_joins(sender, instance: Site, created: bool, **kwargs) -> None:
 
 
 def _user_with_role(username: str, role: str | None, *, crew: bool = True) -> User:
-    user = User.objects.create_user(username=username, password="correct horse battery staple")
+    user = user_with_password(username)
     if crew:
         CREW.add(username)
         user.sites.add(*Site.objects.all())

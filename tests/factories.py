@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 # A 1 km square in the Atacama (UTM zone 19 south, EPSG 32719), around (-68.90, -22.30).
@@ -199,3 +200,26 @@ def truck_message(
     return wire.encode(
         name, body, equipment_id=equipment_id, timestamp=at or datetime.now(UTC), sequence=sequence
     )
+
+
+# Every test user's password (the browser tests type it into the login page).
+PASSWORD = "correct horse battery staple"
+
+
+@functools.cache
+def password_hash() -> str:
+    """PASSWORD hashed once, by the project's own first hasher (PBKDF2): hashing it again for
+    each test user cost 0.3-0.5 s on this project's CI machine, a few minutes of the suite."""
+    from django.contrib.auth.hashers import make_password
+
+    return make_password(PASSWORD)
+
+
+def user_with_password(username: str, *, superuser: bool = False, **fields):
+    """A user who logs in with PASSWORD, stored as ``create_user`` (or ``create_superuser``)
+    would store them, without hashing the password again."""
+    from django.contrib.auth.models import User
+
+    if superuser:
+        fields.update(is_staff=True, is_superuser=True)
+    return User.objects.create(username=username, password=password_hash(), **fields)

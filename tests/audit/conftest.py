@@ -38,9 +38,7 @@ from fleet.mine.models import ZoneResponse
 from fleet.pool.models import DrainChange
 from fleet.telemetry.models import StatusChange
 from fleet.vehicles.models import Equipment
-from tests.factories import haul_truck
-
-PASSWORD = "correct horse battery staple"
+from tests.factories import haul_truck, user_with_password
 
 # The audit tables, each with the fixture that writes one row and a text field to tamper with.
 AUDIT_ROWS: dict[type[models.Model], tuple[str, str]] = {
@@ -71,7 +69,7 @@ def written_at(moment: datetime) -> Iterator[None]:
 
 @pytest.fixture
 def superuser(db) -> User:
-    return User.objects.create_superuser("sam-superuser", "sam@mine.local", PASSWORD)
+    return user_with_password("sam-superuser", superuser=True, email="sam@mine.local")
 
 
 @pytest.fixture(params=ROLES)

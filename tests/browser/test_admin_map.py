@@ -23,14 +23,22 @@ from fleet.mine import services
 from fleet.mine.demo import create_demo_mine
 from fleet.mine.mapfile import import_site_map
 from fleet.mine.models import PolicyZone, Site
-from tests.factories import LAT0, LON0, D, small_site_map, square, zone_feature
+from tests.factories import (
+    LAT0,
+    LON0,
+    PASSWORD,
+    D,
+    small_site_map,
+    square,
+    user_with_password,
+    zone_feature,
+)
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
-PASSWORD = "correct horse battery staple"
 
 
 def demo_zones() -> list[dict]:
@@ -73,7 +81,7 @@ def mine(transactional_db, django_user_model) -> Site:
         policies={"roughRoad": {}},
     )
     services.request_zone_deletion(services.activate_zone(rough))
-    django_user_model.objects.create_superuser("ctrl-admin", "ctrl@example.invalid", PASSWORD)
+    user_with_password("ctrl-admin", superuser=True, email="ctrl@example.invalid")
     return site
 
 
@@ -258,7 +266,7 @@ def test_the_demo_mine_map_is_readable_offline(asgi_server, transactional_db, dj
     """Cerro Rojo, the demo pit: its screenshot is docs/images/admin-site-map.png."""
     create_demo_mine(trucks=0)
     site_id = Site.objects.get(slug="cerro-rojo").pk
-    django_user_model.objects.create_superuser("ctrl-admin", "ctrl@example.invalid", PASSWORD)
+    user_with_password("ctrl-admin", superuser=True, email="ctrl@example.invalid")
     ARTIFACTS.mkdir(exist_ok=True)
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1600, "height": 1000})

@@ -12,6 +12,7 @@ from django.urls import reverse
 from fleet.learning import services
 from fleet.learning.models import AliasChange, ModelAlias, ModelVersion
 from fleet.learning.services import RegistryError
+from tests.factories import user_with_password
 from tests.learning.conftest import write_checkpoint
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def ml_engineer(db) -> User:
     """Staff with the registry's permissions (roles.py does not grant them yet)."""
-    user = User.objects.create_user("mila-ml", password="correct horse battery staple")
+    user = user_with_password("mila-ml")
     user.is_staff = True
     user.save()
     codenames = ("view_modelversion", "promote_modelversion")

@@ -15,10 +15,15 @@ from fleet.control.models import Alert, AllStop
 from fleet.mine.mapfile import import_site_map
 from fleet.mine.models import Site
 from tests.conftest import _user_with_role
-from tests.factories import LAT0, LON0, haul_truck, small_site_map, square
+from tests.factories import (
+    LAT0,
+    LON0,
+    haul_truck,
+    small_site_map,
+    square,
+    user_with_password,
+)
 from tests.live.test_websocket import connect, session_cookie, ws_url
-
-PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
@@ -110,7 +115,7 @@ def test_a_zone_on_another_site_is_refused_naming_the_field(two_sites, north_ope
 
 
 def test_a_superuser_sees_every_site(two_sites, api_client):
-    root = User.objects.create_superuser("root", "root@mine.local", PASSWORD)
+    root = user_with_password("root", superuser=True, email="root@mine.local")
     assert site_slugs(logged_in(api_client, root)) == ["north-pit", "south-pit"]
 
 

@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from fleet.pool.models import DrainChange
+from tests.factories import user_with_password
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +16,7 @@ PAGE = "/admin/pool/node/"
 
 @pytest.fixture
 def superuser(db) -> User:
-    return User.objects.create_superuser("root", "root@mine.local", "correct horse battery staple")
+    return user_with_password("root", superuser=True, email="root@mine.local")
 
 
 def test_the_admin_index_lists_the_pool(client, superuser):
