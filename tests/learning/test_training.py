@@ -57,7 +57,9 @@ FIGURES = (
 )
 
 
-@pytest.fixture(scope="module")
+# Session-scoped: pytest-django runs this module's database tests apart from the others, and a
+# module-scoped run was trained twice.
+@pytest.fixture(scope="session")
 def trained(small_data, tmp_path_factory) -> TrainingRun:
     root = tmp_path_factory.mktemp("checkpoints")
     return train_models(
