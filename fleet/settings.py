@@ -157,8 +157,15 @@ SILENCED_SYSTEM_CHECKS = ["gis.W001"]
 REDIS_URL = env_url(
     "REDIS_URL", inference_config.redis_url(), schemes=("redis", "rediss"), what="a Redis URL"
 )
+# Prefix of every Redis key Haulmind writes itself (latest state per truck, scheduler tables, the
+# cache), so several deployments, or the tests, can share one Redis.
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "haulmind")
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": REDIS_KEY_PREFIX,
+    }
 }
 CHANNEL_REDIS_READ_TIMEOUT_S = (
     15  # > channels_redis' 5 s BZPOPMIN (RedisChannelLayer.brpop_timeout)
@@ -172,7 +179,9 @@ CHANNEL_LAYERS = {
         # link dropped whenever its site went quiet). The read must outlast the blocking pop.
         "CONFIG": {
             "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_REDIS_READ_TIMEOUT_S}],
-            "prefix": "haulmind:live",
+            # The live groups are named by site id: deployments (or test runs) sharing a Redis
+            # need their own prefix, or one's site 1 hears the other's.
+            "prefix": env_str("HAULMIND_CHANNELS_PREFIX", "haulmind:live"),
         },
     }
 }
@@ -199,9 +208,6 @@ MQTT_SERVICE_PASSWORDS = {
 # dynamic-security plugin. Off for a broker that manages its logins another way.
 MQTT_MANAGE_LOGINS = env_bool("MQTT_MANAGE_LOGINS", True)
 MQTT_TOPIC_ROOT = env_str("MQTT_TOPIC_ROOT", "iso23725/v1")
-# Prefix of every Redis key Haulmind writes itself (latest state per truck, scheduler tables), so
-# several deployments, or the tests, can share one Redis.
-REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "haulmind")
 # The inference pool's state (inference.pool.PoolStore: heartbeats, deployments, drains, the
 # plan), read by the pool API, its admin page and /metrics. Same variables as the nodes use.
 POOL_REDIS_URL = env_url(
