@@ -26,9 +26,47 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attributes: Att
   return element;
 }
 
-/** Replace an element's children, skipping the absent ones (null, undefined, false). */
+/** Re-renders held while a pointer is pressed inside the element they would replace. A browser
+ * fires a click only when the press and the release land on the same element, so a panel that
+ * its socket re-drew between the two swallowed the click (seen: an operator's Revoke that
+ * opened nothing). Each element's last held render runs once the click has been handled. */
+export class HeldRenders {
+  private pressed: Node | null = null;
+  private readonly held = new Map<Element, () => void>();
+
+  press(target: Node | null): void {
+    this.pressed = target;
+  }
+
+  release(): void {
+    this.pressed = null;
+    const renders = [...this.held.values()];
+    this.held.clear();
+    for (const render of renders) render();
+  }
+
+  /** Render now, or at the release when the press is inside ``element``. */
+  run(element: Pick<Element, "contains">, render: () => void): void {
+    if (this.pressed && element.contains(this.pressed)) this.held.set(element as Element, render);
+    else render();
+  }
+}
+
+const renders = new HeldRenders();
+if (typeof document !== "undefined") {
+  document.addEventListener("pointerdown", (event) => renders.press(event.target as Node | null), true);
+  // After the click: the browser dispatches pointerup, mouseup and click in one go.
+  const release = () => window.setTimeout(() => renders.release(), 0);
+  document.addEventListener("pointerup", release, true);
+  document.addEventListener("pointercancel", release, true);
+  window.addEventListener("blur", release);
+}
+
+/** Replace an element's children, skipping the absent ones (null, undefined, false); held while
+ * a pointer is pressed inside it (HeldRenders). */
 export function fill(element: HTMLElement, ...children: Child[]): void {
-  element.replaceChildren(...children.filter((c): c is Node | string => c !== null && c !== undefined && c !== false));
+  const nodes = children.filter((c): c is Node | string => c !== null && c !== undefined && c !== false);
+  renders.run(element, () => element.replaceChildren(...nodes));
 }
 
 export function byId<T extends HTMLElement = HTMLElement>(id: string): T {
