@@ -372,7 +372,7 @@ def test_issue_credentials_shows_the_secrets_once_and_stores_only_hashes(client_
     mqtt_password, api_token = shown_secrets(html)
     stored = list(Credential.objects.filter(equipment=truck).values_list("secret_hash", flat=True))
     assert len(stored) == 2
-    assert all(mqtt_password not in h and api_token.split("_")[2] not in h for h in stored)
+    assert all(mqtt_password not in h and api_token.split("_", 2)[2] not in h for h in stored)
     mqtt_hash = Credential.objects.get(equipment=truck, kind="mqtt").secret_hash
     assert check_mosquitto_hash(mqtt_password, mqtt_hash)
     assert authenticate_api_token(api_token) == truck
@@ -381,7 +381,7 @@ def test_issue_credentials_shows_the_secrets_once_and_stores_only_hashes(client_
         again = client_as_admin.get(page).content.decode()
         assert mqtt_password not in again and api_token not in again
     credentials = client_as_admin.get(admin_url("vehicles", "credential", "changelist"))
-    assert api_token.split("_")[2] not in credentials.content.decode()
+    assert api_token.split("_", 2)[2] not in credentials.content.decode()
 
 
 def test_a_manned_machine_gets_no_credentials_from_the_console(client_as_admin, site):

@@ -33,7 +33,7 @@ def other_truck(site):
 def test_only_hashes_are_stored(truck):
     issued = issue_credentials(truck)
     stored = " ".join(Credential.objects.values_list("secret_hash", flat=True))
-    assert issued.mqtt_password not in stored and issued.api_token.split("_")[2] not in stored
+    assert issued.mqtt_password not in stored and issued.api_token.split("_", 2)[2] not in stored
     mqtt_hash = Credential.objects.get(equipment=truck, kind="mqtt").secret_hash
     assert mqtt_hash.startswith("$7$101$") and check_mosquitto_hash(issued.mqtt_password, mqtt_hash)
 
