@@ -322,25 +322,19 @@ def asgi_server(transactional_db, tmp_path):
     server.stop()
 
 
+def start_celery_worker(tmp_path, name: str) -> ChildProcess:
+    """A real Celery worker (solo pool) on the configured broker, against the test database,
+    named ``<name>-<the test's tmp dir>``, logging to tmp_path/celery.log."""
+    import sys
+
+    argv = [sys.executable, "-m", "celery", "-A", "fleet", "worker", "--pool=solo"]
+    argv += ["--loglevel=INFO", "-n", f"{name}-{tmp_path.name}@%h"]
+    return ChildProcess(argv, tmp_path / "celery.log")
+
+
 @pytest.fixture
 def celery_worker_process(transactional_db, tmp_path):
     """A real Celery worker on the configured broker, against the test database."""
-    import sys
-
-    worker = ChildProcess(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "fleet",
-            "worker",
-            "--pool=solo",
-            "--loglevel=INFO",
-            "-n",
-            f"test-{tmp_path.name}@%h",
-        ],
-        tmp_path / "celery.log",
-    )
+    worker = start_celery_worker(tmp_path, "test")
     yield worker
     worker.stop()

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from inference.health import problem
-from tests.conftest import ChildProcess, wait_until
+from tests.conftest import start_celery_worker, wait_until
 from tests.platform.test_settings import manage
 
 
@@ -83,21 +83,7 @@ def test_a_celery_worker_touches_its_health_file_while_it_consumes(transactional
     path = tmp_path / "celery-healthy"
     os.environ["HAULMIND_HEALTH_FILE"] = str(path)
     try:
-        worker = ChildProcess(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "fleet",
-                "worker",
-                "--pool=solo",
-                "--loglevel=INFO",
-                "-n",
-                f"health-{tmp_path.name}@%h",
-            ],
-            tmp_path / "celery.log",
-        )
+        worker = start_celery_worker(tmp_path, "health")
     finally:
         del os.environ["HAULMIND_HEALTH_FILE"]
     try:
